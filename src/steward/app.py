@@ -1,0 +1,106 @@
+"""The `Steward` app object: where agents and tools are declared with decorators.
+
+```python
+app = Steward()
+
+@app.tool()
+def lookup_order(order_id: int) -> dict: ...
+
+@app.agent(name="support")
+async def support(ctx: Context, input: Question) -> Answer: ...
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from steward.errors import UserError
+from steward.runs.agent import Agent, AgentFn, Limits, make_agent
+from steward.tools.registry import Tool, make_tool
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Steward:
+    """A registry of agents and tools; the server and engine read it, never the other way."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, Agent] = {}
+        self.tools: dict[str, Tool] = {}
+
+    def agent(
+        self,
+        name: str | None = None,
+        *,
+        max_steps: int = 30,
+        timeout_s: float = 300.0,
+        max_cost_usd: float | None = None,
+        model: str | None = None,
+        tools: Iterable[str] | None = None,
+        description: str | None = None,
+    ) -> Callable[[AgentFn], AgentFn]:
+        def register(fn: AgentFn) -> AgentFn:
+            agent_name = name or fn.__name__
+            if agent_name in self.agents:
+                raise UserError(f"agent {agent_name!r} is declared twice")
+            allow = tuple(tools) if tools is not None else None
+            for tool in allow or ():
+                if tool not in self.tools:
+                    raise UserError(f"agent {agent_name!r} allows unknown tool {tool!r}")
+            self.agents[agent_name] = make_agent(
+                fn,
+                name=agent_name,
+                limits=Limits(max_steps=max_steps, timeout_s=timeout_s, max_cost_usd=max_cost_usd),
+                model=model,
+                tools=allow,
+                description=description,
+            )
+            return fn
+
+        return register
+
+    def tool(
+        self,
+        name: str | None = None,
+        *,
+        read_only: bool = True,
+        writes: bool = False,
+        description: str | None = None,
+    ) -> Callable[[F], F]:
+        """Declare a tool; read-only unless `writes=True` (then `read_only` must not be set)."""
+
+        def register(fn: F) -> F:
+            tool = make_tool(fn, name=name, description=description, writes=writes)
+            if tool.name in self.tools:
+                raise UserError(f"tool {tool.name!r} is declared twice")
+            self.tools[tool.name] = tool
+            return fn
+
+        if writes and read_only is not True:
+            raise UserError("a tool is either read_only or writes, not both")
+        return register
+
+    def tools_for(self, agent: Agent) -> dict[str, Tool]:
+        if agent.tools is None:
+            return dict(self.tools)
+        return {name: self.tools[name] for name in agent.tools}
+
+    @classmethod
+    def combine(cls, apps: Iterable[Steward]) -> Steward:
+        """Serve several apps as one; agent names must be unique across them."""
+        merged = cls()
+        for app in apps:
+            for agent in app.agents.values():
+                if agent.name in merged.agents:
+                    raise UserError(f"agent {agent.name!r} is declared by two apps")
+                tools = app.tools_for(agent)
+                for tool_name, tool in tools.items():
+                    existing = merged.tools.get(tool_name)
+                    if existing is not None and existing.fn is not tool.fn:
+                        raise UserError(f"two apps declare different tools named {tool_name!r}")
+                    merged.tools[tool_name] = tool
+                merged.agents[agent.name] = replace(agent, tools=tuple(tools))
+        return merged

@@ -1,0 +1,213 @@
+"""The `steward` command line: serve agents, run workers, manage keys, inspect runs."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from steward.cli.loader import load_apps
+from steward.config import Settings
+from steward.errors import UserError
+from steward.observe.trace_store import list_run_spans
+from steward.security.keys import ROLES, KeyStore
+from steward.store import migrate
+from steward.store.database import Database
+from steward.store.runs import RunStore
+
+cli = typer.Typer(help="Steward: a production runtime for AI agents.", no_args_is_help=True)
+keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+runs_cli = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(runs_cli, name="runs")
+console = Console()
+
+Apps = Annotated[
+    list[str] | None,
+    typer.Argument(help="App files or modules; default: `apps` in steward.toml."),
+]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _database(settings: Settings) -> Database:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.resolved_database_url)
+    return Database(settings.resolved_database_url)
+
+
+def _serve(apps: list[str] | None, host: str, port: int, *, execute: bool) -> None:
+    from steward.server.app import create_app
+
+    settings = _settings()
+    try:
+        app = load_apps(apps or settings.apps)
+    except UserError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    mode = "API + worker" if execute else "API only"
+    console.print(
+        f"[bold]steward[/] serving {', '.join(sorted(app.agents))} on http://{host}:{port} "
+        f"({mode}; data in {settings.home}; model {settings.model})"
+    )
+    uvicorn.run(
+        create_app(settings, app, execute=execute),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+@cli.command()
+def dev(
+    apps: Apps = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve agents and execute their runs in one process, on embedded defaults."""
+    _serve(apps, host, port, execute=True)
+
+
+@cli.command()
+def serve(
+    apps: Apps = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API only; `steward worker` processes execute the runs."""
+    _serve(apps, host, port, execute=False)
+
+
+@cli.command()
+def worker(apps: Apps = None) -> None:
+    """Execute queued and recovered runs, without serving HTTP."""
+    from steward.runtime import Runtime
+
+    settings = _settings()
+    app = load_apps(apps or settings.apps)
+
+    async def main() -> None:
+        runtime = Runtime.build(settings, app, execute=True)
+        await runtime.start()
+        console.print(f"[bold]steward worker[/] {settings.executor_id} executing runs")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runtime.stop()
+
+    asyncio.run(main())
+
+
+@cli.command(name="migrate")
+def migrate_command() -> None:
+    """Apply database migrations (also done at start in embedded mode)."""
+    settings = _settings()
+    migrate.upgrade(settings.resolved_database_url)
+    console.print("database is up to date")
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label for the key.")],
+    tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")] = "default",
+    role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")] = "admin",
+) -> None:
+    """Create an API key; its secret is printed once, as the last line."""
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
+    created = KeyStore(_database(_settings())).create(name, tenant_id=tenant, role=role)
+    console.print(f"created key {created.id} ({created.name}, tenant {tenant}, role {role})")
+    print(created.secret)
+
+
+@keys_cli.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None) -> None:
+    """List API keys (never their secrets)."""
+    table = Table("id", "name", "tenant", "role", "created", "revoked")
+    for key in KeyStore(_database(_settings())).list(tenant):
+        table.add_row(
+            key.id,
+            key.name,
+            key.tenant_id,
+            key.role,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke an API key; requests with it get 401 from then on."""
+    if not KeyStore(_database(_settings())).revoke(key_id):
+        console.print(f"[red]no active key {key_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked {key_id}")
+
+
+@runs_cli.command("list")
+def runs_list(
+    tenant: Annotated[str, typer.Option(help="Tenant whose runs to list.")] = "default",
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
+    """List recent runs with status, steps, tokens and cost."""
+    table = Table("run", "agent", "status", "reason", "steps", "tokens", "cost $", "created")
+    for run in RunStore(_database(_settings())).list_runs(tenant, limit=limit):
+        table.add_row(
+            run.id,
+            run.agent,
+            run.status,
+            run.stop_reason or "",
+            str(run.steps),
+            f"{run.input_tokens}/{run.output_tokens}",
+            f"{run.cost_usd:.6f}",
+            f"{run.created_at:%Y-%m-%d %H:%M:%S}",
+        )
+    console.print(table)
+
+
+@runs_cli.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    tenant: Annotated[str, typer.Option(help="Tenant the run belongs to.")] = "default",
+) -> None:
+    """Show one run: status, steps, tokens, cost, duration and its spans."""
+    db = _database(_settings())
+    run = RunStore(db).get_run(tenant, run_id)
+    if run is None:
+        console.print(f"[red]no run {run_id} in tenant {tenant}[/]")
+        raise typer.Exit(1)
+    duration = ""
+    if run.started_at and run.ended_at:
+        duration = f"{(run.ended_at - run.started_at).total_seconds():.3f}s"
+    console.print(f"[bold]run[/] {run.id}  agent [bold]{run.agent}[/]  thread {run.thread_id}")
+    console.print(f"status   {run.status} ({run.stop_reason or '-'})")
+    console.print(f"steps    {run.steps}")
+    console.print(
+        f"tokens   input {run.input_tokens} (cached {run.cache_read_tokens}), "
+        f"output {run.output_tokens}"
+    )
+    console.print(f"cost     ${run.cost_usd:.6f}")
+    console.print(f"created  {run.created_at.replace(tzinfo=UTC).isoformat()}  duration {duration}")
+    if run.error:
+        console.print(f"error    {run.error}")
+    if run.output is not None:
+        console.print(f"output   {run.output}")
+    table = Table("span", "duration ms", "status")
+    for span in list_run_spans(db, tenant, run_id):
+        table.add_row(span["name"], f"{span['duration_ms']:.1f}", span["status"])
+    console.print(table)
+
+
+def main() -> None:
+    cli()

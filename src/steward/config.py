@@ -1,0 +1,106 @@
+"""Steward's settings: `steward.toml` in the working directory, overridden by `STEWARD_*` variables.
+
+Every option is documented here; `steward dev` and the tests build one `Settings` and pass it down.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """All of Steward's configuration. Environment variables win over `steward.toml`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STEWARD_", toml_file="steward.toml", extra="ignore", frozen=True
+    )
+
+    home: Path = Field(
+        default=Path(".steward"),
+        description="Directory for embedded data: the SQLite databases and local files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the durable store; default: SQLite under `home`.",
+    )
+    apps: list[str] = Field(
+        default_factory=list,
+        description="App targets to serve, `path/to/file.py` or `module:attribute`.",
+    )
+    model: str = Field(
+        default="local",
+        description="Default model for agents that name none, e.g. `openai:gpt-4.1-mini`, "
+        "`anthropic:claude-sonnet-4-5`, `openai-compatible:http://host:8000/v1#model`, `local`.",
+    )
+    executor_id: str = Field(
+        default="local",
+        description="Stable id of this worker; runs pending under it are recovered at start.",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, description="Largest accepted request body (413 above it)."
+    )
+    rate_limit_per_minute: float = Field(
+        default=1200,
+        description="Requests per minute per API key and per end user (burst = 1 min).",
+    )
+    capture_message_content: bool = Field(
+        default=False,
+        description="Record prompts and completions on spans (gen_ai.input/output.messages).",
+    )
+    trace_flush_interval_ms: int = Field(
+        default=200, description="How often finished spans are written to the trace store."
+    )
+    queue_poll_interval_s: float = Field(
+        default=0.05, description="How often a separate `steward worker` looks for queued runs."
+    )
+
+    @field_validator("apps", mode="before")
+    @classmethod
+    def _split_apps(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _StewardTomlSource(settings_cls))
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'steward.db').resolve()}"
+
+    @property
+    def durable_database_url(self) -> str:
+        """Where the durable core keeps its journal: beside Steward's own tables."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'durable.db').resolve()}"
+
+
+class _StewardTomlSource(TomlConfigSettingsSource):
+    """Reads the `[steward]` table of `steward.toml` (or the top level if there is none)."""
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        section = data.get("steward", data)
+        return section if isinstance(section, dict) else {}

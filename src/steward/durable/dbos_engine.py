@@ -1,0 +1,141 @@
+"""`DurableEngine` on DBOS Transact: the only module in Steward that imports `dbos`.
+
+Steward pins the application version (so runs recover across restarts of new code), stores
+step results as portable JSON instead of pickle, and gives each worker a stable executor id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
+from dbos._error import DBOSNonExistentWorkflowError, DBOSWorkflowCancelledError
+from dbos._serialization import DBOSPortableJSONSerializer
+
+from steward.durable.types import JsonObject, RunBody
+from steward.errors import RunCancelled, UserError
+
+WORKFLOW_NAME = "steward.run"
+QUEUE_NAME = "steward-runs"
+APP_NAME = "steward"
+
+_run_body: RunBody | None = None
+
+
+@DBOS.workflow(name=WORKFLOW_NAME, max_recovery_attempts=1_000_000)
+async def _run_workflow(run_id: str, payload: JsonObject) -> JsonObject:
+    if _run_body is None:  # pragma: no cover - launch() refuses to start without a body
+        raise UserError("no run body installed")
+    return await _run_body(run_id, payload)
+
+
+class DBOSEngine:
+    """One per process (DBOS keeps global state); `shutdown` releases it for the next."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        executor_id: str = "local",
+        application_version: str = "steward-1",
+        queue_poll_interval_s: float = 0.05,
+        worker_concurrency: int = 64,
+    ) -> None:
+        self._url = _dbos_url(database_url)
+        self._executor_id = executor_id
+        self._version = application_version
+        self._poll = queue_poll_interval_s
+        self._concurrency = worker_concurrency
+        self._client: DBOSClient | None = None
+        self._launched = False
+
+    def set_run_body(self, body: RunBody) -> None:
+        global _run_body
+        _run_body = body
+
+    async def launch(self, *, execute: bool) -> None:
+        if execute:
+            logging.getLogger("dbos").setLevel(logging.WARNING)
+            DBOS(
+                config={
+                    "name": APP_NAME,
+                    "system_database_url": self._url,
+                    "application_version": self._version,
+                    "executor_id": self._executor_id,
+                    "serializer": DBOSPortableJSONSerializer(),
+                    "log_level": "WARNING",
+                    "notification_listener_polling_interval_sec": 0.05,
+                }
+            )
+            # Launched from inside the running loop, so DBOS runs recovered and queued
+            # workflows on this loop rather than on a background thread's.
+            DBOS.launch()
+            self._launched = True
+            await DBOS.register_queue_async(
+                QUEUE_NAME,
+                worker_concurrency=self._concurrency,
+                polling_interval_sec=self._poll,
+                on_conflict="always_update",
+            )
+        else:
+            self._client = DBOSClient(
+                system_database_url=self._url, serializer=DBOSPortableJSONSerializer()
+            )
+
+    def shutdown(self) -> None:
+        if self._launched:
+            DBOS.destroy(destroy_registry=False)
+            self._launched = False
+        if self._client is not None:
+            self._client.destroy()
+            self._client = None
+
+    async def start(self, run_id: str, payload: JsonObject) -> None:
+        with SetWorkflowID(run_id):
+            await DBOS.start_workflow_async(_run_workflow, run_id, payload)
+
+    async def enqueue(self, run_id: str, payload: JsonObject) -> None:
+        options: EnqueueOptions = {
+            "workflow_name": WORKFLOW_NAME,
+            "queue_name": QUEUE_NAME,
+            "workflow_id": run_id,
+            "app_version": self._version,
+        }
+        if self._client is not None:
+            await self._client.enqueue_async(options, run_id, payload)
+        else:
+            await DBOS.enqueue_workflow_with_options_async(options, run_id, payload)
+
+    async def step(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
+        async def run() -> JsonObject:
+            return await fn()
+
+        runner: Callable[[], Coroutine[Any, Any, JsonObject]] = run
+        try:
+            result: JsonObject = await DBOS.run_step_async({"name": name}, runner)
+        except DBOSWorkflowCancelledError as exc:
+            raise RunCancelled(str(exc)) from exc
+        return result
+
+    async def cancel(self, run_id: str) -> None:
+        if self._client is not None:
+            await self._client.cancel_workflow_async(run_id)
+        else:
+            await DBOS.cancel_workflow_async(run_id)
+
+    async def exists(self, run_id: str) -> bool:
+        if self._client is not None:
+            try:
+                await self._client.retrieve_workflow_async(run_id)
+            except DBOSNonExistentWorkflowError:
+                return False
+            return True
+        return await DBOS.get_workflow_status_async(run_id) is not None
+
+
+def _dbos_url(url: str) -> str:
+    if url.startswith("postgresql+psycopg://"):
+        return "postgresql://" + url.split("://", 1)[1]
+    return url

@@ -1,0 +1,39 @@
+"""The durable-execution contract the run engine relies on; DBOS implements it in `dbos_engine`.
+
+One run is one durable workflow; every effect inside it is one journaled step whose JSON result
+is returned, not re-executed, when the run is resumed after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+JsonObject = dict[str, Any]
+RunBody = Callable[[str, JsonObject], Awaitable[JsonObject]]
+"""The workflow body: (run_id, payload) -> result. Registered once per process."""
+
+
+class DurableEngine(Protocol):
+    def set_run_body(self, body: RunBody) -> None:
+        """Install the function every run executes; call before `launch`."""
+
+    async def launch(self, *, execute: bool) -> None:
+        """Connect; with `execute`, also recover this executor's pending runs and take queued."""
+
+    def shutdown(self) -> None: ...
+
+    async def start(self, run_id: str, payload: JsonObject) -> None:
+        """Start the run in this process now. Starting an existing run id is a no-op."""
+
+    async def enqueue(self, run_id: str, payload: JsonObject) -> None:
+        """Queue the run for whichever worker takes it first."""
+
+    async def step(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
+        """Run `fn` as a journaled step, or return its recorded result on replay."""
+
+    async def cancel(self, run_id: str) -> None:
+        """Stop the run at its next step boundary; its in-flight step is abandoned."""
+
+    async def exists(self, run_id: str) -> bool:
+        """Whether the engine has a record of this run (started or queued)."""

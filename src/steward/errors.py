@@ -1,0 +1,158 @@
+"""Steward's exception hierarchy: signals, developer mistakes and run failures kept apart.
+
+```
+StewardError
+├── UserError                 a developer's mistake (bad decorator use, unknown agent, bad config)
+│   └── ConfigError           invalid settings or model strings
+├── RunSignal                 control flow inside a run; the engine turns each into a terminal status
+│   ├── StepLimitExceeded     max_steps reached          -> status limit_exceeded
+│   ├── CostLimitExceeded     max_cost_usd reached       -> status limit_exceeded
+│   ├── WallTimeExceeded      timeout_s reached          -> status timeout
+│   └── RunCancelled          cancelled through the API  -> status interrupted
+├── RunError                  a failure during a run
+│   ├── ToolError             a tool raised or got bad arguments
+│   └── ModelError            a provider call failed (after the gateway's retries)
+│       ├── ModelHTTPError    the provider answered with an error status
+│       └── ModelStreamError  the stream broke or was malformed
+└── ApiError                  an HTTP-facing failure carrying its problem type and status
+```
+
+Every third-party exception is translated at the boundary (`raise ... from exc`), and every
+`ApiError` maps to one RFC 9457 problem type in `steward.server.problems`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StewardError(Exception):
+    """Base of every exception Steward raises on purpose."""
+
+
+class UserError(StewardError):
+    """A developer's mistake: fix the code or the configuration."""
+
+
+class ConfigError(UserError):
+    """Invalid settings, model strings or missing provider credentials."""
+
+
+class RunSignal(StewardError):
+    """Control flow inside a run; never escapes the engine."""
+
+    status: str = "error"
+    reason: str = "signal"
+
+
+class StepLimitExceeded(RunSignal):
+    status = "limit_exceeded"
+    reason = "max_steps"
+
+
+class CostLimitExceeded(RunSignal):
+    status = "limit_exceeded"
+    reason = "max_cost"
+
+
+class WallTimeExceeded(RunSignal):
+    status = "timeout"
+    reason = "wall_time"
+
+
+class RunCancelled(RunSignal):
+    status = "interrupted"
+    reason = "cancelled"
+
+
+class RunError(StewardError):
+    """A failure during a run."""
+
+
+class ToolError(RunError):
+    """A tool raised, was unknown, or received arguments that failed validation."""
+
+
+class ModelError(RunError):
+    """A model provider call failed."""
+
+    def __init__(self, message: str, *, provider: str = "", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.retryable = retryable
+
+
+class ModelHTTPError(ModelError):
+    """The provider answered with an HTTP error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status_code: int,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        error_type: str | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message, provider=provider, retryable=retryable)
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+        self.error_type = error_type
+        self.body = body
+
+
+class ModelStreamError(ModelError):
+    """The provider's stream ended early or carried an error event."""
+
+
+class ApiError(StewardError):
+    """An error answered over HTTP as `application/problem+json`.
+
+    `kind` is the last segment of the stable problem `type` URI.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class NotFound(ApiError):
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(404, "not-found", "Not found", f"{what} {ident!r} does not exist")
+
+
+class Unauthenticated(ApiError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            401,
+            "unauthenticated",
+            "Authentication required",
+            detail,
+            headers={"WWW-Authenticate": 'Bearer realm="steward"'},
+        )
+
+
+class Forbidden(ApiError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(403, "forbidden", "Forbidden", detail)
+
+
+class Conflict(ApiError):
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(409, kind, "Conflict", detail)

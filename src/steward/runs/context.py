@@ -1,0 +1,258 @@
+"""`Context`: the only door from agent code to effects. Each model or tool call is a journaled step.
+
+On resume after a crash, recorded steps return their recorded JSON; only the step in flight runs
+again, with the same idempotency key. Caps are checked before every step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from steward.durable.types import JsonObject
+from steward.errors import (
+    CostLimitExceeded,
+    ModelError,
+    ModelStreamError,
+    RunError,
+    StepLimitExceeded,
+    ToolError,
+    WallTimeExceeded,
+)
+from steward.models.pricing import cost_usd
+from steward.models.types import (
+    Message,
+    ModelProvider,
+    ModelRequest,
+    ModelResponse,
+    StreamDone,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+from steward.observe.tracing import Tracing
+from steward.runs.agent import Agent
+from steward.store.runs import RunTotals
+from steward.tools.registry import Tool, ToolContext
+
+Journal = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObject]]
+Emit = Callable[[str, Any], None]
+ResolveModel = Callable[[str | None], tuple[ModelProvider, str]]
+
+_ERRORS: dict[str, type[RunError]] = {
+    "ToolError": ToolError,
+    "ModelError": ModelError,
+    "ModelHTTPError": ModelError,
+    "ModelStreamError": ModelError,
+}
+
+
+@dataclass
+class LoopResult:
+    """What `Context.tool_loop` ends with: the final answer and the conversation that led to it."""
+
+    text: str
+    messages: list[Message]
+    tool_results: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Context:
+    """Handed to every agent call as its first argument."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        tenant_id: str,
+        thread_id: str | None,
+        user_id: str | None,
+        agent: Agent,
+        tools: dict[str, Tool],
+        journal: Journal,
+        resolve_model: ResolveModel,
+        tracing: Tracing,
+        emit: Emit,
+        deadline: float,
+    ) -> None:
+        self.run_id = run_id
+        self.tenant_id = tenant_id
+        self.thread_id = thread_id
+        self.user_id = user_id
+        self.agent = agent
+        self.totals = RunTotals()
+        self._tools = tools
+        self._journal = journal
+        self._resolve_model = resolve_model
+        self._tracing = tracing
+        self._emit = emit
+        self._deadline = deadline  # time.time() seconds
+
+    # -- effects ------------------------------------------------------------------------------
+
+    async def model(
+        self,
+        messages: str | Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: bool | Sequence[str] = True,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ModelResponse:
+        """One model call through the gateway, journaled as one step."""
+        limit = self.agent.limits.max_cost_usd
+        if limit is not None and self.totals.cost_usd >= limit:
+            raise CostLimitExceeded(f"run spent ${self.totals.cost_usd:.4f} of ${limit:.4f}")
+        step = self._next_step()
+        provider, model_name = self._resolve_model(model or self.agent.model)
+        request = ModelRequest(
+            model=model_name,
+            messages=tuple(_as_messages(messages, system)),
+            tools=tuple(t.definition() for t in self._selected_tools(tools)),
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
+
+        async def call() -> JsonObject:
+            with self._tracing.chat(provider.name, request) as recorder:
+                response = await self._stream(provider, request)
+                cost = cost_usd(provider.name, response.model, response.usage)
+                recorder.record(response, cost.usd, cost.known)
+            return {"response": response.to_json(), "cost_usd": cost.usd}
+
+        data = await self._step(f"model {model_name}", call)
+        response = ModelResponse.from_json(data["response"])
+        self._account(response.usage, float(data["cost_usd"]))
+        self._emit("updates", {"model": {"step": step, "message": response.message().to_json()}})
+        return response
+
+    async def tool(
+        self, name: str, arguments: dict[str, Any] | None = None, *, call_id: str | None = None
+    ) -> Any:
+        """One tool call, journaled as one step; raises `ToolError` on failure."""
+        tool = self._tools.get(name)
+        if tool is None:
+            raise ToolError(f"tool {name!r} is not available to agent {self.agent.name!r}")
+        step = self._next_step()
+        call_id = call_id or f"call_{self.run_id}_{step}"
+        context = ToolContext(
+            run_id=self.run_id,
+            tenant_id=self.tenant_id,
+            step=step,
+            idempotency_key=f"{self.run_id}:{step}",
+            call_id=call_id,
+        )
+
+        async def call() -> JsonObject:
+            with self._tracing.execute_tool(name, call_id, step=step):
+                return {"result": await tool.invoke(arguments or {}, context)}
+
+        data = await self._step(f"tool {name}", call)
+        self._emit("updates", {"tool": {"step": step, "name": name, "result": data["result"]}})
+        return data["result"]
+
+    def emit(self, data: Any) -> None:
+        """Send a `custom` event to the run's stream (not journaled; may repeat on resume)."""
+        self._emit("custom", data)
+
+    # -- the common loop ----------------------------------------------------------------------
+
+    async def tool_loop(
+        self,
+        prompt: str | Sequence[Message],
+        *,
+        system: str | None = None,
+        tools: bool | Sequence[str] = True,
+        model: str | None = None,
+        max_tokens: int | None = None,
+    ) -> LoopResult:
+        """Call the model, run the tools it asks for, feed results back, until it answers.
+
+        A failing tool is reported to the model as an error result rather than ending the run;
+        the run's step, time and cost caps bound the loop.
+        """
+        messages = list(_as_messages(prompt, system))
+        tool_results: list[dict[str, Any]] = []
+        while True:
+            response = await self.model(messages, tools=tools, model=model, max_tokens=max_tokens)
+            messages.append(response.message())
+            if not response.tool_calls:
+                return LoopResult(response.content, messages, tool_results)
+            for call in response.tool_calls:
+                content = await self._tool_result_for_model(call, tool_results)
+                messages.append(
+                    Message(role="tool", content=content, tool_call_id=call.id, name=call.name)
+                )
+
+    async def _tool_result_for_model(
+        self, call: ToolCall, tool_results: list[dict[str, Any]]
+    ) -> str:
+        try:
+            result = await self.tool(call.name, call.arguments, call_id=call.id)
+        except ToolError as exc:
+            tool_results.append({"tool": call.name, "error": str(exc)})
+            return json.dumps({"error": str(exc)})
+        tool_results.append({"tool": call.name, "result": result})
+        return json.dumps(result, default=str)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _next_step(self) -> int:
+        if time.time() >= self._deadline:
+            raise WallTimeExceeded(f"run exceeded {self.agent.limits.timeout_s}s")
+        if self.totals.steps >= self.agent.limits.max_steps:
+            raise StepLimitExceeded(f"run reached max_steps={self.agent.limits.max_steps}")
+        self.totals.steps += 1
+        return self.totals.steps
+
+    async def _step(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
+        """Journal `fn`; a `RunError` is recorded as data so a replay raises it identically."""
+
+        async def guarded() -> JsonObject:
+            try:
+                return {"ok": await fn()}
+            except RunError as exc:
+                return {"error": {"type": type(exc).__name__, "message": str(exc)}}
+
+        data = await self._journal(name, guarded)
+        if "error" in data:
+            error = data["error"]
+            raise _ERRORS.get(error["type"], RunError)(error["message"])
+        ok: JsonObject = data["ok"]
+        return ok
+
+    def _account(self, usage: Usage, cost: float) -> None:
+        self.totals.input_tokens += usage.input_tokens
+        self.totals.output_tokens += usage.output_tokens
+        self.totals.cache_read_tokens += usage.cache_read_tokens
+        self.totals.cost_usd += cost
+
+    def _selected_tools(self, tools: bool | Sequence[str]) -> list[Tool]:
+        if tools is True:
+            return list(self._tools.values())
+        if tools is False:
+            return []
+        unknown = [name for name in tools if name not in self._tools]
+        if unknown:
+            raise ToolError(f"tools {unknown} are not available to agent {self.agent.name!r}")
+        return [self._tools[name] for name in tools]
+
+    async def _stream(self, provider: ModelProvider, request: ModelRequest) -> ModelResponse:
+        async for event in provider.stream(request):
+            if isinstance(event, TextDelta):
+                self._emit("messages", {"delta": event.text})
+            elif isinstance(event, StreamDone):
+                return event.response
+        raise ModelStreamError("the model stream ended without a final response")
+
+
+def _as_messages(messages: str | Sequence[Message], system: str | None) -> list[Message]:
+    result = [Message(role="system", content=system)] if system else []
+    if isinstance(messages, str):
+        result.append(Message(role="user", content=messages))
+    else:
+        result.extend(messages)
+    return result

@@ -1,0 +1,73 @@
+"""The composition root: builds store, durable core, hot state, tracing and engine from settings.
+
+`steward dev` runs one `Runtime` that serves HTTP and executes runs; `steward serve` one that
+only accepts runs; `steward worker` one that only executes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from steward.app import Steward
+from steward.config import Settings
+from steward.durable.dbos_engine import DBOSEngine
+from steward.models.router import ModelRouter
+from steward.observe.tracing import Tracing
+from steward.policy.rate_limit import MemoryRateLimiter
+from steward.runs.engine import RunEngine
+from steward.security.keys import KeyStore
+from steward.store import migrate
+from steward.store.database import Database
+from steward.store.hot import MemoryHotState
+from steward.store.runs import RunStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    keys: KeyStore
+    tracing: Tracing
+    engine: RunEngine
+    rate_limiter: MemoryRateLimiter
+
+    @classmethod
+    def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url)
+        tracing = Tracing(
+            db,
+            flush_interval_ms=settings.trace_flush_interval_ms,
+            capture_content=settings.capture_message_content,
+        )
+        durable = DBOSEngine(
+            settings.durable_database_url,
+            executor_id=settings.executor_id,
+            queue_poll_interval_s=settings.queue_poll_interval_s,
+        )
+        engine = RunEngine(
+            app,
+            store=RunStore(db),
+            durable=durable,
+            hot=MemoryHotState(),
+            tracing=tracing,
+            models=ModelRouter(settings.model),
+            execute=execute,
+        )
+        return cls(
+            settings=settings,
+            db=db,
+            keys=KeyStore(db),
+            tracing=tracing,
+            engine=engine,
+            rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
+        )
+
+    async def start(self) -> None:
+        await self.engine.launch()
+
+    async def stop(self) -> None:
+        await self.engine.shutdown()
+        self.tracing.shutdown()
+        self.db.dispose()

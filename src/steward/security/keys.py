@@ -1,0 +1,107 @@
+"""API keys: created with a random secret shown once, stored as a SHA-256 hash, tied to a tenant.
+
+A key reads `stw_<prefix>_<secret>`; the prefix finds the row, the secret is compared in
+constant time. Secrets are 256-bit random, so a fast hash is enough (no password stretching).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from steward.store.database import Database
+from steward.store.schema import ApiKey, Tenant, utcnow
+
+DEFAULT_TENANT = "default"
+ROLES = ("admin", "developer", "runner", "viewer")
+_KEY_SHAPE = re.compile(r"^stw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant every query is scoped to, and the key's role."""
+
+    tenant_id: str
+    key_id: str
+    role: str
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    id: str
+    name: str
+    tenant_id: str
+    role: str
+    secret: str  # shown once, never stored
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self, name: str, *, tenant_id: str = DEFAULT_TENANT, role: str = "admin"
+    ) -> CreatedKey:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        prefix = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        key = ApiKey(
+            id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            name=name,
+            prefix=prefix,
+            secret_hash=_hash(secret),
+            role=role,
+        )
+        with self.db.session() as session:
+            if session.get(Tenant, tenant_id) is None:
+                session.add(Tenant(id=tenant_id, name=tenant_id))
+                session.flush()
+            session.add(key)
+        return CreatedKey(key.id, name, tenant_id, role, f"stw_{prefix}_{secret}")
+
+    def list(self, tenant_id: str | None = None) -> list[ApiKey]:
+        query = select(ApiKey).order_by(ApiKey.created_at)
+        if tenant_id is not None:
+            query = query.where(ApiKey.tenant_id == tenant_id)
+        with self.db.session() as session:
+            return list(session.scalars(query))
+
+    def revoke(self, key_id: str, tenant_id: str | None = None) -> bool:
+        query = select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        if tenant_id is not None:
+            query = query.where(ApiKey.tenant_id == tenant_id)
+        with self.db.session() as session:
+            key = session.scalar(query)
+            if key is None:
+                return False
+            key.revoked_at = utcnow()
+            return True
+
+    def authenticate(self, presented: str) -> Principal | None:
+        """The principal for a presented key, or None for any unknown, revoked or malformed key."""
+        match = _KEY_SHAPE.match(presented)
+        if match is None:
+            return None
+        prefix, secret = match.groups()
+        with self.db.session() as session:
+            key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+            if key is None:
+                hmac.compare_digest(_hash(secret), _hash(""))  # same work for unknown prefixes
+                return None
+            if not hmac.compare_digest(key.secret_hash, _hash(secret)):
+                return None
+            if key.revoked_at is not None:
+                return None
+            return Principal(key.tenant_id, key.id, key.role)

@@ -1,0 +1,49 @@
+"""The HTTP application: thin handlers over the run engine.
+
+Each handler authenticates, validates, starts or reads a run, and answers; no agent logic here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from steward.app import Steward
+from steward.config import Settings
+from steward.runtime import Runtime
+from steward.server.guards import RequestGuard
+from steward.server.problems import install_problem_handlers
+from steward.server.routes import assistants, health, runs, threads, traces
+
+
+def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> FastAPI:
+    """`execute=False` accepts runs for separate `steward worker` processes to execute."""
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.build(settings, app, execute=execute)
+        api.state.runtime = runtime
+        api.state.db = runtime.db
+        api.state.keys = runtime.keys
+        api.state.engine = runtime.engine
+        api.state.tracing = runtime.tracing
+        api.state.rate_limiter = runtime.rate_limiter
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    api = FastAPI(
+        title="Steward",
+        summary="A production runtime for AI agents.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(api)
+    api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    for module in (health, assistants, threads, runs, traces):
+        api.include_router(module.router)
+    return api

@@ -1,0 +1,128 @@
+"""Request and response shapes of the HTTP API; the run paths follow LangGraph Platform's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from steward.store.schema import Run, Thread
+
+StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "events", "debug"]
+_UNSUPPORTED = (
+    "webhook",
+    "after_seconds",
+    "command",
+    "interrupt_before",
+    "interrupt_after",
+    "checkpoint",
+    "checkpoint_id",
+)
+
+
+class RunCreate(BaseModel):
+    """Body of every run-creating endpoint. Unknown fields are ignored, never assigned."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    assistant_id: str = Field(min_length=1, max_length=200)
+    input: Any = None
+    metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    stream_mode: StreamMode | list[StreamMode] = "values"
+    multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] | None = None
+    if_not_exists: Literal["create", "reject"] | None = None
+    on_disconnect: Literal["cancel", "continue"] | None = None
+    on_completion: Literal["delete", "keep"] | None = None
+    user: str | None = Field(default=None, max_length=200)
+    webhook: str | None = None
+    after_seconds: int | None = None
+    command: dict[str, Any] | None = None
+    interrupt_before: Any = None
+    interrupt_after: Any = None
+    checkpoint: Any = None
+    checkpoint_id: str | None = None
+
+    @model_validator(mode="after")
+    def _refuse_unsupported(self) -> RunCreate:
+        given = [name for name in _UNSUPPORTED if getattr(self, name) is not None]
+        if given:
+            raise ValueError(f"not supported by this Steward version: {', '.join(given)}")
+        if self.multitask_strategy not in (None, "reject"):
+            raise ValueError("only multitask_strategy='reject' is supported by this version")
+        return self
+
+    def stream_modes(self) -> set[str]:
+        modes = self.stream_mode if isinstance(self.stream_mode, list) else [self.stream_mode]
+        return {"messages" if m == "messages-tuple" else m for m in modes}
+
+
+class ThreadCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    thread_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    metadata: dict[str, Any] | None = None
+    if_exists: Literal["raise", "do_nothing"] | None = None
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite returns naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "thread_id": run.thread_id,
+        "assistant_id": run.agent,
+        "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at),
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "status": run.status,
+        "stop_reason": run.stop_reason,
+        "metadata": run.meta,
+        "multitask_strategy": run.multitask_strategy,
+        "kwargs": {"input": run.input},
+        "output": run.output,
+        "error": run.error,
+        "usage": {
+            "steps": run.steps,
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "cache_read_tokens": run.cache_read_tokens,
+            "cost_usd": run.cost_usd,
+        },
+    }
+
+
+def thread_json(thread: Thread) -> dict[str, Any]:
+    return {
+        "thread_id": thread.id,
+        "created_at": iso(thread.created_at),
+        "updated_at": iso(thread.updated_at),
+        "metadata": thread.meta,
+        "status": thread.status,
+        "values": thread.values,
+        "interrupts": {},
+    }
+
+
+def run_result(run: Run) -> dict[str, Any]:
+    """What `runs.wait` and `runs.join` answer: the output, or LangGraph's `__error__` shape."""
+    if run.status == "success":
+        return run.output or {}
+    error = run.error or {}
+    return {
+        "__error__": {
+            "error": error.get("error", run.stop_reason or run.status),
+            "message": error.get("message", f"run ended with status {run.status}"),
+            "status": run.status,
+            "stop_reason": run.stop_reason,
+        }
+    }

@@ -1,0 +1,87 @@
+"""Hot state: short-lived event logs shared between the process running a run and its watchers.
+
+Each channel is an append-only log with increasing ids, so a late or reconnecting reader replays
+what it missed (`after=id`) and then follows live. The embedded implementation lives in memory;
+a Redis one (scale-out, Redis Streams) implements the same protocol. Hot state is never the
+system of record: losing it may cost latency, never a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Event = dict[str, Any]
+HEARTBEAT: Event = {"event": "heartbeat"}
+
+
+class HotState(Protocol):
+    def publish_nowait(self, channel: str, event: Event) -> int:
+        """Append an event; returns its id. Events of one publisher keep their order."""
+
+    def read(
+        self, channel: str, *, after: int = 0, heartbeat_s: float | None = None
+    ) -> AsyncIterator[tuple[int, Event]]:
+        """Yield (id, event) after `after`: the retained backlog, then live events, forever.
+
+        With `heartbeat_s`, yields `(0, HEARTBEAT)` whenever that long passes without an event,
+        so a reader can re-check the system of record.
+        """
+
+
+@dataclass
+class _Channel:
+    events: list[tuple[int, Event]] = field(default_factory=list)
+    next_id: int = 1
+    touched: float = field(default_factory=time.monotonic)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class MemoryHotState:
+    """Per-process logs, bounded in length and dropped `retention_s` after their last event."""
+
+    def __init__(self, *, retention_s: float = 600.0, max_events: int = 10_000) -> None:
+        self._channels: dict[str, _Channel] = {}
+        self._retention_s = retention_s
+        self._max_events = max_events
+        self._publishes = 0
+
+    def publish_nowait(self, channel: str, event: Event) -> int:
+        log = self._channels.setdefault(channel, _Channel())
+        event_id = log.next_id
+        log.next_id += 1
+        log.events.append((event_id, event))
+        if len(log.events) > self._max_events:
+            del log.events[: len(log.events) - self._max_events]
+        log.touched = time.monotonic()
+        log.changed.set()
+        log.changed = asyncio.Event()
+        self._publishes += 1
+        if self._publishes % 512 == 0:
+            self._expire()
+        return event_id
+
+    async def read(
+        self, channel: str, *, after: int = 0, heartbeat_s: float | None = None
+    ) -> AsyncIterator[tuple[int, Event]]:
+        while True:
+            log = self._channels.setdefault(channel, _Channel())
+            waiter = log.changed
+            for event_id, event in log.events:
+                if event_id > after:
+                    after = event_id
+                    yield event_id, event
+            if log.next_id - 1 > after:
+                continue  # published while we were yielding
+            try:
+                await asyncio.wait_for(waiter.wait(), heartbeat_s)
+            except TimeoutError:
+                yield 0, HEARTBEAT
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - self._retention_s
+        for name in [n for n, log in self._channels.items() if log.touched < cutoff]:
+            del self._channels[name]

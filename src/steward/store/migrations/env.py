@@ -1,0 +1,31 @@
+"""Alembic environment: migrate Steward's tables on the URL set by `steward.store.migrate`."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import pool
+
+from steward.store.database import create_db_engine
+from steward.store.schema import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None
+    engine = create_db_engine(url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            poolclass=pool.NullPool,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

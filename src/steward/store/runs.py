@@ -1,0 +1,169 @@
+"""Queries over runs and threads; every one filters by tenant (DESIGN invariant 7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from steward.store.database import Database
+from steward.store.schema import Run, Thread, utcnow
+
+ACTIVE = ("pending", "running")
+
+
+@dataclass
+class RunTotals:
+    """What a run consumed; rebuilt on resume from the journaled step results."""
+
+    steps: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class RunStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create_thread(self, tenant_id: str, thread_id: str, metadata: dict[str, Any]) -> Thread:
+        thread = Thread(id=thread_id, tenant_id=tenant_id, meta=metadata, values={})
+        with self.db.session() as session:
+            session.add(thread)
+        return thread
+
+    def get_thread(self, tenant_id: str, thread_id: str) -> Thread | None:
+        with self.db.session() as session:
+            return session.scalar(
+                select(Thread).where(Thread.tenant_id == tenant_id, Thread.id == thread_id)
+            )
+
+    def create_run(self, run: Run) -> Run:
+        with self.db.session() as session:
+            session.add(run)
+            session.execute(
+                update(Thread)
+                .where(Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id)
+                .values(status="busy", updated_at=utcnow())
+            )
+        return run
+
+    def get_run(self, tenant_id: str, run_id: str, thread_id: str | None = None) -> Run | None:
+        query = select(Run).where(Run.tenant_id == tenant_id, Run.id == run_id)
+        if thread_id is not None:
+            query = query.where(Run.thread_id == thread_id)
+        with self.db.session() as session:
+            return session.scalar(query)
+
+    def active_run_on_thread(self, tenant_id: str, thread_id: str) -> Run | None:
+        with self.db.session() as session:
+            return session.scalar(
+                select(Run)
+                .where(
+                    Run.tenant_id == tenant_id,
+                    Run.thread_id == thread_id,
+                    Run.status.in_(ACTIVE),
+                )
+                .limit(1)
+            )
+
+    def list_runs(
+        self,
+        tenant_id: str,
+        *,
+        thread_id: str | None = None,
+        status: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Run]:
+        query = select(Run).where(Run.tenant_id == tenant_id)
+        if thread_id is not None:
+            query = query.where(Run.thread_id == thread_id)
+        if status is not None:
+            query = query.where(Run.status == status)
+        query = query.order_by(Run.created_at.desc()).limit(limit).offset(offset)
+        with self.db.session() as session:
+            return list(session.scalars(query))
+
+    def mark_running(self, run_id: str, started_at: datetime) -> Run | None:
+        """Move a pending run to running, keeping the first start time across recoveries."""
+        with self.db.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                return None
+            if run.status == "pending":
+                run.status = "running"
+            if run.started_at is None:
+                run.started_at = started_at
+            run.updated_at = utcnow()
+            return run
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        stop_reason: str,
+        output: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        totals: RunTotals,
+    ) -> None:
+        """Write the terminal state; idempotent, so a replay after a crash writes the same."""
+        now = utcnow()
+        with self.db.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                return
+            if run.status not in ACTIVE and run.stop_reason == "cancelled":
+                return  # a cancel already decided this run's fate
+            run.status = status
+            run.stop_reason = stop_reason
+            run.output = output
+            run.error = error
+            run.steps = totals.steps
+            run.input_tokens = totals.input_tokens
+            run.output_tokens = totals.output_tokens
+            run.cache_read_tokens = totals.cache_read_tokens
+            run.cost_usd = totals.cost_usd
+            run.ended_at = now
+            run.updated_at = now
+            if run.thread_id is not None:
+                thread = session.get(Thread, (run.tenant_id, run.thread_id))
+                if thread is not None:
+                    thread.status = (
+                        "idle"
+                        if status == "success"
+                        else ("interrupted" if status == "interrupted" else "error")
+                    )
+                    if output is not None:
+                        thread.values = output
+                    thread.updated_at = now
+
+    def mark_cancelled(self, tenant_id: str, run_id: str) -> bool:
+        """Record a cancel of an active run; False when the run had already ended."""
+        now = utcnow()
+        with self.db.session() as session:
+            run = session.scalar(
+                select(Run).where(Run.tenant_id == tenant_id, Run.id == run_id).with_for_update()
+            )
+            if run is None or run.status not in ACTIVE:
+                return False
+            run.status = "interrupted"
+            run.stop_reason = "cancelled"
+            run.ended_at = now
+            run.updated_at = now
+            if run.thread_id is not None:
+                session.execute(
+                    update(Thread)
+                    .where(Thread.tenant_id == tenant_id, Thread.id == run.thread_id)
+                    .values(status="interrupted", updated_at=now)
+                )
+            return True
+
+    def pending_runs(self) -> list[Run]:
+        """Runs accepted but not finished, across tenants: the recovery sweep's input."""
+        with self.db.session() as session:
+            return list(session.scalars(select(Run).where(Run.status.in_(ACTIVE))))

@@ -1,0 +1,103 @@
+"""Tools an agent may call: typed Python functions whose JSON schema comes from their signature.
+
+Tools are read-only unless declared `writes=True`; a write tool receives, through `ToolContext`,
+an idempotency key derived from (run id, step number) so a replayed step cannot write twice.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+
+from steward.errors import ToolError, UserError
+from steward.models.types import ToolDefinition
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What Steward hands a tool that asks for it (a parameter annotated `ToolContext`)."""
+
+    run_id: str
+    tenant_id: str
+    step: int
+    idempotency_key: str
+    call_id: str
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    arguments_model: type[BaseModel]
+    context_param: str | None
+    writes: bool
+
+    @property
+    def read_only(self) -> bool:
+        return not self.writes
+
+    def definition(self) -> ToolDefinition:
+        schema = self.arguments_model.model_json_schema()
+        schema.pop("title", None)
+        return ToolDefinition(self.name, self.description, schema)
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        try:
+            model = self.arguments_model.model_validate(arguments)
+        except ValidationError as exc:
+            raise ToolError(f"invalid arguments for tool {self.name!r}: {exc}") from exc
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    async def invoke(self, arguments: dict[str, Any], context: ToolContext) -> Any:
+        """Validate, call and return a JSON-ready result."""
+        kwargs = self.validate(arguments)
+        if self.context_param:
+            kwargs[self.context_param] = context
+        try:
+            result = self.fn(**kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except ToolError:
+            raise
+        except Exception as exc:
+            raise ToolError(f"tool {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
+        return TypeAdapter(Any).dump_python(result, mode="json")
+
+
+def make_tool(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    writes: bool = False,
+) -> Tool:
+    """Build a `Tool` from a typed function; every parameter but a `ToolContext` needs a type."""
+    hints = get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    context_param: str | None = None
+    for param in inspect.signature(fn).parameters.values():
+        annotation = hints.get(param.name)
+        if annotation is ToolContext:
+            context_param = param.name
+            continue
+        if annotation is None:
+            raise UserError(f"tool {fn.__name__!r}: parameter {param.name!r} needs a type hint")
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    model = create_model(
+        f"{fn.__name__}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    doc = inspect.getdoc(fn) or ""
+    return Tool(
+        name=name or fn.__name__,
+        description=description or doc.split("\n\n")[0].replace("\n", " ") or fn.__name__,
+        fn=fn,
+        arguments_model=model,
+        context_param=context_param,
+        writes=writes,
+    )
