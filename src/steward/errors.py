@@ -4,7 +4,7 @@
 StewardError
 ├── UserError                 a developer's mistake (bad decorator use, unknown agent, bad config)
 │   └── ConfigError           invalid settings or model strings
-├── RunSignal                 control flow inside a run; the engine turns each into a terminal status
+├── RunSignal                 control flow in a run; the engine turns each into a terminal status
 │   ├── StepLimitExceeded     max_steps reached          -> status limit_exceeded
 │   ├── CostLimitExceeded     max_cost_usd reached       -> status limit_exceeded
 │   ├── WallTimeExceeded      timeout_s reached          -> status timeout

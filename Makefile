@@ -1,0 +1,35 @@
+# The two commands: `make dev` serves the example agents; `make test` runs the whole suite.
+# Both create .venv and install what they need on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: dev test lint install install-dev services
+
+$(BIN)/steward: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(BIN)/steward
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/steward
+install-dev: $(VENV)/.dev-installed
+
+dev: install
+	$(BIN)/steward dev --port $(PORT)
+
+services:
+	./scripts/ensure-services
+
+test: install-dev services
+	$(BIN)/pytest -q
+
+lint: install-dev
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/mypy
