@@ -57,6 +57,11 @@ async def collect(provider: AnthropicProvider, request: ModelRequest) -> list[St
     return [event async for event in provider.stream(request)]
 
 
+async def drain(events: AsyncIterator[StreamEvent], into: list[StreamEvent]) -> None:
+    async for event in events:
+        into.append(event)
+
+
 def final(events: list[StreamEvent]) -> ModelResponse:
     last = events[-1]
     assert isinstance(last, StreamDone)
@@ -178,10 +183,18 @@ async def test_consecutive_tool_results_are_merged_into_one_user_turn(
             "role": "assistant",
             "content": [
                 {"type": "text", "text": "Checking."},
-                {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
-                 "input": {"city": "Paris"}},
-                {"type": "tool_use", "id": "toolu_2", "name": "get_weather",
-                 "input": {"city": "Oslo"}},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "toolu_2",
+                    "name": "get_weather",
+                    "input": {"city": "Oslo"},
+                },
             ],
         },
         {
@@ -309,8 +322,7 @@ async def test_error_event_after_http_200_raises_model_stream_error(
     received: list[StreamEvent] = []
 
     with pytest.raises(ModelStreamError, match="overloaded_error") as caught:
-        async for event in provider.stream(REQUEST):
-            received.append(event)
+        await drain(provider.stream(REQUEST), into=received)
 
     assert received == [TextDelta("one")]
     assert caught.value.retryable is True

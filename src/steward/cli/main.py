@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from datetime import UTC
 from typing import Annotated
 
@@ -26,7 +27,7 @@ keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 runs_cli = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(runs_cli, name="runs")
-console = Console()
+console = Console(width=200) if not sys.stdout.isatty() else Console()
 
 Apps = Annotated[
     list[str] | None,
@@ -133,7 +134,8 @@ def keys_create(
 @keys_cli.command("list")
 def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None) -> None:
     """List API keys (never their secrets)."""
-    table = Table("id", "name", "tenant", "role", "created", "revoked")
+    table = Table("name", "tenant", "role", "created", "revoked")
+    table.add_column("id", no_wrap=True, min_width=36)
     for key in KeyStore(_database(_settings())).list(tenant):
         table.add_row(
             key.id,
@@ -161,7 +163,8 @@ def runs_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """List recent runs with status, steps, tokens and cost."""
-    table = Table("run", "agent", "status", "reason", "steps", "tokens", "cost $", "created")
+    table = Table("agent", "status", "reason", "steps", "tokens", "cost $", "created")
+    table.add_column("run", no_wrap=True, min_width=36)
     for run in RunStore(_database(_settings())).list_runs(tenant, limit=limit):
         table.add_row(
             run.id,

@@ -1,5 +1,5 @@
-"""Plumbing shared by the HTTP provider dialects (OpenAI, Anthropic): error translation,
-retry hints, tool-argument decoding and the rough token estimate for streams without usage.
+"""Plumbing shared by the HTTP provider dialects (OpenAI, Anthropic): the JSON and SSE calls
+with errors translated, retry hints, tool-argument decoding and the rough token estimate.
 """
 
 from __future__ import annotations
@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import AsyncGenerator, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from steward.errors import ModelError, ModelStreamError
-from steward.models.types import ModelRequest
+from steward.errors import ModelError, ModelHTTPError, ModelStreamError
+from steward.models.sse import ServerSentEvent, aiter_sse
+from steward.models.types import ModelRequest, Usage
+
+HTTPErrorReader = Callable[[httpx.Response], ModelHTTPError]
 
 # The official SDKs retry these statuses (and every 5xx); see REFERENCE "Retry conventions".
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -99,6 +103,15 @@ def request_chars(request: ModelRequest) -> int:
     return total
 
 
+def estimated_usage(request: ModelRequest, output_chars: int) -> Usage:
+    """Usage for a response whose provider never reported any (a cut or usage-less stream)."""
+    return Usage(
+        input_tokens=estimate_tokens(request_chars(request)),
+        output_tokens=estimate_tokens(output_chars),
+        estimated=True,
+    )
+
+
 def transport_error(provider: str, exc: httpx.HTTPError, *, streaming: bool) -> ModelError:
     """Translate an httpx failure; connection problems and timeouts are worth a retry."""
     kind = type(exc).__name__
@@ -111,3 +124,57 @@ def transport_error(provider: str, exc: httpx.HTTPError, *, streaming: bool) -> 
     return ModelError(
         f"{provider} request failed: {kind}: {detail}", provider=provider, retryable=retryable
     )
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    provider: str,
+    http_error: HTTPErrorReader,
+) -> dict[str, Any]:
+    """POST a JSON body and return the JSON object answered; every failure is a ModelError."""
+    try:
+        response = await client.post(url, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise transport_error(provider, exc, streaming=False) from exc
+    if response.status_code >= 400:
+        raise http_error(response)
+    data = decode_json_body(response.content)
+    if not isinstance(data, dict):
+        raise ModelError(
+            f"{provider} answered {response.status_code} with a body that is not a JSON object: "
+            f"{str(data)[:200]!r}",
+            provider=provider,
+        )
+    return data
+
+
+async def post_sse(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    provider: str,
+    http_error: HTTPErrorReader,
+) -> AsyncGenerator[ServerSentEvent, None]:
+    """POST a JSON body and yield the SSE events of the answer.
+
+    An error status raises before any event. A transport failure before the answer is a
+    ModelError; after it, a ModelStreamError. Wrap in `contextlib.aclosing` so stopping early
+    releases the connection at once.
+    """
+    opened = False
+    try:
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise http_error(response)
+            opened = True
+            async for event in aiter_sse(response.aiter_bytes()):
+                yield event
+    except httpx.HTTPError as exc:
+        raise transport_error(provider, exc, streaming=opened) from exc

@@ -7,23 +7,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from steward.errors import ModelError, ModelHTTPError, ModelStreamError
+from steward.errors import ModelHTTPError, ModelStreamError
 from steward.models._wire import (
     decode_json_body,
     default_retryable,
-    estimate_tokens,
+    estimated_usage,
     parse_retry_after,
     parse_tool_arguments,
-    request_chars,
-    transport_error,
+    post_json,
+    post_sse,
 )
-from steward.models.sse import aiter_sse
 from steward.models.types import (
     FinishReason,
     Message,
@@ -206,15 +206,10 @@ class _StreamAssembler:
             for b in ordered
             if b.kind == "tool_use"
         )
-        if self.usage:
-            usage = parse_usage(self.usage)
-        else:
-            output_chars = sum(len("".join(b.text)) for b in ordered)
-            usage = Usage(
-                input_tokens=estimate_tokens(request_chars(self.request)),
-                output_tokens=estimate_tokens(output_chars),
-                estimated=True,
-            )
+        output_chars = sum(len("".join(b.text)) for b in ordered)
+        usage = (
+            parse_usage(self.usage) if self.usage else estimated_usage(self.request, output_chars)
+        )
         return ModelResponse(
             provider=self.provider,
             model=self.model,
@@ -308,20 +303,14 @@ class AnthropicProvider:
         return body
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        body = self.request_body(request, stream=False)
-        try:
-            response = await self._client.post(self.url, json=body, headers=self._headers)
-        except httpx.HTTPError as exc:
-            raise transport_error(self.name, exc, streaming=False) from exc
-        if response.status_code >= 400:
-            raise self._http_error(response)
-        data = decode_json_body(response.content)
-        if not isinstance(data, dict):
-            raise ModelError(
-                f"{self.name} answered {response.status_code} with a body that is not a JSON "
-                f"object: {str(data)[:200]!r}",
-                provider=self.name,
-            )
+        data = await post_json(
+            self._client,
+            self.url,
+            body=self.request_body(request, stream=False),
+            headers=self._headers,
+            provider=self.name,
+            http_error=self._http_error,
+        )
         return self._parse_message(data, request)
 
     def _parse_message(self, data: Mapping[str, Any], request: ModelRequest) -> ModelResponse:
@@ -342,36 +331,27 @@ class AnthropicProvider:
             tool_calls=tool_calls,
             finish_reason=normalise_stop_reason(raw_stop),
             provider_finish_reason=raw_stop,
-            usage=parse_usage(usage)
-            if usage
-            else Usage(
-                input_tokens=estimate_tokens(request_chars(request)),
-                output_tokens=estimate_tokens(len(content)),
-                estimated=True,
-            ),
+            usage=parse_usage(usage) if usage else estimated_usage(request, len(content)),
         )
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         body = self.request_body(request, stream=True)
-        started = time.perf_counter()
-        assembler = _StreamAssembler(self.name, request, started)
-        opened = False
-        try:
-            async with self._client.stream(
-                "POST", self.url, json=body, headers=self._headers
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise self._http_error(response)
-                opened = True
-                async for event in aiter_sse(response.aiter_bytes()):
-                    data = self._decode_event(event.event, event.data)
-                    for delta in assembler.feed(event.event, data):
-                        yield delta
-                    if assembler.stopped:
-                        break
-        except httpx.HTTPError as exc:
-            raise transport_error(self.name, exc, streaming=opened) from exc
+        assembler = _StreamAssembler(self.name, request, time.perf_counter())
+        events = post_sse(
+            self._client,
+            self.url,
+            body=body,
+            headers=self._headers,
+            provider=self.name,
+            http_error=self._http_error,
+        )
+        async with aclosing(events):
+            async for event in events:
+                data = self._decode_event(event.event, event.data)
+                for delta in assembler.feed(event.event, data):
+                    yield delta
+                if assembler.stopped:
+                    break
         if not assembler.stopped:
             raise ModelStreamError(
                 f"{self.name} stream ended before message_stop",

@@ -253,7 +253,7 @@ def _echo(text: str) -> str:
         return "Hello from the local development model. Ask me something or offer me tools."
     if len(asked) > 200:
         asked = asked[:197] + "..."
-    return f'You asked: "{asked}". I am the local development model and no tool fits that.'
+    return f'You asked: "{asked}". (Local development model: no tool matched, so I echo.)'
 
 
 class LocalModel:

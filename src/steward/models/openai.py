@@ -7,24 +7,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
 import httpx
 
-from steward.errors import ModelError, ModelHTTPError, ModelStreamError
+from steward.errors import ModelHTTPError, ModelStreamError
 from steward.models._wire import (
     decode_json_body,
     default_retryable,
     encode_tool_arguments,
-    estimate_tokens,
+    estimated_usage,
     parse_retry_after,
     parse_tool_arguments,
-    request_chars,
-    transport_error,
+    post_json,
+    post_sse,
 )
-from steward.models.sse import aiter_sse
 from steward.models.types import (
     FinishReason,
     Message,
@@ -62,14 +62,6 @@ def parse_usage(usage: Mapping[str, Any]) -> Usage:
         output_tokens=int(usage.get("completion_tokens") or 0),
         cache_read_tokens=int(prompt_details.get("cached_tokens") or 0),
         reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
-    )
-
-
-def _estimated_usage(request: ModelRequest, output_chars: int) -> Usage:
-    return Usage(
-        input_tokens=estimate_tokens(request_chars(request)),
-        output_tokens=estimate_tokens(output_chars),
-        estimated=True,
     )
 
 
@@ -183,7 +175,7 @@ class _StreamAssembler:
             tool_calls=tool_calls,
             finish_reason=normalise_finish_reason(self.finish_reason),
             provider_finish_reason=self.finish_reason or "",
-            usage=self.usage or _estimated_usage(self.request, output_chars),
+            usage=self.usage or estimated_usage(self.request, output_chars),
             time_to_first_chunk_s=self.time_to_first_chunk_s,
         )
 
@@ -271,20 +263,14 @@ class OpenAIProvider:
         return body
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        body = self.request_body(request, stream=False)
-        try:
-            response = await self._client.post(self.url, json=body, headers=self._headers)
-        except httpx.HTTPError as exc:
-            raise transport_error(self.name, exc, streaming=False) from exc
-        if response.status_code >= 400:
-            raise self._http_error(response)
-        data = decode_json_body(response.content)
-        if not isinstance(data, dict):
-            raise ModelError(
-                f"{self.name} answered {response.status_code} with a body that is not a JSON "
-                f"object: {str(data)[:200]!r}",
-                provider=self.name,
-            )
+        data = await post_json(
+            self._client,
+            self.url,
+            body=self.request_body(request, stream=False),
+            headers=self._headers,
+            provider=self.name,
+            http_error=self._http_error,
+        )
         return self._parse_completion(data, request)
 
     def _parse_completion(self, data: Mapping[str, Any], request: ModelRequest) -> ModelResponse:
@@ -310,30 +296,28 @@ class OpenAIProvider:
             tool_calls=tool_calls,
             finish_reason=normalise_finish_reason(raw_finish),
             provider_finish_reason=raw_finish,
-            usage=parse_usage(usage) if usage else _estimated_usage(request, len(content)),
+            usage=parse_usage(usage) if usage else estimated_usage(request, len(content)),
         )
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         body = self.request_body(request, stream=True)
-        started = time.perf_counter()
-        assembler = _StreamAssembler(self.name, request, started)
-        done = opened = False
-        try:
-            async with self._client.stream(
-                "POST", self.url, json=body, headers=self._headers
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise self._http_error(response)
-                opened = True
-                async for event in aiter_sse(response.aiter_bytes()):
-                    if event.data.strip() == "[DONE]":
-                        done = True
-                        break
-                    for delta in assembler.feed(self._decode_chunk(event.data)):
-                        yield delta
-        except httpx.HTTPError as exc:
-            raise transport_error(self.name, exc, streaming=opened) from exc
+        assembler = _StreamAssembler(self.name, request, time.perf_counter())
+        done = False
+        events = post_sse(
+            self._client,
+            self.url,
+            body=body,
+            headers=self._headers,
+            provider=self.name,
+            http_error=self._http_error,
+        )
+        async with aclosing(events):
+            async for event in events:
+                if event.data.strip() == "[DONE]":
+                    done = True
+                    break
+                for delta in assembler.feed(self._decode_chunk(event.data)):
+                    yield delta
         # A stream that said how it finished is complete even if `[DONE]` never came.
         if not done and assembler.finish_reason is None:
             raise ModelStreamError(

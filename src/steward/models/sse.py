@@ -46,6 +46,12 @@ class SSEDecoder:
                 events.append(event)
         return events
 
+    def end_of_stream(self) -> list[ServerSentEvent]:
+        """Settle a CR held back at the very end; a still unterminated event is discarded."""
+        if not self._buffer.endswith(b"\r"):
+            return []
+        return self.feed(b"\n")  # the stream is over, so that CR was a whole line end
+
     def feed_line(self, line: str) -> ServerSentEvent | None:
         """Process one line without its terminator; returns an event when a blank line ends one."""
         if self._first_line:
@@ -114,3 +120,5 @@ async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[ServerSentEve
     async for chunk in chunks:
         for event in decoder.feed(chunk):
             yield event
+    for event in decoder.end_of_stream():
+        yield event

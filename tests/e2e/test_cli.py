@@ -1,0 +1,75 @@
+"""The `steward` command line as a user runs it: dev from the repo root, keys, runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ROOT, STEWARD, StewardProcess, free_port, make_process
+
+
+def test_dev_from_repo_root_serves_the_example_agents_from_steward_toml(tmp_path: Path) -> None:
+    process = make_process(tmp_path)
+    port = free_port()
+    with (tmp_path / "dev.log").open("wb") as log:
+        proc = subprocess.Popen([STEWARD, "dev", "--port", str(port)], cwd=ROOT, env=process.env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        process.port = port
+        process.proc = proc
+        ready = None
+        for _ in range(300):
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None:
+                    raise AssertionError((tmp_path / "dev.log").read_text()) from None
+                subprocess.run(["sleep", "0.1"], check=True)
+        assert ready is not None and ready.json()["agents"] == ["research", "support"]
+        assert (tmp_path / "home" / "steward.db").exists()
+    finally:
+        process.stop()
+
+
+def test_keys_create_prints_the_secret_last_and_list_never_shows_it(
+    fresh_server: StewardProcess,
+) -> None:
+    secret = fresh_server.create_key("alice", role="developer")
+    assert re.fullmatch(r"stw_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", secret)
+    listing = fresh_server.cli("keys", "list")
+    assert "alice" in listing and "developer" in listing
+    assert secret not in listing and secret.split("_")[-1] not in listing
+
+
+def test_revoked_key_is_refused(fresh_server: StewardProcess) -> None:
+    fresh_server.start()
+    created = fresh_server.cli("keys", "create", "--name", "bob")
+    secret = created.strip().splitlines()[-1]
+    key_id = re.search(r"created key (\S+)", created)
+    assert key_id is not None and key_id.group(1) in fresh_server.cli("keys", "list")
+    url = f"{fresh_server.url}/threads/x"
+    assert httpx.get(url, headers={"x-api-key": secret}).status_code == 404
+    fresh_server.cli("keys", "revoke", key_id.group(1))
+    response = httpx.get(f"{fresh_server.url}/threads/x", headers={"x-api-key": secret})
+    assert response.status_code == 401
+
+
+def test_runs_list_and_show_summarise_a_finished_run(fresh_server: StewardProcess) -> None:
+    fresh_server.start()
+    headers = {"x-api-key": fresh_server.create_key()}
+    result = httpx.post(
+        f"{fresh_server.url}/runs/wait", headers=headers, timeout=30,
+        json={"assistant_id": "support", "input": {"message": "Where is my order 42?"}},
+    )
+    run_id = result.headers["content-location"].rsplit("/", 1)[-1]
+    listing = fresh_server.cli("runs", "list")
+    assert run_id in listing and "success" in listing
+    shown = fresh_server.cli("runs", "show", run_id)
+    assert "status   success (completed)" in shown
+    assert "steps    3" in shown  # model, lookup_order, model
+    assert "invoke_agent support" in shown and "execute_tool lookup_order" in shown
+    assert re.search(r"tokens   input \d+ \(cached 0\), output \d+", shown)

@@ -1,0 +1,119 @@
+"""Costs from the versioned price table: cached input priced apart, unknown models flagged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from steward.errors import ConfigError
+from steward.models.pricing import Cost, PriceTable, cost_usd, default_price_table
+from steward.models.types import Usage
+
+
+def test_shipped_table_is_versioned_and_prices_the_documented_models() -> None:
+    table = default_price_table()
+
+    assert table.version
+    for provider, model in [
+        ("openai", "gpt-4.1"),
+        ("openai", "gpt-4.1-mini"),
+        ("openai", "gpt-4o-mini"),
+        ("anthropic", "claude-sonnet-4-5"),
+        ("anthropic", "claude-haiku-4-5"),
+        ("steward.local", "dev"),
+    ]:
+        assert table.price_for(provider, model) is not None, (provider, model)
+
+
+def test_openai_cached_tokens_are_priced_at_the_cached_rate_and_the_rest_at_input() -> None:
+    # gpt-4.1-mini: input 0.40, cached 0.10, output 1.60 USD per million tokens.
+    usage = Usage(input_tokens=1_000_000, cache_read_tokens=400_000, output_tokens=100_000)
+
+    cost = cost_usd("openai", "gpt-4.1-mini", usage)
+
+    assert cost.usd == pytest.approx(0.6 * 0.40 + 0.4 * 0.10 + 0.1 * 1.60)
+    assert cost.known is True
+    assert cost.price_version == default_price_table().version
+
+
+def test_anthropic_cache_reads_and_writes_are_priced_apart() -> None:
+    # claude-sonnet-4-5: input 3, cache read 0.30, cache write 3.75, output 15 per million.
+    usage = Usage(
+        input_tokens=1300, cache_read_tokens=1000, cache_write_tokens=200, output_tokens=50
+    )
+
+    cost = cost_usd("anthropic", "claude-sonnet-4-5", usage)
+
+    expected = (100 * 3.0 + 1000 * 0.30 + 200 * 3.75 + 50 * 15.0) / 1_000_000
+    assert cost.usd == pytest.approx(expected)
+    assert cost.known is True
+
+
+def test_dated_snapshots_cost_what_their_alias_costs() -> None:
+    usage = Usage(input_tokens=1000, output_tokens=1000)
+
+    assert cost_usd("openai", "gpt-4.1-2025-04-14", usage) == cost_usd("openai", "gpt-4.1", usage)
+    assert cost_usd("anthropic", "claude-haiku-4-5-20251001", usage) == cost_usd(
+        "anthropic", "claude-haiku-4-5", usage
+    )
+    assert cost_usd("openai", "gpt-4.1-mini-2025-04-14", usage) != cost_usd(
+        "openai", "gpt-4.1", usage
+    )
+
+
+def test_unknown_model_costs_nothing_and_is_flagged_unknown() -> None:
+    cost = cost_usd("openai", "gpt-99", Usage(input_tokens=10, output_tokens=10))
+
+    assert (cost.usd, cost.known) == (0.0, False)
+    assert cost.price_version == default_price_table().version
+
+
+def test_unknown_provider_is_unknown_even_for_a_known_model_name() -> None:
+    cost = cost_usd("openai-compatible", "gpt-4.1", Usage(input_tokens=10))
+
+    assert cost.known is False
+
+
+def test_local_development_model_is_known_and_free() -> None:
+    cost = cost_usd("steward.local", "dev", Usage(input_tokens=500, output_tokens=500))
+
+    assert (cost.usd, cost.known) == (0.0, True)
+
+
+def test_cache_counts_larger_than_input_never_price_negative_input() -> None:
+    usage = Usage(input_tokens=10, cache_read_tokens=50)
+
+    cost = cost_usd("openai", "gpt-4.1", usage)
+
+    assert cost.usd == pytest.approx(50 * 0.5 / 1_000_000)
+
+
+def test_a_custom_table_loads_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    entry = {"input": 1.0, "cached_input": 0.5, "cache_write": 2.0, "output": 4.0}
+    path.write_text(json.dumps({"version": "test-1", "models": {"acme": {"m": entry}}}))
+
+    table = PriceTable.load(path)
+    cost = cost_usd("acme", "m", Usage(input_tokens=1_000_000, output_tokens=1_000_000), table)
+
+    assert cost == Cost(usd=5.0, known=True, price_version="test-1")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        '{"models": {}}',
+        '{"version": "1", "models": {"acme": {"m": {"input": 1}}}}',
+        '{"version": "1", "models": {"acme": {"m": {"input": "x", "cached_input": 0,'
+        ' "cache_write": 0, "output": 0}}}}',
+    ],
+)
+def test_malformed_tables_raise_config_error(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(content)
+
+    with pytest.raises(ConfigError):
+        PriceTable.load(path)
