@@ -52,8 +52,9 @@ class BareContext:
     """The agent's view of a context with nothing behind it: tools are plain calls."""
 
     async def tool(self, name: str, arguments: dict[str, Any]) -> Any:
-        context = ToolContext(run_id="bare", tenant_id="bare", step=0, idempotency_key="k",
-                              call_id="c")
+        context = ToolContext(
+            run_id="bare", tenant_id="bare", step=0, idempotency_key="k", call_id="c"
+        )
         return await app.tools[name].invoke(arguments, context)
 
 
@@ -92,8 +93,10 @@ async def main(runs: int, steps: int) -> None:
             await runtime.stop()
     engine_ms = statistics.median(engine) * 1000 / steps
     bare_ms = statistics.median(bare) * 1000 / steps
-    print(f"engine: {engine_ms:.3f} ms/step, bare: {bare_ms:.4f} ms/step, "
-          f"3-step run end to end: {statistics.median(three) * 1000:.1f} ms")
+    print(
+        f"engine: {engine_ms:.3f} ms/step, bare: {bare_ms:.4f} ms/step, "
+        f"3-step run end to end: {statistics.median(three) * 1000:.1f} ms"
+    )
     print(
         f"steps={steps} runs={runs} engine_ms_per_step={engine_ms:.3f} "
         f"bare_ms_per_step={bare_ms:.4f} overhead_ms_per_step={engine_ms - bare_ms:.3f} "

@@ -17,8 +17,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STEWARD = str(Path(sys.executable).with_name("steward"))
-APPS = [str(ROOT / "examples" / "support.py"), str(ROOT / "examples" / "research.py"),
-        str(ROOT / "tests" / "apps" / "testing_app.py")]
+APPS = [
+    str(ROOT / "examples" / "support.py"),
+    str(ROOT / "examples" / "research.py"),
+    str(ROOT / "tests" / "apps" / "testing_app.py"),
+]
 
 
 def free_port() -> int:
@@ -52,7 +55,10 @@ class StewardProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [STEWARD, "dev", *APPS, "--port", str(self.port)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -81,7 +87,12 @@ class StewardProcess:
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(
-            [STEWARD, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60,
+            [STEWARD, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
             check=True,
         )
         return done.stdout

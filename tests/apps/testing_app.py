@@ -36,8 +36,18 @@ class Done(BaseModel):
 async def record_step(index: int, sleep_s: float, ctx: ToolContext) -> int:
     """Append one line to the ledger, then sleep: a slow, countable side effect."""
     with _ledger().open("a") as file:
-        file.write(json.dumps({"run_id": ctx.run_id, "index": index, "key": ctx.idempotency_key,
-                               "pid": os.getpid(), "t": time.time()}) + "\n")
+        file.write(
+            json.dumps(
+                {
+                    "run_id": ctx.run_id,
+                    "index": index,
+                    "key": ctx.idempotency_key,
+                    "pid": os.getpid(),
+                    "t": time.time(),
+                }
+            )
+            + "\n"
+        )
     await asyncio.sleep(sleep_s)
     return index
 

@@ -15,8 +15,13 @@ def test_dev_from_repo_root_serves_the_example_agents_from_steward_toml(tmp_path
     process = make_process(tmp_path)
     port = free_port()
     with (tmp_path / "dev.log").open("wb") as log:
-        proc = subprocess.Popen([STEWARD, "dev", "--port", str(port)], cwd=ROOT, env=process.env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [STEWARD, "dev", "--port", str(port)],
+            cwd=ROOT,
+            env=process.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         process.port = port
         process.proc = proc
@@ -62,7 +67,9 @@ def test_runs_list_and_show_summarise_a_finished_run(fresh_server: StewardProces
     fresh_server.start()
     headers = {"x-api-key": fresh_server.create_key()}
     result = httpx.post(
-        f"{fresh_server.url}/runs/wait", headers=headers, timeout=30,
+        f"{fresh_server.url}/runs/wait",
+        headers=headers,
+        timeout=30,
         json={"assistant_id": "support", "input": {"message": "Where is my order 42?"}},
     )
     run_id = result.headers["content-location"].rsplit("/", 1)[-1]

@@ -9,7 +9,7 @@ from steward.store.hot import HEARTBEAT, MemoryHotState
 
 async def _take(hot: MemoryHotState, channel: str, count: int, after: int = 0) -> list[int]:
     seen: list[int] = []
-    async for event_id, event in hot.read(channel, after=after):
+    async for _event_id, event in hot.read(channel, after=after):
         seen.append(event["n"])
         if len(seen) == count:
             return seen

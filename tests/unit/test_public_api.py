@@ -5,9 +5,24 @@ from __future__ import annotations
 import steward
 
 EXPECTED = {
-    "ApiError", "ConfigError", "Context", "CostLimitExceeded", "LoopResult", "Message",
-    "ModelError", "ModelResponse", "RunCancelled", "RunError", "StepLimitExceeded", "Steward",
-    "StewardError", "ToolCall", "ToolContext", "ToolError", "Usage", "UserError",
+    "ApiError",
+    "ConfigError",
+    "Context",
+    "CostLimitExceeded",
+    "LoopResult",
+    "Message",
+    "ModelError",
+    "ModelResponse",
+    "RunCancelled",
+    "RunError",
+    "StepLimitExceeded",
+    "Steward",
+    "StewardError",
+    "ToolCall",
+    "ToolContext",
+    "ToolError",
+    "Usage",
+    "UserError",
     "WallTimeExceeded",
 }
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-
 from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
 from dbos._error import DBOSNonExistentWorkflowError, DBOSWorkflowCancelledError
 from dbos._serialization import DBOSPortableJSONSerializer

@@ -1,5 +1,5 @@
-"""What the upstream has been told to do: the queue of scripted responses, the active faults
-and the record of requests received, plus the dialect-neutral `Reply` both wire formats render.
+"""What the upstream has been told to do: the queue of scripted responses, the active faults,
+the requests received, and the dialect-neutral `Reply` (and frames) both wire formats render.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ class Faults(BaseModel):
     times: int | None = Field(None, ge=0)
     truncate_after_chunks: int | None = Field(None, ge=0)
     stream_error_after_chunks: int | None = Field(None, ge=0)
-    stream_error_type: str | None = None  # None: server_error (OpenAI), overloaded_error
+    # None: "server_error" for OpenAI, "overloaded_error" for Anthropic.
+    stream_error_type: str | None = None
 
     def gated(self) -> bool:
         return (
