@@ -88,7 +88,9 @@ class DBOSEngine:
 
     def shutdown(self) -> None:
         if self._launched:
-            DBOS.destroy(destroy_registry=False)
+            # Give runs that just finished time to record their outcome before connections
+            # close; a run still executing stays pending and is recovered at the next start.
+            DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=5)
             self._launched = False
         if self._client is not None:
             self._client.destroy()

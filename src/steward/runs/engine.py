@@ -32,7 +32,7 @@ from steward.observe.tracing import Tracing
 from steward.runs.agent import Agent
 from steward.runs.context import Context
 from steward.store.hot import HEARTBEAT, Event, HotState
-from steward.store.runs import ACTIVE, RunStore, RunTotals
+from steward.store.runs import ACTIVE, RunStore, RunTotals, ThreadBusy
 from steward.store.schema import Run, utcnow
 
 log = logging.getLogger("steward.runs")
@@ -122,12 +122,6 @@ class RunEngine:
             await asyncio.to_thread(
                 self.store.create_thread, request.tenant_id, thread_id, {"temporary": True}
             )
-        else:
-            busy = await asyncio.to_thread(
-                self.store.active_run_on_thread, request.tenant_id, thread_id
-            )
-            if busy is not None:
-                raise Conflict("thread-busy", f"thread {thread_id!r} has run {busy.id!r} active")
         run = Run(
             id=str(uuid.uuid4()),
             tenant_id=request.tenant_id,
@@ -139,7 +133,14 @@ class RunEngine:
             user_id=request.user_id,
             multitask_strategy=request.multitask_strategy,
         )
-        await asyncio.to_thread(self.store.create_run, run)
+        try:
+            await asyncio.to_thread(self.store.create_run, run)
+        except ThreadBusy as exc:
+            active = await asyncio.to_thread(
+                self.store.active_run_on_thread, request.tenant_id, thread_id
+            )
+            detail = f"thread {thread_id!r} has run {active.id if active else '?'!r} active"
+            raise Conflict("thread-busy", detail) from exc
         if self._execute_here:
             await self._durable.start(run.id, _payload(run))
         else:

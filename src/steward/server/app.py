@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from steward.app import Steward
 from steward.config import Settings
 from steward.runtime import Runtime
+from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.problems import install_problem_handlers
 from steward.server.routes import assistants, health, runs, threads, traces
@@ -43,7 +44,9 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         lifespan=lifespan,
     )
     install_problem_handlers(api)
+    # Added last runs first: authenticate before any body is read or checked.
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    api.add_middleware(AuthGate)
     for module in (health, assistants, threads, runs, traces):
         api.include_router(module.router)
     return api

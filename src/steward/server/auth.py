@@ -1,6 +1,8 @@
-"""Request authentication: an API key in `x-api-key` or `Authorization: Bearer`, then a rate check.
+"""Authentication first: an ASGI gate that checks the API key and rate limits before anything
+else reads the request, then hands the principal to routes through `request.state`.
 
-Unknown, revoked and malformed keys get the same 401; the principal scopes every later query.
+Keys come in `x-api-key` or `Authorization: Bearer`; unknown, revoked and malformed keys get the
+same 401. Only the health probes and the API description are public.
 """
 
 from __future__ import annotations
@@ -10,45 +12,75 @@ import math
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from steward.errors import ApiError, Forbidden, Unauthenticated
 from steward.policy.rate_limit import MemoryRateLimiter
 from steward.security.keys import KeyStore, Principal
+from steward.server.problems import problem
 
 WRITE_ROLES = ("admin", "developer", "runner")
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
+USER_HEADER = "x-steward-user"
 
 
-def presented_key(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
+def presented_key(headers: dict[str, str]) -> str | None:
+    key = headers.get("x-api-key")
     if key:
         return key.strip()
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials:
         return credentials.strip()
     return None
 
 
-async def authenticate(request: Request) -> Principal:
-    key = presented_key(request)
-    if key is None:
-        raise Unauthenticated("send an API key in the x-api-key header or as a Bearer token")
-    keys: KeyStore = request.app.state.keys
-    principal = await asyncio.to_thread(keys.authenticate, key)
-    if principal is None:
-        raise Unauthenticated("the API key is unknown or revoked")
-    limiter: MemoryRateLimiter = request.app.state.rate_limiter
-    for bucket in _buckets(principal, request.headers.get("x-steward-user")):
-        decision = limiter.take(bucket)
-        if not decision.allowed:
-            retry = max(1, math.ceil(decision.retry_after_s))
-            raise ApiError(
-                429,
-                "rate-limited",
-                "Too many requests",
-                f"rate limit exceeded for {bucket.split(':', 1)[0]}; retry in {retry}s",
-                headers={"Retry-After": str(retry)},
+class AuthGate:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            principal = await self._authenticate(scope, headers)
+        except ApiError as exc:
+            response = problem(
+                exc.status,
+                exc.kind,
+                exc.title,
+                exc.detail,
+                instance=scope["path"],
+                headers=exc.headers,
             )
-    return principal
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope, headers: dict[str, str]) -> Principal:
+        key = presented_key(headers)
+        if key is None:
+            raise Unauthenticated("send an API key in the x-api-key header or as a Bearer token")
+        state = scope["app"].state
+        keys: KeyStore = state.keys
+        principal = await asyncio.to_thread(keys.authenticate, key)
+        if principal is None:
+            raise Unauthenticated("the API key is unknown or revoked")
+        limiter: MemoryRateLimiter = state.rate_limiter
+        for bucket in _buckets(principal, headers.get(USER_HEADER)):
+            decision = limiter.take(bucket)
+            if not decision.allowed:
+                retry = max(1, math.ceil(decision.retry_after_s))
+                raise ApiError(
+                    429,
+                    "rate-limited",
+                    "Too many requests",
+                    f"rate limit exceeded for this {bucket.split(':', 1)[0]}; retry in {retry}s",
+                    headers={"Retry-After": str(retry)},
+                )
+        return principal
 
 
 def _buckets(principal: Principal, user: str | None) -> list[str]:
@@ -58,11 +90,19 @@ def _buckets(principal: Principal, user: str | None) -> list[str]:
     return buckets
 
 
-async def require_writer(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+async def authenticated(request: Request) -> Principal:
+    """The principal `AuthGate` established; every non-public route depends on it."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):  # a route reachable without the gate is a bug
+        raise Unauthenticated("no authenticated principal")
+    return principal
+
+
+async def require_writer(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
     if principal.role not in WRITE_ROLES:
         raise Forbidden(f"role {principal.role!r} may read but not create or cancel runs")
     return principal
 
 
-Reader = Annotated[Principal, Depends(authenticate)]
+Reader = Annotated[Principal, Depends(authenticated)]
 Writer = Annotated[Principal, Depends(require_writer)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from steward.store.schema import Run, Thread
 
@@ -19,6 +19,32 @@ _UNSUPPORTED = (
     "checkpoint",
     "checkpoint_id",
 )
+# Deeper values are refused before a run is accepted: near Python's recursion limit a body still
+# parses, but echoing it back raises RecursionError after the run has already started.
+MAX_JSON_DEPTH = 64
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` has more than `limit` levels of dicts and lists; iterative, stops early."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _bounded_depth(value: Any) -> Any:
+    if _nested_deeper_than(value, MAX_JSON_DEPTH):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
 
 
 class RunCreate(BaseModel):
@@ -45,6 +71,8 @@ class RunCreate(BaseModel):
     checkpoint: Any = None
     checkpoint_id: str | None = None
 
+    _bounded = field_validator("input", "metadata", "config", "context")(_bounded_depth)
+
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> RunCreate:
         given = [name for name in _UNSUPPORTED if getattr(self, name) is not None]
@@ -65,6 +93,8 @@ class ThreadCreate(BaseModel):
     thread_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     metadata: dict[str, Any] | None = None
     if_exists: Literal["raise", "do_nothing"] | None = None
+
+    _bounded = field_validator("metadata")(_bounded_depth)
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -7,11 +7,20 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from steward.store.database import Database
 from steward.store.schema import Run, Thread, utcnow
 
 ACTIVE = ("pending", "running")
+
+
+class ThreadBusy(Exception):
+    """The thread already has a pending or running run."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(f"thread {thread_id!r} has an active run")
+        self.thread_id = thread_id
 
 
 @dataclass
@@ -42,6 +51,13 @@ class RunStore:
             )
 
     def create_run(self, run: Run) -> Run:
+        """Insert a pending run; raises `ThreadBusy` if its thread already has an active run."""
+        try:
+            return self._insert_run(run)
+        except IntegrityError as exc:
+            raise ThreadBusy(run.thread_id or "") from exc
+
+    def _insert_run(self, run: Run) -> Run:
         with self.db.session() as session:
             session.add(run)
             session.execute(

@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -86,7 +97,19 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
 
-    __table_args__ = (Index("ix_runs_tenant_created", "tenant_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_tenant_created", "tenant_id", "created_at"),
+        # At most one active run per thread, enforced by the database so concurrent
+        # submissions cannot both pass a check-then-insert.
+        Index(
+            "ux_runs_one_active_per_thread",
+            "tenant_id",
+            "thread_id",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'running')"),
+            postgresql_where=text("status IN ('pending', 'running')"),
+        ),
+    )
 
 
 class Span(Base):

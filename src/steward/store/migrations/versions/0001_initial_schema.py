@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 13:53:02.632041
+Create Date: 2026-11-23 14:10:27.894000
 """
 
 from __future__ import annotations
@@ -99,6 +99,13 @@ def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.create_index("ix_runs_tenant_created", ["tenant_id", "created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_runs_thread_id"), ["thread_id"], unique=False)
+        batch_op.create_index(
+            "ux_runs_one_active_per_thread",
+            ["tenant_id", "thread_id"],
+            unique=True,
+            sqlite_where=sa.text("status IN ('pending', 'running')"),
+            postgresql_where=sa.text("status IN ('pending', 'running')"),
+        )
 
     op.create_table(
         "threads",
@@ -128,6 +135,11 @@ def downgrade() -> None:
 
     op.drop_table("threads")
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ux_runs_one_active_per_thread",
+            sqlite_where=sa.text("status IN ('pending', 'running')"),
+            postgresql_where=sa.text("status IN ('pending', 'running')"),
+        )
         batch_op.drop_index(batch_op.f("ix_runs_thread_id"))
         batch_op.drop_index("ix_runs_tenant_created")
 
