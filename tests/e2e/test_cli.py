@@ -80,3 +80,48 @@ def test_runs_list_and_show_summarise_a_finished_run(fresh_server: StewardProces
     assert "steps    3" in shown  # model, lookup_order, model
     assert "invoke_agent support" in shown and "execute_tool lookup_order" in shown
     assert re.search(r"tokens   input \d+ \(cached 0\), output \d+", shown)
+
+
+def test_serve_accepts_runs_that_a_separate_worker_executes(tmp_path: Path) -> None:
+    process = make_process(tmp_path)
+    apps = [str(ROOT / "examples" / "support.py")]
+    logs = (tmp_path / "worker.log").open("wb"), (tmp_path / "serve.log").open("wb")
+    worker = subprocess.Popen(
+        [STEWARD, "worker", *apps],
+        cwd=ROOT,
+        env=process.env,
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
+    )
+    serve = subprocess.Popen(
+        [STEWARD, "serve", *apps, "--port", str(process.port)],
+        cwd=ROOT,
+        env=process.env,
+        stdout=logs[1],
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{process.url}/readyz", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                subprocess.run(["sleep", "0.1"], check=True)
+        headers = {"x-api-key": process.create_key()}
+        response = httpx.post(
+            f"{process.url}/runs/wait",
+            headers=headers,
+            timeout=60,
+            json={"assistant_id": "support", "input": {"message": "Where is my order 42?"}},
+        )
+        assert response.status_code == 200
+        assert response.json()["tools_used"] == ["lookup_order"]
+        run_id = response.headers["content-location"].rsplit("/", 1)[-1]
+        run = httpx.get(f"{process.url}/runs/{run_id}", headers=headers).json()
+        assert run["status"] == "success" and run["usage"]["steps"] == 3
+    finally:
+        for proc in (serve, worker):
+            proc.terminate()
+            proc.wait(15)
+        for log in logs:
+            log.close()
