@@ -75,9 +75,9 @@ async def engine_seconds(runtime: Runtime, steps: int) -> float:
     return time.perf_counter() - started
 
 
-async def main(runs: int, steps: int) -> None:
+async def main(runs: int, steps: int, database_url: str | None) -> None:
     with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home), model="local", apps=[])
+        settings = Settings(home=Path(home), database_url=database_url, model="local", apps=[])
         runtime = Runtime.build(settings, app, execute=True)
         await runtime.start()
         runtime.keys.create("bench")
@@ -97,8 +97,9 @@ async def main(runs: int, steps: int) -> None:
         f"engine: {engine_ms:.3f} ms/step, bare: {bare_ms:.4f} ms/step, "
         f"3-step run end to end: {statistics.median(three) * 1000:.1f} ms"
     )
+    store = "postgresql" if database_url else "sqlite"
     print(
-        f"steps={steps} runs={runs} engine_ms_per_step={engine_ms:.3f} "
+        f"store={store} steps={steps} runs={runs} engine_ms_per_step={engine_ms:.3f} "
         f"bare_ms_per_step={bare_ms:.4f} overhead_ms_per_step={engine_ms - bare_ms:.3f} "
         f"ratio={engine_ms / bare_ms:.1f} three_step_run_ms={statistics.median(three) * 1000:.1f}"
     )
@@ -108,5 +109,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="measured runs per side")
     parser.add_argument("--steps", type=int, default=100, help="tool steps per run")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="an empty PostgreSQL database (postgresql://…); default: embedded SQLite",
+    )
     options = parser.parse_args()
-    asyncio.run(main(options.runs, options.steps))
+    asyncio.run(main(options.runs, options.steps, options.database_url))

@@ -110,3 +110,25 @@ async def test_provider_failure_ends_run_with_model_error_not_an_exception(
     finished = await runtime.engine.wait("default", run.id)
     assert (finished.status, finished.stop_reason) == ("error", "model_error")
     assert finished.error is not None and "400" in finished.error["message"]
+
+
+async def test_missing_provider_key_ends_run_with_guidance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("OPENAI_API_KEY", "STEWARD_OPENAI_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    settings = Settings(home=tmp_path, model="openai:gpt-4.1-mini", apps=[])
+    runtime = Runtime.build(settings, load_app(str(ROOT / "examples" / "support.py")), execute=True)
+    await runtime.start()
+    try:
+        runtime.keys.create("t")
+        run = await runtime.engine.submit(
+            RunRequest(tenant_id="default", agent="support", input={"message": "hi"})
+        )
+        finished = await runtime.engine.wait("default", run.id)
+    finally:
+        await runtime.stop()
+    assert (finished.status, finished.stop_reason) == ("error", "config_error")
+    assert finished.error is not None
+    assert "OPENAI_API_KEY" in finished.error["message"]
+    assert "STEWARD_MODEL=local" in finished.error["message"]

@@ -6,7 +6,9 @@ step results as portable JSON instead of pickle, and gives each worker a stable 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -86,11 +88,10 @@ class DBOSEngine:
                 system_database_url=self._url, serializer=DBOSPortableJSONSerializer()
             )
 
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
         if self._launched:
-            # Give runs that just finished time to record their outcome before connections
-            # close; a run still executing stays pending and is recovered at the next start.
-            DBOS.destroy(destroy_registry=False, workflow_completion_timeout_sec=5)
+            await _wait_for_outcomes(timeout_s=5.0)
+            DBOS.destroy(destroy_registry=False)
             self._launched = False
         if self._client is not None:
             self._client.destroy()
@@ -137,6 +138,25 @@ class DBOSEngine:
                 return False
             return True
         return await DBOS.get_workflow_status_async(run_id) is not None
+
+
+async def _wait_for_outcomes(timeout_s: float) -> None:
+    """Let workflows that are finishing record their outcome before connections close.
+
+    DBOS's own `workflow_completion_timeout_sec` polls once a second; this polls every 10 ms.
+    A run still executing at the deadline stays pending and is recovered at the next start.
+    """
+    active = getattr(_dbos_instance(), "_active_workflows_set", None)
+    deadline = time.monotonic() + timeout_s
+    # DBOS offers no event for "outcome written"; its writers are tasks on this loop.
+    while active is not None and active.activeList() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
+def _dbos_instance() -> Any:
+    from dbos._dbos import _dbos_global_instance
+
+    return _dbos_global_instance
 
 
 def _sqlite_engine(url: str) -> sa.Engine | None:

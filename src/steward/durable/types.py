@@ -21,7 +21,7 @@ class DurableEngine(Protocol):
     async def launch(self, *, execute: bool) -> None:
         """Connect; with `execute`, also recover this executor's pending runs and take queued."""
 
-    def shutdown(self) -> None: ...
+    async def shutdown(self) -> None: ...
 
     async def start(self, run_id: str, payload: JsonObject) -> None:
         """Start the run in this process now. Starting an existing run id is a no-op."""

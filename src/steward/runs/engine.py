@@ -18,11 +18,13 @@ from typing import Any
 from steward.app import Steward
 from steward.durable.types import DurableEngine, JsonObject
 from steward.errors import (
+    ConfigError,
     Conflict,
     NotFound,
     RunCancelled,
     RunError,
     RunSignal,
+    ToolError,
     UserError,
     WallTimeExceeded,
 )
@@ -94,7 +96,7 @@ class RunEngine:
             await self._restart_unstarted()
 
     async def shutdown(self) -> None:
-        self._durable.shutdown()
+        await self._durable.shutdown()
         await self._models.aclose()
 
     async def _restart_unstarted(self) -> None:
@@ -284,8 +286,12 @@ class RunEngine:
             if ctx.run_id not in self._cancelling:
                 raise  # shutting down: leave the run pending for recovery
             return _signal(RunCancelled("cancelled"))
+        except ToolError as exc:
+            return _failure("tool_error", exc)
         except RunError as exc:
-            return _failure("tool_error" if "Tool" in type(exc).__name__ else "model_error", exc)
+            return _failure("model_error", exc)
+        except ConfigError as exc:  # e.g. the agent's model needs a key nobody set
+            return _failure("config_error", exc)
         except UserError as exc:
             return _failure("agent_error", exc)
         except Exception as exc:
