@@ -106,6 +106,8 @@ def test_serve_accepts_runs_that_a_separate_worker_executes(tmp_path: Path) -> N
                 httpx.get(f"{process.url}/readyz", timeout=1).raise_for_status()
                 break
             except httpx.HTTPError:
+                assert serve.poll() is None, (tmp_path / "serve.log").read_text()
+                assert worker.poll() is None, (tmp_path / "worker.log").read_text()
                 subprocess.run(["sleep", "0.1"], check=True)
         headers = {"x-api-key": process.create_key()}
         response = httpx.post(
@@ -125,3 +127,21 @@ def test_serve_accepts_runs_that_a_separate_worker_executes(tmp_path: Path) -> N
             proc.wait(15)
         for log in logs:
             log.close()
+
+
+def test_processes_starting_together_migrate_the_store_once(tmp_path: Path) -> None:
+    # `steward serve` and `steward worker` started side by side both migrate at start.
+    for attempt in range(3):
+        process = make_process(tmp_path / str(attempt))
+        procs = [
+            subprocess.Popen(
+                [STEWARD, "migrate"],
+                cwd=ROOT,
+                env=process.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(3)
+        ]
+        outputs = [proc.communicate(timeout=60)[0].decode() for proc in procs]
+        assert [proc.returncode for proc in procs] == [0, 0, 0], outputs

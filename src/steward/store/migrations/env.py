@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 
 from steward.store.database import create_db_engine
 from steward.store.schema import Base
 
+_LOCK_KEY = 0x5354_4557  # "STEW"
 config = context.config
 target_metadata = Base.metadata
 
@@ -24,6 +25,9 @@ def run_migrations_online() -> None:
             poolclass=pool.NullPool,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Concurrent starters wait here; the version check below then sees their work.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             context.run_migrations()
     engine.dispose()
 
