@@ -66,11 +66,14 @@ class Steward:
         self,
         name: str | None = None,
         *,
-        read_only: bool = True,
+        read_only: bool | None = None,
         writes: bool = False,
         description: str | None = None,
     ) -> Callable[[F], F]:
-        """Declare a tool; read-only unless `writes=True` (then `read_only` must not be set)."""
+        """Declare a tool; read-only unless `writes=True` (or, equally, `read_only=False`)."""
+        if read_only is True and writes:
+            raise UserError("a tool is either read_only or writes, not both")
+        writes = writes or read_only is False
 
         def register(fn: F) -> F:
             tool = make_tool(fn, name=name, description=description, writes=writes)
@@ -79,8 +82,6 @@ class Steward:
             self.tools[tool.name] = tool
             return fn
 
-        if writes and read_only is not True:
-            raise UserError("a tool is either read_only or writes, not both")
         return register
 
     def tools_for(self, agent: Agent) -> dict[str, Tool]:

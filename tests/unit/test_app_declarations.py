@@ -122,3 +122,15 @@ def test_combining_apps_refuses_duplicate_agent_names() -> None:
 
     with pytest.raises(UserError, match="two apps"):
         Steward.combine([first, second])
+
+
+def test_read_only_false_declares_a_write_tool_and_contradictions_are_refused() -> None:
+    app = Steward()
+
+    @app.tool(read_only=False)
+    def delete_order(order_id: int) -> int:
+        return order_id
+
+    assert app.tools["delete_order"].writes
+    with pytest.raises(UserError, match="not both"):
+        app.tool(read_only=True, writes=True)
