@@ -82,6 +82,7 @@ class Context:
         deadline: float,
         approvals: ApprovalGate | None = None,
         thread_state: dict[str, Any] | None = None,
+        approval_credits: dict[str, float] | None = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -96,6 +97,8 @@ class Context:
         self._emit = emit
         self._deadline = deadline  # time.time() seconds
         self._approvals = approvals
+        # Waits already added to `deadline` by the engine when this run was (re)started.
+        self._approval_credits = dict(approval_credits or {})
         self._timeout: asyncio.Timeout | None = None
         self.thread_state: dict[str, Any] = dict(thread_state or {})
         """The thread's values when this run started: the previous run's output on the thread."""
@@ -184,7 +187,8 @@ class Context:
         decision = await self._approvals.review(
             step=step, tool=tool.name, call_id=call_id, arguments=arguments, reason=reason
         )
-        self._deadline += decision.waited_s
+        credited = self._approval_credits.pop(decision.approval_id, 0.0)
+        self._deadline += max(0.0, decision.waited_s - credited)
         if self._timeout is not None:
             remaining = max(0.0, self._deadline - time.time())
             self._timeout.reschedule(asyncio.get_running_loop().time() + remaining)

@@ -389,7 +389,11 @@ class RunEngine:
         started = run.started_at or utcnow()
         if started.tzinfo is None:  # SQLite hands back naive UTC datetimes
             started = started.replace(tzinfo=UTC)
-        deadline = (started + timedelta(seconds=agent.limits.timeout_s)).timestamp()
+        # Time spent waiting for people does not count against the wall-time cap; a run
+        # recovered after (or during) a pause gets that time back before it replays.
+        credits = await asyncio.to_thread(self.approvals.waits, run.tenant_id, run.id)
+        limit = timedelta(seconds=agent.limits.timeout_s + sum(credits.values()))
+        deadline = (started + limit).timestamp()
         channel = run_channel(run.id)
 
         def emit(event: str, data: Any) -> None:
@@ -425,6 +429,7 @@ class RunEngine:
             deadline=deadline,
             approvals=gate,
             thread_state=thread_state,
+            approval_credits=credits,
         )
         with self._tracing.invoke_agent(agent.name, conversation_id=run.thread_id) as span:
             outcome = await self._call_agent(agent, ctx, payload["input"], deadline)
