@@ -1,7 +1,8 @@
 """Tool boundaries: whether one tool call may run, must wait for a human, or is refused.
 
 Rules in order: the agent's allowlist, idempotency for writes, the plan frozen before untrusted
-content, declared approvals, then the taint rule for writes.
+content, declared approvals, then the taint rule for writes. The plan and taint rules bind calls
+the model chose; arguments the agent's own code computed are the developer's responsibility.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def decide(
     tool: Tool | None,
     arguments: dict[str, Any],
     taint: TaintState,
+    *,
+    model_chosen: bool = True,
 ) -> Decision:
     """The decision for calling tool `name` (None: not in the agent's allowlist)."""
     if tool is None:
@@ -54,18 +57,19 @@ def decide(
             "write tools must accept a ToolContext to receive their idempotency key",
         )
     frozen = taint.frozen_tools
-    if policy.taint == "plan" and taint.tainted and frozen is not None and name not in frozen:
+    planned = frozen is None or name in frozen
+    if policy.taint == "plan" and model_chosen and taint.tainted and not planned:
         return Decision(
             name,
             "deny",
             "plan_frozen",
-            f"after untrusted content only the planned tools may run: {sorted(frozen)}",
+            f"after untrusted content only the planned tools may run: {sorted(frozen or ())}",
         )
     if name in policy.approval_required or getattr(tool, "needs_approval", False):
         return Decision(
             name, "needs_approval", "declared", "this tool is declared to need approval"
         )
-    if tool.writes and taint.tainted and policy.taint != "off":
+    if tool.writes and model_chosen and taint.tainted and policy.taint != "off":
         return _tainted_write(policy, name, arguments, taint)
     return Decision(
         name, "allow", "write" if tool.writes else "read", "within the agent's boundary"

@@ -6,6 +6,7 @@ behaviour, and filters what leaves the run; every decision goes to its `Decision
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from steward.errors import PolicyBlocked, PolicyStopped
+from steward.models.types import ModelResponse
 from steward.policy.boundary import Decision, decide
 from steward.policy.declaration import AgentPolicy
 from steward.policy.detectors import Finding, PatternDetector, Screen
@@ -29,6 +31,10 @@ UNTRUSTED_INPUT = "steward.input.untrusted"
 """Run metadata key an entry point (e.g. webhook ingress) sets when the input is third-party."""
 
 _DEFAULT_SCREEN = Screen([PatternDetector()])
+
+
+def _signature(name: str, arguments: Any) -> str:
+    return name + "\x00" + json.dumps(arguments, sort_keys=True, default=str)
 
 
 def default_screen() -> Screen:
@@ -59,6 +65,7 @@ class RunGuard:
         self.taint = TaintState()
         self.monitor = BehaviourMonitor(policy.monitor)
         self._input_untrusted = input_untrusted
+        self._model_calls: set[str] = set()  # tool calls of the latest model response
         if policy.taint == "plan" and policy.plan is not None:
             self.taint.freeze(policy.plan)
 
@@ -115,8 +122,12 @@ class RunGuard:
 
     def check_tool(self, name: str, arguments: dict[str, Any]) -> Decision:
         """Inside the journaled step, so each decision is made and recorded once."""
-        decision = decide(self.policy, name, self.tools.get(name), arguments, self.taint)
-        self.sink.record(PolicyEvent("tool_decision", decision.to_json()))
+        model_chosen = _signature(name, arguments) in self._model_calls
+        tool = self.tools.get(name)
+        decision = decide(self.policy, name, tool, arguments, self.taint, model_chosen=model_chosen)
+        self.sink.record(
+            PolicyEvent("tool_decision", {**decision.to_json(), "model_chosen": model_chosen})
+        )
         if decision.verdict == "needs_approval":
             raise PolicyBlocked(f"tool {name!r} needs human approval: {decision.reason}", decision)
         if decision.verdict == "deny":
@@ -159,8 +170,11 @@ class RunGuard:
 
     # -- models -------------------------------------------------------------------------------
 
-    def after_model(self, input_tokens: int, output_tokens: int) -> None:
-        self._alert(self.monitor.after_model(input_tokens + output_tokens))
+    def after_model(self, response: ModelResponse) -> None:
+        """From the journaled response: the calls the model chose, and its token use."""
+        self._model_calls = {_signature(c.name, c.arguments) for c in response.tool_calls}
+        usage = response.usage
+        self._alert(self.monitor.after_model(usage.input_tokens + usage.output_tokens))
 
     def _alert(self, alert: Alert | None) -> None:
         if alert is None:

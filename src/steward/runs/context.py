@@ -135,7 +135,7 @@ class Context:
         self._account(response.usage, float(data["cost_usd"]))
         self._emit("updates", {"model": {"step": step, "message": response.message().to_json()}})
         if self._guard is not None:
-            self._guard.after_model(response.usage.input_tokens, response.usage.output_tokens)
+            self._guard.after_model(response)
         return response
 
     async def tool(
