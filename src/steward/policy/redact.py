@@ -23,8 +23,8 @@ _SECRETS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ),
     ("anthropic_key", ("sk-ant-",), r"\bsk-ant-[A-Za-z0-9_\-]{16,}"),
     ("openai_key", ("sk-",), r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
-    ("stripe_key", ("_",), r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}"),
-    ("steward_key", ("_",), r"\bstw_[A-Za-z0-9]{6,}_[A-Za-z0-9_\-]{16,}"),
+    ("stripe_key", ("k_live_", "k_test_"), r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}"),
+    ("steward_key", ("stw_",), r"\bstw_[A-Za-z0-9]{6,}_[A-Za-z0-9_\-]{16,}"),
     (
         "aws_access_key",
         ("AKIA", "ASIA", "AROA", "AIDA", "AGPA", "ANPA"),
@@ -32,7 +32,7 @@ _SECRETS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ),
     (
         "github_token",
-        ("_",),
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
         r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
     ),
     (
@@ -135,6 +135,24 @@ _RULES = tuple(
 )
 
 
+def _trigger() -> re.Pattern[str]:
+    """One scan that every match needs to pass: any rule's gate, or a run of digits."""
+    plain = {g for kind, gates, _ in (*_SECRETS, *_PII) if kind not in _LOWER_GATED for g in gates}
+    lower = {g for kind, gates, _ in _SECRETS if kind in _LOWER_GATED for g in gates}
+    return re.compile(
+        "|".join(
+            [
+                *(re.escape(g) for g in sorted(plain)),
+                "(?i:" + "|".join(re.escape(g) for g in sorted(lower)) + ")",
+                _NUMBER_RUN.pattern,
+            ]
+        )
+    )
+
+
+_TRIGGER = _trigger()
+
+
 class Redactor:
     """Replaces secrets and personal data with `[REDACTED:<kind>]`."""
 
@@ -150,8 +168,8 @@ class Redactor:
 
     def redact(self, text: str, counts: Counter[str] | None = None) -> str:
         """`text` with every match replaced; tallies the kinds found into `counts`."""
-        if len(text) < 6:
-            return text
+        if len(text) < 6 or _TRIGGER.search(text) is None:
+            return text  # the common case: nothing any rule could match
         lower: str | None = None
         has_numbers = _NUMBER_RUN.search(text) is not None
         for rule in self._text_rules:
