@@ -102,15 +102,39 @@ def test_tool_result_with_injected_instruction_cannot_make_the_model_send_email(
         },
         {"text": "I did not send anything."},
     )
-    run_id, record = run(steward, key, "inbox", "Summarise my newest email")
+    headers = {"x-api-key": key}
+    started = httpx.post(
+        f"{steward.url}/runs",
+        headers=headers,
+        json={"assistant_id": "inbox", "input": {"message": "Summarise my newest email"}},
+        timeout=30,
+    ).json()
+    run_id, thread_id = started["run_id"], started["thread_id"]
 
+    # The write is held for a person: the run pauses with the call visible, nothing sent.
+    pending: list[dict[str, Any]] = []
+
+    def paused() -> bool:
+        pending[:] = httpx.get(f"{steward.url}/runs/{run_id}/approvals", headers=headers).json()
+        return bool(pending)
+
+    _wait_for(paused)
+    assert len(sent_emails(steward)) == before
+    assert pending[0]["tool"] == "send_email"
+    assert pending[0]["arguments"]["to"] == "attacker@evil.example"
+    assert pending[0]["reason"].startswith("policy (tainted_write)")
+    decided = httpx.post(
+        f"{steward.url}/runs/{run_id}/approvals/{pending[0]['approval_id']}",
+        headers=headers,
+        json={"decision": "reject", "comment": "prompt injection"},
+    )
+    assert decided.status_code == 200, decided.text
+    httpx.get(f"{steward.url}/threads/{thread_id}/runs/{run_id}/join", headers=headers, timeout=60)
+    record = httpx.get(f"{steward.url}/runs/{run_id}", headers=headers).json()
     assert record["status"] == "success"
     assert len(sent_emails(steward)) == before  # the write never ran
-    # The model was told why: the refusal is the tool result it saw next.
     third = control.requests()[2]["body"]["messages"]
-    refusal = third[-1]
-    assert refusal["role"] == "tool"
-    assert "needs human approval" in refusal["content"]
+    assert third[-1]["role"] == "tool" and "rejected" in third[-1]["content"]
 
     spans = trace(steward, key, run_id)
     decisions = policy_events(spans, "tool_decision")
@@ -320,13 +344,17 @@ def test_taint_survives_a_crash_and_replay(
         _wait_for(lambda: any(x.get("tool") == "slow_step" for x in process.ledger_lines()))
         process.kill()  # read_inbox is journaled; the taint lived only in the dead process
         process.start()
-        thread_id = response.json()["thread_id"]
-        done = httpx.get(
-            f"{process.url}/threads/{thread_id}/runs/{run_id}/join",
-            headers={"x-api-key": key},
-            timeout=60,
-        ).json()
-        assert done["output"].startswith("refused: tool 'send_email' needs human approval")
+        pending: list[dict[str, Any]] = []
+
+        def paused() -> bool:
+            pending[:] = httpx.get(
+                f"{process.url}/runs/{run_id}/approvals", headers={"x-api-key": key}
+            ).json()
+            return bool(pending)
+
+        _wait_for(paused, timeout_s=60)  # the rebuilt taint holds the write for a person
+        assert (pending[0]["tool"], pending[0]["status"]) == ("send_email", "pending")
+        assert pending[0]["reason"].startswith("policy (tainted_write)")
         assert not sent_emails(process)
         assert len(control.requests()) == 1  # the model was asked once, after the restart
     finally:

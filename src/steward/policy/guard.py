@@ -121,15 +121,16 @@ class RunGuard:
         self._alert(self.monitor.before_tool(name, arguments))
 
     def check_tool(self, name: str, arguments: dict[str, Any]) -> Decision:
-        """Inside the journaled step, so each decision is made and recorded once."""
+        """Before the step, from journaled state; raises `PolicyBlocked` for a refusal.
+
+        A `needs_approval` decision is returned for the run's approval gate to ask a person.
+        """
         model_chosen = _signature(name, arguments) in self._model_calls
         tool = self.tools.get(name)
         decision = decide(self.policy, name, tool, arguments, self.taint, model_chosen=model_chosen)
         self.sink.record(
             PolicyEvent("tool_decision", {**decision.to_json(), "model_chosen": model_chosen})
         )
-        if decision.verdict == "needs_approval":
-            raise PolicyBlocked(f"tool {name!r} needs human approval: {decision.reason}", decision)
         if decision.verdict == "deny":
             raise PolicyBlocked(f"tool {name!r} refused by policy: {decision.reason}", decision)
         return decision

@@ -6,11 +6,12 @@ again, with the same idempotency key. Caps are checked before every step.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steward.durable.types import JsonObject
 from steward.errors import (
@@ -39,6 +40,9 @@ from steward.policy.guard import RunGuard
 from steward.runs.agent import Agent
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
+
+if TYPE_CHECKING:
+    from steward.runs.approval import ApprovalGate
 
 Journal = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObject]]
 Emit = Callable[[str, Any], None]
@@ -80,6 +84,8 @@ class Context:
         emit: Emit,
         deadline: float,
         guard: RunGuard | None = None,
+        approvals: ApprovalGate | None = None,
+        thread_state: dict[str, Any] | None = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -94,6 +100,10 @@ class Context:
         self._deadline = deadline  # time.time() seconds
         self._guard = guard
         self._emit = emit if guard is None else _filtered_emit(emit, guard)
+        self._approvals = approvals
+        self._timeout: asyncio.Timeout | None = None
+        self.thread_state: dict[str, Any] = dict(thread_state or {})
+        """The thread's values when this run started: the previous run's output on the thread."""
 
     # -- effects ------------------------------------------------------------------------------
 
@@ -143,17 +153,26 @@ class Context:
     ) -> Any:
         """One tool call, journaled as one step; raises `ToolError` on failure.
 
-        With a policy, the call is decided inside its step (refusals raise `PolicyBlocked`) and
-        the result is cleaned and marked untrusted before the model can see it.
+        With a policy, the call is decided before its step (refusals raise `PolicyBlocked`, a
+        needs-approval verdict waits for a person) and the result is cleaned and marked
+        untrusted before the model can see it.
         """
         guard = self._guard
         tool = self._tools.get(name)
+        arguments = arguments or {}
         if tool is None and guard is None:
             raise ToolError(f"tool {name!r} is not available to agent {self.agent.name!r}")
         if guard is not None:
-            guard.before_tool(name, arguments or {})
+            guard.before_tool(name, arguments)
         step = self._next_step()
         call_id = call_id or f"call_{self.run_id}_{step}"
+        if guard is not None:
+            tool, arguments = await self._police(guard, step, name, tool, arguments, call_id)
+        elif tool is not None and tool.needs_approval:
+            arguments = await self.request_approval(
+                step, tool, arguments, call_id, reason=f"tool {name!r} requires approval"
+            )
+        assert tool is not None  # unknown tools were refused above, by the policy or here
         context = ToolContext(
             run_id=self.run_id,
             tenant_id=self.tenant_id,
@@ -165,11 +184,8 @@ class Context:
         async def call() -> JsonObject:
             with self._tracing.execute_tool(name, call_id, step=step):
                 if guard is None:
-                    assert tool is not None
-                    return {"result": await tool.invoke(arguments or {}, context)}
-                guard.check_tool(name, arguments or {})
-                assert tool is not None  # the allowlist rule refuses unknown tools
-                return guard.admit_result(name, await tool.invoke(arguments or {}, context))
+                    return {"result": await tool.invoke(arguments, context)}
+                return guard.admit_result(name, await tool.invoke(arguments, context))
 
         try:
             data = await self._step(f"tool {name}", call)
@@ -182,10 +198,61 @@ class Context:
         self._emit("updates", {"tool": {"step": step, "name": name, "result": data["result"]}})
         return data["result"]
 
+    async def _police(
+        self,
+        guard: RunGuard,
+        step: int,
+        name: str,
+        tool: Tool | None,
+        arguments: dict[str, Any],
+        call_id: str,
+    ) -> tuple[Tool, dict[str, Any]]:
+        """The policy's decision, made from journaled state; approval waits for a person."""
+        try:
+            decision = guard.check_tool(name, arguments)
+            assert tool is not None  # the allowlist rule refuses unknown tools
+            if decision.verdict == "needs_approval":
+                reason = f"policy ({decision.rule}): {decision.reason}"
+                arguments = await self.request_approval(
+                    step, tool, arguments, call_id, reason=reason
+                )
+        except ToolError as exc:
+            guard.after_tool(name, None, exc)
+            raise
+        return tool, arguments
+
     def plan(self, tools: Sequence[str]) -> None:
         """Plan-then-execute: fix the tools this run may use once untrusted content arrives."""
         if self._guard is not None and not self._guard.taint.tainted:
             self._guard.taint.freeze(list(tools))
+
+    async def request_approval(
+        self, step: int, tool: Tool, arguments: dict[str, Any], call_id: str, *, reason: str
+    ) -> dict[str, Any]:
+        """Pause until a person decides this call; the approved (maybe edited) arguments.
+
+        The wall-time cap stops while the run waits and resumes with the time it had left.
+        Raises `ToolError` when the call is rejected or the approval expires.
+        """
+        if self._approvals is None:
+            raise ToolError(f"tool {tool.name!r} needs approval, which this runtime cannot ask")
+        if self._timeout is not None:
+            self._timeout.reschedule(None)
+        decision = await self._approvals.review(
+            step=step, tool=tool.name, call_id=call_id, arguments=arguments, reason=reason
+        )
+        self._deadline += decision.waited_s
+        if self._timeout is not None:
+            remaining = max(0.0, self._deadline - time.time())
+            self._timeout.reschedule(asyncio.get_running_loop().time() + remaining)
+        if not decision.approved:
+            comment = f": {decision.comment}" if decision.comment else ""
+            raise ToolError(f"the call to {tool.name!r} was {decision.status}{comment}")
+        return decision.arguments
+
+    def bind_timeout(self, scope: asyncio.Timeout) -> None:
+        """Let approval waits pause the run's wall-time scope (set by the engine)."""
+        self._timeout = scope
 
     def emit(self, data: Any) -> None:
         """Send a `custom` event to the run's stream (not journaled; may repeat on resume)."""
