@@ -109,7 +109,7 @@ def test_tool_result_with_injected_instruction_cannot_make_the_model_send_email(
         json={"assistant_id": "inbox", "input": {"message": "Summarise my newest email"}},
         timeout=30,
     ).json()
-    run_id, thread_id = started["run_id"], started["thread_id"]
+    run_id = started["run_id"]
 
     # The write is held for a person: the run pauses with the call visible, nothing sent.
     pending: list[dict[str, Any]] = []
@@ -129,8 +129,13 @@ def test_tool_result_with_injected_instruction_cannot_make_the_model_send_email(
         json={"decision": "reject", "comment": "prompt injection"},
     )
     assert decided.status_code == 200, decided.text
-    httpx.get(f"{steward.url}/threads/{thread_id}/runs/{run_id}/join", headers=headers, timeout=60)
-    record = httpx.get(f"{steward.url}/runs/{run_id}", headers=headers).json()
+    record: dict[str, Any] = {}
+
+    def finished() -> bool:
+        record.update(httpx.get(f"{steward.url}/runs/{run_id}", headers=headers).json())
+        return record["status"] not in ("pending", "running", "interrupted")
+
+    _wait_for(finished, timeout_s=60)
     assert record["status"] == "success"
     assert len(sent_emails(steward)) == before  # the write never ran
     third = control.requests()[2]["body"]["messages"]
