@@ -22,6 +22,7 @@ APPS = [
     str(ROOT / "examples" / "support.py"),
     str(ROOT / "examples" / "research.py"),
     str(ROOT / "tests" / "apps" / "testing_app.py"),
+    str(ROOT / "tests" / "apps" / "policy_app.py"),
 ]
 
 
