@@ -11,6 +11,10 @@ StewardError
 │   └── RunCancelled          cancelled through the API  -> status interrupted
 ├── RunError                  a failure during a run
 │   ├── ToolError             a tool raised or got bad arguments
+│   ├── SandboxError          a sandbox refused or failed an operation
+│   │   ├── SandboxUnavailable  the backend cannot run here or is not enabled
+│   │   ├── SandboxPathRefused  a file path leaves the sandbox's work directory
+│   │   └── SandboxStateError   the sandbox is gone, failed, or cannot do that in its state
 │   └── ModelError            a provider call failed (after the gateway's retries)
 │       ├── ModelHTTPError    the provider answered with an error status
 │       └── ModelStreamError  the stream broke or was malformed
@@ -71,6 +75,22 @@ class RunError(StewardError):
 
 class ToolError(RunError):
     """A tool raised, was unknown, or received arguments that failed validation."""
+
+
+class SandboxError(RunError):
+    """A sandbox refused or failed an operation."""
+
+
+class SandboxUnavailable(SandboxError):
+    """The sandbox backend cannot run on this machine, or is not enabled."""
+
+
+class SandboxPathRefused(SandboxError):
+    """A file path is absolute, climbs with `..`, holds NUL, or crosses a symlink."""
+
+
+class SandboxStateError(SandboxError):
+    """The sandbox is deleted or failed, or its backend cannot do that (e.g. cold standby)."""
 
 
 class ModelError(RunError):
