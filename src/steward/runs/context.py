@@ -18,6 +18,10 @@ from steward.errors import (
     ModelError,
     ModelStreamError,
     RunError,
+    SandboxError,
+    SandboxPathRefused,
+    SandboxStateError,
+    SandboxUnavailable,
     StepLimitExceeded,
     ToolError,
     WallTimeExceeded,
@@ -35,6 +39,7 @@ from steward.models.types import (
 )
 from steward.observe.tracing import Tracing
 from steward.runs.agent import Agent
+from steward.sandbox.run_sandbox import RunSandbox
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
 
@@ -47,6 +52,10 @@ _ERRORS: dict[str, type[RunError]] = {
     "ModelError": ModelError,
     "ModelHTTPError": ModelError,
     "ModelStreamError": ModelError,
+    "SandboxError": SandboxError,
+    "SandboxPathRefused": SandboxPathRefused,
+    "SandboxStateError": SandboxStateError,
+    "SandboxUnavailable": SandboxUnavailable,
 }
 
 
@@ -76,6 +85,7 @@ class Context:
         tracing: Tracing,
         emit: Emit,
         deadline: float,
+        sandboxes: Any = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -89,6 +99,7 @@ class Context:
         self._tracing = tracing
         self._emit = emit
         self._deadline = deadline  # time.time() seconds
+        self._sandboxes = sandboxes  # a SandboxManager, when this process offers sandboxes
 
     # -- effects ------------------------------------------------------------------------------
 
@@ -144,6 +155,7 @@ class Context:
             step=step,
             idempotency_key=f"{self.run_id}:{step}",
             call_id=call_id,
+            sandboxes=self._sandboxes,
         )
 
         async def call() -> JsonObject:
@@ -153,6 +165,39 @@ class Context:
         data = await self._step(f"tool {name}", call)
         self._emit("updates", {"tool": {"step": step, "name": name, "result": data["result"]}})
         return data["result"]
+
+    def sandbox(
+        self,
+        *,
+        backend: str | None = None,
+        limits: Any = None,
+        env: dict[str, str] | None = None,
+        idle_timeout_s: float = 15.0,
+        volumes: Sequence[str] = (),
+    ) -> RunSandbox:
+        """A sandbox for this run: `async with ctx.sandbox() as sb: await sb.exec(code=...)`.
+
+        Creating it, each exec, each file read or write and deleting it are journaled steps.
+        """
+        return RunSandbox(
+            self,
+            backend=backend,
+            limits=limits,
+            env=dict(env or {}),
+            idle_timeout_s=idle_timeout_s,
+            volumes=list(volumes),
+        )
+
+    async def effect(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
+        """Run `fn` as one journaled step (caps checked first); used by sandbox handles."""
+        self._next_step()
+        return await self._step(name, fn)
+
+    @property
+    def sandboxes(self) -> Any:
+        if self._sandboxes is None:
+            raise SandboxUnavailable("this Steward process offers no sandboxes")
+        return self._sandboxes
 
     def emit(self, data: Any) -> None:
         """Send a `custom` event to the run's stream (not journaled; may repeat on resume)."""

@@ -33,6 +33,7 @@ from steward.observe.context import run_scope
 from steward.observe.tracing import Tracing
 from steward.runs.agent import Agent
 from steward.runs.context import Context
+from steward.sandbox.manager import SandboxManager
 from steward.store.hot import HEARTBEAT, Event, HotState
 from steward.store.runs import ACTIVE, RunStore, RunTotals, ThreadBusy
 from steward.store.schema import Run, utcnow
@@ -76,6 +77,7 @@ class RunEngine:
         tracing: Tracing,
         models: ModelRouter,
         execute: bool,
+        sandboxes: SandboxManager | None = None,
     ) -> None:
         self.app = app
         self.store = store
@@ -84,6 +86,7 @@ class RunEngine:
         self._tracing = tracing
         self._models = models
         self._execute_here = execute
+        self._sandboxes = sandboxes
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._cancelling: set[str] = set()
 
@@ -261,6 +264,7 @@ class RunEngine:
             tracing=self._tracing,
             emit=emit,
             deadline=deadline,
+            sandboxes=self._sandboxes,
         )
         with self._tracing.invoke_agent(agent.name, conversation_id=run.thread_id) as span:
             outcome = await self._call_agent(agent, ctx, payload["input"], deadline)

@@ -1,4 +1,4 @@
-"""The default backend: bubblewrap namespaces + seccomp + cgroup v1 limits, one resident per sandbox.
+"""The default backend: bubblewrap namespaces, seccomp and cgroup v1 limits, one resident each.
 
 Each sandbox gets its own unprivileged host uid, a sized tmpfs as /work, cgroups created before
 launch, and a resident process that forks every exec (no per-exec bwrap or cgroup join).
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from steward.errors import SandboxStateError, SandboxUnavailable
 from steward.sandbox import cgroups, launcher, resident
-from steward.sandbox.channel import LINE_LIMIT, ResidentChannel
 from steward.sandbox.cgroups import CgroupSet
+from steward.sandbox.channel import LINE_LIMIT, ResidentChannel
 from steward.sandbox.seccomp import build_filter
 from steward.sandbox.types import (
     ExecEvent,

@@ -6,6 +6,7 @@ Steward also limits its sandboxes. Pre-created once per sandbox: joining a v1 gr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -28,7 +29,7 @@ def own_paths(proc_cgroup: str | None = None) -> dict[str, str]:
         _, controllers, path = line.split(":", 2)
         for controller in controllers.split(","):
             if controller:
-                paths[controller] = path
+                paths[controller.removeprefix("name=")] = path
     return paths
 
 
@@ -134,10 +135,8 @@ class CgroupSet:
             return
         self.freeze()
         for pid in self.pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.thaw()
         deadline = time.monotonic() + 5
         while self.pids() and time.monotonic() < deadline:
@@ -174,3 +173,17 @@ def sweep(prefix: str) -> int:
         CgroupSet({c: parent / name for c, parent in parents.items()}).remove()
         removed += 1
     return removed
+
+
+def remove_everywhere(relative: str) -> None:
+    """rmdir `relative` (under our own group) in every v1 hierarchy: runsc creates them all."""
+    for controller, own in own_paths().items():
+        directory = CGROUP_ROOT / controller / own.lstrip("/") / relative
+        deadline = time.monotonic() + 2
+        while directory.is_dir():
+            try:
+                directory.rmdir()
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)

@@ -8,6 +8,7 @@ stdin and answers with JSON lines on stdout (`out` chunks, then one `result`). M
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import resource
@@ -59,10 +60,8 @@ def kill_session(sid: int) -> None:
         if not victims:
             return
         for pid in victims:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.001)
 
 
@@ -92,10 +91,8 @@ def run(request: dict[str, Any]) -> None:
     for fd in (stdin_r, out_w, err_w):
         os.close(fd)
     data = base64.b64decode(request.get("stdin", ""))
-    try:
-        os.write(stdin_w, data[:CHUNK])  # larger stdin belongs in a file, not a pipe
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # larger stdin belongs in a file, not a pipe
+        os.write(stdin_w, data[:CHUNK])
     os.close(stdin_w)
     status, usage, timed_out = _pump(pid, {out_r: "stdout", err_r: "stderr"}, deadline)
     wall = time.monotonic() - started
