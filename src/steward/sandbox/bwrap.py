@@ -35,7 +35,9 @@ SANDBOX_UID = 65534  # "nobody" inside the user namespace
 RESIDENT_PATH = "/run/steward/resident.py"
 PYTHON = "/usr/bin/python3"
 CGROUP_PREFIX = "sbx-"
-MS_NOSUID, MS_NODEV = 0x2, 0x4
+MS_NOSUID, MS_NODEV, MS_BIND = 0x2, 0x4, 0x1000
+# Where sandboxes' work dirs are mounted: reachable by every sandbox uid, wherever `home` is.
+RUNTIME_ROOT = Path("/run/steward-sandboxes")
 MNT_DETACH = 0x2
 ETC_FILES = ("/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/certs")
 
@@ -54,7 +56,45 @@ def unmount(target: Path) -> None:
     _libc().umount2(str(target).encode(), MNT_DETACH)  # EINVAL when not mounted: fine
 
 
-def bwrap_arguments(spec: SandboxSpec, seccomp_fd: int) -> list[str]:
+def traversable_dirs(work_dir: Path) -> None:
+    """Create the sandbox's state dir under RUNTIME_ROOT, searchable (not listable) by others:
+    bwrap runs as the sandbox's uid and must reach its mount sources."""
+    for directory in (RUNTIME_ROOT, work_dir.parent, work_dir):
+        directory.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(directory, 0o711)
+
+
+def public_resident() -> Path:
+    """A world-readable copy of the resident script (the package may sit in a private dir)."""
+    target = RUNTIME_ROOT / "resident.py"
+    source = Path(resident.__file__).read_bytes()
+    if not target.exists() or target.read_bytes() != source:
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_bytes(source)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    return target
+
+
+def mount_volumes(spec: SandboxSpec, uid: int) -> None:
+    """Bind each volume (in a private dir) beside the work dir, owned by the sandbox's uid."""
+    for name, host_dir in spec.volumes.items():
+        target = spec.work_dir.parent / "volumes" / name
+        target.mkdir(parents=True, mode=0o711, exist_ok=True)
+        os.chmod(target.parent, 0o711)
+        os.chown(host_dir, uid, uid)
+        if _libc().mount(str(host_dir).encode(), str(target).encode(), None, MS_BIND, None):
+            raise OSError(ctypes.get_errno(), f"bind-mount volume {name}")
+
+
+def unmount_all(spec: SandboxSpec) -> None:
+    for name in spec.volumes:
+        unmount(spec.work_dir.parent / "volumes" / name)
+    unmount(spec.work_dir)
+
+
+def bwrap_arguments(spec: SandboxSpec, seccomp_fd: int, sources: dict[str, Path]) -> list[str]:
+    """`sources`: in-sandbox path -> host path, each reachable by the sandbox's host uid."""
     limits = spec.limits
     args = [
         "--unshare-all",
@@ -76,10 +116,10 @@ def bwrap_arguments(spec: SandboxSpec, seccomp_fd: int) -> list[str]:
         args += ["--ro-bind-try", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(limits.tmp_mib * 1024 * 1024), "--tmpfs", "/tmp"]
-    args += ["--bind", str(spec.work_dir), "/work"]
-    for name, host_dir in sorted(spec.volumes.items()):
-        args += ["--bind", str(host_dir), f"/volumes/{name}"]
-    args += ["--ro-bind", resident.__file__, RESIDENT_PATH]
+    args += ["--bind", str(sources["/work"]), "/work"]
+    for name in sorted(spec.volumes):
+        args += ["--bind", str(sources[f"/volumes/{name}"]), f"/volumes/{name}"]
+    args += ["--ro-bind", str(sources[RESIDENT_PATH]), RESIDENT_PATH]
     args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     args += ["--seccomp", str(seccomp_fd), "--clearenv"]
     args += ["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/work"]
@@ -115,18 +155,17 @@ class BwrapBackend:
         reason = self.unavailable_reason()
         if reason:
             raise SandboxUnavailable(reason)
-        spec.work_dir.mkdir(parents=True, exist_ok=True)
+        traversable_dirs(spec.work_dir)
         mount_tmpfs(spec.work_dir, spec.limits.disk_mib, spec.host_uid)
         group: CgroupSet | None = None
         try:
+            mount_volumes(spec, spec.host_uid)
             group = await asyncio.to_thread(CgroupSet.create, CGROUP_PREFIX + spec.id, spec.limits)
-            for volume in spec.volumes.values():
-                os.chown(volume, spec.host_uid, spec.host_uid)
             instance = await BwrapInstance.launch(spec, group)
         except BaseException:
             if group is not None:
                 await asyncio.to_thread(group.remove)
-            unmount(spec.work_dir)
+            unmount_all(spec)
             raise
         return instance
 
@@ -149,14 +188,19 @@ class BwrapInstance:
     @classmethod
     async def launch(cls, spec: SandboxSpec, group: CgroupSet) -> BwrapInstance:
         seccomp_fd = _memfd("steward-seccomp", build_filter())
-        args = bwrap_arguments(spec, seccomp_fd)
+        sources = {"/work": spec.work_dir, RESIDENT_PATH: public_resident()}
+        sources |= {
+            f"/volumes/{name}": spec.work_dir.parent / "volumes" / name for name in spec.volumes
+        }
+        args = bwrap_arguments(spec, seccomp_fd, sources)
         args_fd = _memfd("steward-bwrap-args", b"".join(a.encode() + b"\0" for a in args))
+        passed = (seccomp_fd, args_fd)
         config = {
             "cgroup_procs": [str(p) for p in group.procs_files()],
             "uid": spec.host_uid,
             "gid": spec.host_uid,
             "open_files": spec.limits.open_files,
-            "keep_fds": [seccomp_fd, args_fd],
+            "keep_fds": list(passed),
             # Arguments by descriptor: /proc/1/cmdline inside shows no host paths.
             "exec": [BWRAP, "--args", str(args_fd), *RESIDENT_COMMAND],
         }
@@ -166,13 +210,13 @@ class BwrapInstance:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                pass_fds=(seccomp_fd, args_fd),
+                pass_fds=passed,
                 env={},
                 limit=LINE_LIMIT,
             )  # fmt: skip
         finally:
-            os.close(seccomp_fd)
-            os.close(args_fd)
+            for fd in passed:
+                os.close(fd)
         assert process.stdin is not None and process.stdout is not None
         instance = cls(spec, group, process, ResidentChannel(process.stdout, process.stdin))
         try:
@@ -219,5 +263,5 @@ class BwrapInstance:
         self._stderr_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._stderr_task
-        unmount(self.spec.work_dir)
-        shutil.rmtree(self.spec.work_dir, ignore_errors=True)
+        unmount_all(self.spec)
+        shutil.rmtree(self.spec.work_dir.parent, ignore_errors=True)

@@ -17,7 +17,14 @@ from typing import Any
 
 from steward.errors import SandboxStateError, SandboxUnavailable
 from steward.sandbox import cgroups, resident
-from steward.sandbox.bwrap import ETC_FILES, PYTHON, RESIDENT_PATH, mount_tmpfs, unmount
+from steward.sandbox.bwrap import (
+    ETC_FILES,
+    PYTHON,
+    RESIDENT_PATH,
+    mount_tmpfs,
+    traversable_dirs,
+    unmount,
+)
 from steward.sandbox.cgroups import CGROUP_ROOT, GROUP_PARENT, CgroupSet
 from steward.sandbox.channel import LINE_LIMIT, encode_request, read_events
 from steward.sandbox.types import (
@@ -135,7 +142,7 @@ class GVisorBackend:
         if reason:
             raise SandboxUnavailable(reason)
         state = spec.work_dir.parent
-        spec.work_dir.mkdir(parents=True, exist_ok=True)
+        traversable_dirs(spec.work_dir)
         mount_tmpfs(spec.work_dir, spec.limits.disk_mib, SANDBOX_UID)
         instance = GVisorInstance(spec, state)
         try:

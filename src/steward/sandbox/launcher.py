@@ -16,6 +16,7 @@ from typing import Any
 CLONE_NEWTIME = 0x80
 SYS_KEYCTL = 250  # x86_64
 KEYCTL_JOIN_SESSION_KEYRING = 1
+PR_SET_DUMPABLE = 4
 
 
 def launch(config: dict[str, Any]) -> None:
@@ -41,6 +42,10 @@ def launch(config: dict[str, Any]) -> None:
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    # Changing uid made us non-dumpable, which makes /proc/self/fd root's: bwrap could not
+    # follow the O_PATH descriptors it mounts from. The sandbox cannot ptrace us (seccomp, userns).
+    if libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
     keep = sorted(int(fd) for fd in config["keep_fds"])
     low = 3
     for fd in [*keep, 65536]:

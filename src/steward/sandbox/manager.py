@@ -21,7 +21,7 @@ from pathlib import Path
 
 from steward.errors import SandboxStateError, SandboxUnavailable, UserError
 from steward.sandbox import cgroups
-from steward.sandbox.bwrap import BwrapBackend, unmount
+from steward.sandbox.bwrap import RUNTIME_ROOT, BwrapBackend, unmount
 from steward.sandbox.files import FileEntry, list_files, read_file, write_file
 from steward.sandbox.gvisor import GVisorBackend
 from steward.sandbox.process import ProcessBackend
@@ -125,8 +125,14 @@ class SandboxManager:
             if row is None or _alive(int(row.owner.rsplit(":", 1)[1])):
                 continue
             log.warning("sandbox %s outlived its Steward process; cleaning up", sandbox_id)
-            _clean_state_dir(self.home / "sandboxes" / sandbox_id, sandbox_id)
+            for state in (RUNTIME_ROOT / sandbox_id, self.home / "sandboxes" / sandbox_id):
+                _clean_state_dir(state, sandbox_id)
             self.records.set_state(sandbox_id, "failed", reason="its Steward process ended")
+
+    def _state_dir(self, backend: SandboxBackend, sandbox_id: str) -> Path:
+        if backend.isolated:  # the isolating backends run as root and mount under /run
+            return RUNTIME_ROOT / sandbox_id
+        return self.home / "sandboxes" / sandbox_id
 
     def pick_backend(self, name: str | None) -> SandboxBackend:
         if name is not None:
@@ -174,7 +180,7 @@ class SandboxManager:
             volumes[name].mkdir(parents=True, exist_ok=True)
         spec = SandboxSpec(
             id=sandbox_id,
-            work_dir=self.home / "sandboxes" / sandbox_id / "work",
+            work_dir=self._state_dir(backend, sandbox_id) / "work",
             limits=options.limits,
             env={**BASE_ENV, **options.env},
             volumes=volumes,
@@ -186,7 +192,7 @@ class SandboxManager:
             await asyncio.to_thread(
                 self.records.set_state, sandbox_id, "failed", reason=f"start failed: {exc}"
             )
-            shutil.rmtree(self.home / "sandboxes" / sandbox_id, ignore_errors=True)
+            shutil.rmtree(spec.work_dir.parent, ignore_errors=True)
             raise
         deadline = time.monotonic() + options.timeout_s if options.timeout_s else None
         self._live[sandbox_id] = _Live(
@@ -303,7 +309,7 @@ class SandboxManager:
             try:
                 await live.instance.destroy()
             finally:
-                shutil.rmtree(self.home / "sandboxes" / sandbox_id, ignore_errors=True)
+                shutil.rmtree(live.spec.work_dir.parent, ignore_errors=True)
         await asyncio.to_thread(self.records.set_state, sandbox_id, state, reason=reason)
 
     # -- files (host side, confined to the work directory) -------------------------------------
@@ -404,5 +410,8 @@ def _clean_state_dir(state: Path, sandbox_id: str) -> None:
     with contextlib.suppress(Exception):
         cgroups.sweep(f"sbx-{sandbox_id}")
         cgroups.remove_everywhere(f"{cgroups.GROUP_PARENT}/gv-{sandbox_id}")
+    volumes = state / "volumes"
+    for volume in volumes.iterdir() if volumes.is_dir() else ():
+        unmount(volume)
     unmount(state / "work")
     shutil.rmtree(state, ignore_errors=True)
