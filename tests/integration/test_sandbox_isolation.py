@@ -198,18 +198,18 @@ async def test_fork_bomb_hits_the_pids_limit_and_the_host_stays_healthy(
         info.id,
         "import os, errno\n"
         "failed = 0\n"
-        "for _ in range(2000):\n"
+        "for _ in range(400):\n"
         "    try:\n"
         "        if os.fork() == 0:\n"
         "            import time; time.sleep(30); os._exit(0)\n"
         "    except OSError as e:\n"
         "        failed += 1\n"
         "print('forks refused', failed, flush=True)\n",
-        timeout_s=15,
+        timeout_s=30,
     )
     assert b"forks refused" in done.stdout, done.stderr
     refused = int(done.stdout.split()[-1])
-    assert refused >= 2000 - 32
+    assert refused >= 400 - 32
     # The bomb's sleepers were killed with its session; the sandbox and its neighbour still work.
     assert (await run(manager, info.id, "echo alive")).stdout == b"alive\n"
     assert (await run(manager, bystander.id, "echo fine")).stdout == b"fine\n"

@@ -57,7 +57,6 @@ def oci_config(spec: SandboxSpec) -> dict[str, Any]:
     ]
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["ro"]},
         {
             "destination": "/tmp",
             "type": "tmpfs",
@@ -108,7 +107,7 @@ def _bind(source: str, destination: str, *, ro: bool) -> dict[str, Any]:
 
 def write_bundle(spec: SandboxSpec, bundle: Path) -> None:
     rootfs = bundle / "rootfs"
-    for directory in ("usr", "proc", "dev", "tmp", "work", "etc", "run/steward", "volumes"):
+    for directory in ("usr", "proc", "tmp", "work", "etc", "run/steward", "volumes"):
         (rootfs / directory).mkdir(parents=True, exist_ok=True)
     for name in spec.volumes:
         (rootfs / "volumes" / name).mkdir(exist_ok=True)

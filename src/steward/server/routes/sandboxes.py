@@ -6,6 +6,8 @@ query parameters (relative to /work) so no client or proxy normalises `..` away 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -75,6 +77,15 @@ class ExecBody(BaseModel):
     cwd: str = Field("/work", max_length=4096)
     timeout_s: float | None = Field(None, gt=0, le=3600)
     stream: bool = False
+
+
+class FileBody(BaseModel):
+    """A file's content as JSON (the API speaks JSON only): UTF-8 text or base64 bytes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str
+    encoding: Literal["utf-8", "base64"] = "utf-8"
 
 
 class StandbyBody(BaseModel):
@@ -220,9 +231,16 @@ async def read_sandbox_file(
 
 @router.put("/{sandbox_id}/files/content", status_code=204)
 async def write_sandbox_file(
-    sandbox_id: str, principal: Writer, request: Request, path: PathParam
+    sandbox_id: str, body: FileBody, principal: Writer, request: Request, path: PathParam
 ) -> Response:
-    data = await request.body()
+    try:
+        data = (
+            base64.b64decode(body.content, validate=True)
+            if body.encoding == "base64"
+            else body.content.encode()
+        )
+    except binascii.Error as exc:
+        raise ApiError(422, "validation-error", "Invalid input", "content is not base64") from exc
     with _translated():
         await _manager(request).write_file(principal.tenant_id, sandbox_id, path, data)
     return Response(status_code=204)
