@@ -56,6 +56,14 @@ async def manager(tmp_path: Path) -> AsyncIterator[SandboxManager]:
         assert leftovers(manager, ids) == []
 
 
+async def wait_state(manager: SandboxManager, sandbox_id: str, state: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if manager.get(TENANT, sandbox_id).state == state:
+            return
+        await asyncio.sleep(0.1)
+
+
 async def counter(manager: SandboxManager, sandbox_id: str) -> tuple[int, int]:
     text = (await manager.read_file(TENANT, sandbox_id, "counter")).decode()
     pid, n = text.split()
@@ -113,7 +121,8 @@ async def test_reading_outside_the_sandbox_fails(
         "import os, sys\n"
         f"for path in {targets!r}:\n"
         "    try:\n"
-        "        print('READ', path, open(path).read() if os.path.isfile(path) else os.listdir(path))\n"
+        "        seen = open(path).read() if os.path.isfile(path) else os.listdir(path)\n"
+        "        print('READ', path, seen)\n"
         "    except OSError as e: print('denied', path, e.errno)\n"
         "print(sorted(os.listdir('/')))\n",
     )
@@ -256,9 +265,7 @@ async def test_cpu_budget_ends_the_sandbox(manager: SandboxManager) -> None:
     require(manager, "bwrap")
     info = await manager.create(TENANT, options("bwrap", cpu_seconds=0.5))
     await run(manager, info.id, "nohup python3 -c 'while True: pass' >/dev/null 2>&1 &")
-    deadline = time.monotonic() + 20
-    while manager.get(TENANT, info.id).state != "failed" and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await wait_state(manager, info.id, "failed")
     ended = manager.get(TENANT, info.id)
     assert ended.state == "failed" and "CPU budget" in (ended.reason or "")
 
@@ -339,9 +346,7 @@ async def test_idle_sandbox_goes_to_standby_and_exec_resumes_it(
         TENANT, CreateOptions(backend=backend, idle_timeout_s=0.5, limits=Limits())
     )
     await run(manager, info.id, "echo warmup")
-    deadline = time.monotonic() + 20
-    while manager.get(TENANT, info.id).state != "standby" and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await wait_state(manager, info.id, "standby")
     assert manager.get(TENANT, info.id).state == "standby"
     assert (await run(manager, info.id, "echo back")).stdout == b"back\n"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -102,18 +103,22 @@ class SandboxManager:
         self._live: dict[str, _Live] = {}
         self._watchdog: asyncio.Task[None] | None = None
         self._run_locks: dict[str, asyncio.Lock] = {}
+        self._state_writes: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         await asyncio.to_thread(self._reap_orphans)
         self._watchdog = asyncio.create_task(self._watch())
+        self._writer = asyncio.create_task(self._write_states())
 
     async def close(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+        for task in (self._watchdog, self._writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for sandbox_id in list(self._live):
             await self._end(sandbox_id, "deleted", "the server shut down")
 
@@ -198,7 +203,7 @@ class SandboxManager:
         self._live[sandbox_id] = _Live(
             spec, backend, instance, tenant_id, options.idle_timeout_s, deadline, options.run_id
         )
-        await asyncio.to_thread(self.records.set_state, sandbox_id, "running")
+        self._record_state(sandbox_id, "running")
         return self.get(tenant_id, sandbox_id)
 
     async def sandbox_for_run(self, tenant_id: str, run_id: str, options: CreateOptions) -> str:
@@ -211,14 +216,25 @@ class SandboxManager:
             return (await self.create(tenant_id, options)).id
 
     def get(self, tenant_id: str, sandbox_id: str) -> SandboxInfo:
-        return self.records.get(tenant_id, sandbox_id)
+        return self._current(self.records.get(tenant_id, sandbox_id))
+
+    def _current(self, info: SandboxInfo) -> SandboxInfo:
+        """The record, with the live state (its database write may still be queued)."""
+        live = self._live.get(info.id)
+        if live is None or info.state not in ("starting", "running", "standby"):
+            return info
+        state = "standby" if live.standby else "running"
+        return dataclasses.replace(info, state=state, standby_mode=live.standby)
 
     def list_sandboxes(self, tenant_id: str, *, include_ended: bool = False) -> list[SandboxInfo]:
-        return self.records.list_sandboxes(tenant_id, include_ended=include_ended)
+        infos = self.records.list_sandboxes(tenant_id, include_ended=include_ended)
+        return [self._current(info) for info in infos]
 
     def _held(self, tenant_id: str, sandbox_id: str) -> _Live:
-        info = self.records.get(tenant_id, sandbox_id)  # NotFound for other tenants
         live = self._live.get(sandbox_id)
+        if live is not None and live.tenant_id == tenant_id:
+            return live  # the hot path reads no database
+        info = self.records.get(tenant_id, sandbox_id)  # NotFound for other tenants
         if live is None:
             if info.state in ("deleted", "failed"):
                 reason = f": {info.reason}" if info.reason else ""
@@ -274,7 +290,7 @@ class SandboxManager:
             await live.instance.resume()
         await live.instance.standby(mode)
         live.standby = mode
-        await asyncio.to_thread(self.records.set_state, sandbox_id, "standby", standby_mode=mode)
+        self._record_state(sandbox_id, "standby", standby_mode=mode)
 
     async def resume(self, tenant_id: str, sandbox_id: str) -> None:
         await self._resume(sandbox_id, self._held(tenant_id, sandbox_id))
@@ -288,7 +304,23 @@ class SandboxManager:
             await live.instance.resume()
             live.standby = None
             live.last_active = time.monotonic()
-            await asyncio.to_thread(self.records.set_state, sandbox_id, "running")
+            self._record_state(sandbox_id, "running")
+
+    def _record_state(self, sandbox_id: str, state: str, standby_mode: str | None = None) -> None:
+        """Persist a standby/resume transition after answering: one writer keeps them in order."""
+        self._state_writes.put_nowait((sandbox_id, state, standby_mode))
+
+    async def _write_states(self) -> None:
+        while True:
+            sandbox_id, state, mode = await self._state_writes.get()
+            try:
+                await asyncio.to_thread(
+                    self.records.set_state, sandbox_id, state, standby_mode=mode
+                )
+            except Exception:
+                log.exception("could not record sandbox %s as %s", sandbox_id, state)
+            finally:
+                self._state_writes.task_done()
 
     @staticmethod
     def _in_standby(live: _Live) -> bool:
@@ -302,6 +334,8 @@ class SandboxManager:
             raise SandboxStateError(f"sandbox {sandbox_id} is held by another Steward process")
 
     async def _end(self, sandbox_id: str, state: str, reason: str) -> None:
+        if self._writer is not None and not self._writer.done():
+            await self._state_writes.join()  # an earlier transition must not overwrite the end
         live = self._live.pop(sandbox_id, None)
         if live is not None:
             if live.run_id is not None:
