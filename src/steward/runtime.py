@@ -79,7 +79,9 @@ class Runtime:
         await self.engine.launch()
 
     async def stop(self) -> None:
-        await self.engine.shutdown()
+        # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal, so
+        # it must be thawed and killed before anything slower can delay or abort the shutdown.
         await self.sandboxes.close()
+        await self.engine.shutdown()
         self.tracing.shutdown()
         self.db.dispose()
