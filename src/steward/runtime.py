@@ -15,6 +15,7 @@ from steward.models.router import ModelRouter
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import MemoryRateLimiter
 from steward.runs.engine import RunEngine
+from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
 from steward.store import migrate
 from steward.store.database import Database
@@ -30,6 +31,7 @@ class Runtime:
     tracing: Tracing
     engine: RunEngine
     rate_limiter: MemoryRateLimiter
+    sandboxes: SandboxManager
 
     @classmethod
     def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
@@ -46,6 +48,12 @@ class Runtime:
             executor_id=settings.executor_id,
             queue_poll_interval_s=settings.queue_poll_interval_s,
         )
+        sandboxes = SandboxManager(
+            db,
+            settings.home,
+            default_backend=settings.sandbox_backend,
+            allow_unisolated=settings.sandbox_allow_unisolated,
+        )
         engine = RunEngine(
             app,
             store=RunStore(db),
@@ -54,6 +62,7 @@ class Runtime:
             tracing=tracing,
             models=ModelRouter(settings.model),
             execute=execute,
+            sandboxes=sandboxes,
         )
         return cls(
             settings=settings,
@@ -62,12 +71,17 @@ class Runtime:
             tracing=tracing,
             engine=engine,
             rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
+            sandboxes=sandboxes,
         )
 
     async def start(self) -> None:
+        await self.sandboxes.start()
         await self.engine.launch()
 
     async def stop(self) -> None:
+        # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal, so
+        # it must be thawed and killed before anything slower can delay or abort the shutdown.
+        await self.sandboxes.close()
         await self.engine.shutdown()
         self.tracing.shutdown()
         self.db.dispose()
