@@ -16,6 +16,7 @@ from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import MemoryRateLimiter
 from steward.runs.engine import RunEngine
 from steward.security.keys import KeyStore
+from steward.security.services import Security
 from steward.store import migrate
 from steward.store.database import Database
 from steward.store.hot import MemoryHotState
@@ -30,12 +31,14 @@ class Runtime:
     tracing: Tracing
     engine: RunEngine
     rate_limiter: MemoryRateLimiter
+    security: Security
 
     @classmethod
     def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(settings.resolved_database_url)
         db = Database(settings.resolved_database_url)
+        security = Security.build(settings, db)
         tracing = Tracing(
             db,
             flush_interval_ms=settings.trace_flush_interval_ms,
@@ -54,20 +57,24 @@ class Runtime:
             tracing=tracing,
             models=ModelRouter(settings.model),
             execute=execute,
+            secrets=security.secrets,
         )
         return cls(
             settings=settings,
             db=db,
-            keys=KeyStore(db),
+            keys=security.keys,
             tracing=tracing,
             engine=engine,
             rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
+            security=security,
         )
 
     async def start(self) -> None:
         await self.engine.launch()
+        self.security.start()
 
     async def stop(self) -> None:
         await self.engine.shutdown()
+        await self.security.stop()
         self.tracing.shutdown()
         self.db.dispose()

@@ -26,6 +26,10 @@ def key_id_of(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(public_key.public_bytes(*_RAW)).hexdigest()[:16]
 
 
+def public_key_raw(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(*_RAW)
+
+
 def public_key_from_raw(raw: bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 

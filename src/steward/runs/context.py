@@ -35,6 +35,8 @@ from steward.models.types import (
 )
 from steward.observe.tracing import Tracing
 from steward.runs.agent import Agent
+from steward.security.redaction import REDACTOR
+from steward.security.secrets import Secret, SecretStore
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
 
@@ -76,6 +78,7 @@ class Context:
         tracing: Tracing,
         emit: Emit,
         deadline: float,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -87,8 +90,10 @@ class Context:
         self._journal = journal
         self._resolve_model = resolve_model
         self._tracing = tracing
-        self._emit = emit
+        # Secrets this process decrypted never reach the stream, whatever the agent emits.
+        self._emit: Emit = lambda event, data: emit(event, REDACTOR.scrub(data))
         self._deadline = deadline  # time.time() seconds
+        self._secrets = secrets
 
     # -- effects ------------------------------------------------------------------------------
 
@@ -121,7 +126,7 @@ class Context:
                 response = await self._stream(provider, request)
                 cost = cost_usd(provider.name, response.model, response.usage)
                 recorder.record(response, cost.usd, cost.known)
-            return {"response": response.to_json(), "cost_usd": cost.usd}
+            return {"response": REDACTOR.scrub(response.to_json()), "cost_usd": cost.usd}
 
         data = await self._step(f"model {model_name}", call)
         response = ModelResponse.from_json(data["response"])
@@ -144,15 +149,32 @@ class Context:
             step=step,
             idempotency_key=f"{self.run_id}:{step}",
             call_id=call_id,
+            secrets=self._secret_reader(tool=name, step=step),
         )
 
         async def call() -> JsonObject:
             with self._tracing.execute_tool(name, call_id, step=step):
-                return {"result": await tool.invoke(arguments or {}, context)}
+                # Scrubbed before the journal records it: a tool echoing a secret leaks nothing.
+                return {"result": REDACTOR.scrub(await tool.invoke(arguments or {}, context))}
 
         data = await self._step(f"tool {name}", call)
         self._emit("updates", {"tool": {"step": step, "name": name, "result": data["result"]}})
         return data["result"]
+
+    def secret(self, name: str) -> Secret:
+        """A tenant secret by name, decrypted now and not journaled; `.reveal()` it at use."""
+        return self._secret_reader()(name)
+
+    def _secret_reader(self, **purpose: object) -> Callable[[str], Secret]:
+        store = self._secrets
+        where: dict[str, object] = {"run_id": self.run_id, "agent": self.agent.name, **purpose}
+
+        def read(name: str) -> Secret:
+            if store is None:
+                raise ToolError("no secret store is configured for this run")
+            return store.secret_for_agent(self.tenant_id, name, purpose=where)
+
+        return read
 
     def emit(self, data: Any) -> None:
         """Send a `custom` event to the run's stream (not journaled; may repeat on resume)."""
@@ -215,7 +237,8 @@ class Context:
             try:
                 return {"ok": await fn()}
             except RunError as exc:
-                return {"error": {"type": type(exc).__name__, "message": str(exc)}}
+                message = REDACTOR.scrub_text(str(exc))
+                return {"error": {"type": type(exc).__name__, "message": message}}
 
         data = await self._journal(name, guarded)
         if "error" in data:

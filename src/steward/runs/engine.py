@@ -33,6 +33,8 @@ from steward.observe.context import run_scope
 from steward.observe.tracing import Tracing
 from steward.runs.agent import Agent
 from steward.runs.context import Context
+from steward.security.redaction import REDACTOR
+from steward.security.secrets import SecretStore
 from steward.store.hot import HEARTBEAT, Event, HotState
 from steward.store.runs import ACTIVE, RunStore, RunTotals, ThreadBusy
 from steward.store.schema import Run, utcnow
@@ -76,8 +78,10 @@ class RunEngine:
         tracing: Tracing,
         models: ModelRouter,
         execute: bool,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.app = app
+        self.secrets = secrets
         self.store = store
         self._durable = durable
         self.hot = hot
@@ -215,6 +219,12 @@ class RunEngine:
         try:
             with run_scope(run_id, run.tenant_id):
                 outcome, totals = await self._run_agent(run, payload)
+            outcome = Outcome(  # no secret this process decrypted leaves in a result
+                outcome.status,
+                outcome.stop_reason,
+                REDACTOR.scrub(outcome.output),
+                REDACTOR.scrub(outcome.error),
+            )
         finally:
             self._tasks.pop(run_id, None)
             self._cancelling.discard(run_id)
@@ -261,6 +271,7 @@ class RunEngine:
             tracing=self._tracing,
             emit=emit,
             deadline=deadline,
+            secrets=self.secrets,
         )
         with self._tracing.invoke_agent(agent.name, conversation_id=run.thread_id) as span:
             outcome = await self._call_agent(agent, ctx, payload["input"], deadline)

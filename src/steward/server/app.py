@@ -16,7 +16,7 @@ from steward.runtime import Runtime
 from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.problems import install_problem_handlers
-from steward.server.routes import assistants, health, runs, threads, traces
+from steward.server.routes import admin, assistants, health, hooks, runs, threads, traces
 
 
 def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> FastAPI:
@@ -31,6 +31,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.engine = runtime.engine
         api.state.tracing = runtime.tracing
         api.state.rate_limiter = runtime.rate_limiter
+        api.state.security = runtime.security
         await runtime.start()
         try:
             yield
@@ -47,6 +48,6 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     # Added last runs first: authenticate before any body is read or checked.
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
-    for module in (health, assistants, threads, runs, traces):
+    for module in (health, assistants, threads, runs, traces, admin, hooks):
         api.include_router(module.router)
     return api
