@@ -21,6 +21,7 @@ APPS = [
     str(ROOT / "examples" / "support.py"),
     str(ROOT / "examples" / "research.py"),
     str(ROOT / "tests" / "apps" / "testing_app.py"),
+    str(ROOT / "tests" / "apps" / "security_app.py"),
 ]
 
 

@@ -27,6 +27,7 @@ from steward.store.schema import utcnow
 from steward.store.security_tables import WebhookDelivery, WebhookHook
 
 SCHEMES = ("standard", "stripe")
+NO_MATCH = "no signature matches this hook's secrets"
 MAX_SECRETS = 2  # the newest and the one it replaced, while senders switch over
 
 
@@ -81,7 +82,7 @@ def verify_standard(
             continue
         if any(hmac.compare_digest(value.encode(), digest) for digest in expected):
             return VerifiedDelivery(delivery_id, stamp)
-    raise WebhookRejected("webhook-signature-invalid", "no signature matches this hook's secrets")
+    raise WebhookRejected("webhook-signature-invalid", NO_MATCH)
 
 
 def verify_stripe(

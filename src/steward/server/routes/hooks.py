@@ -13,10 +13,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from steward import audit
-from steward.errors import ApiError, Conflict, NotFound
+from steward.errors import ApiError, Conflict
 from steward.runs.engine import RunEngine, RunRequest
 from steward.security.services import Security
-from steward.security.webhooks import WebhookRejected
+from steward.security.webhooks import NO_MATCH, WebhookRejected
 
 router = APIRouter(tags=["hooks"])
 
@@ -25,11 +25,19 @@ router = APIRouter(tags=["hooks"])
 async def deliver(hook_id: str, request: Request) -> JSONResponse:
     security: Security = request.app.state.security
     engine: RunEngine = request.app.state.engine
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if not ({"webhook-id", "webhook-signature"} <= headers.keys() or "stripe-signature" in headers):
+        raise ApiError(
+            400,
+            "webhook-malformed",
+            "Webhook rejected",
+            "send webhook-id, webhook-timestamp and webhook-signature, or Stripe-Signature",
+        )
     hook = await asyncio.to_thread(security.hooks.get, hook_id)
     if hook is None:
-        raise NotFound("hook", hook_id)
+        # The same answer as a wrong signature: a hook's existence is not disclosed.
+        raise ApiError(401, "webhook-signature-invalid", "Webhook rejected", NO_MATCH)
     body = await request.body()
-    headers = {k.lower(): v for k, v in request.headers.items()}
     try:
         delivery = await asyncio.to_thread(security.hooks.verify, hook, headers, body)
     except WebhookRejected as exc:
