@@ -286,7 +286,16 @@ def alpha_objects(server: StewardProcess, keys: dict[str, str]) -> dict[str, str
         admin.get(f"/threads/{thread}/runs/{run['run_id']}/join")
         key = admin.post("/admin/keys", json={"name": "alpha-extra"}).json()
         hook = admin.post("/admin/hooks", json={"agent": "hook_sink"}).json()
+        paused = admin.post("/runs", json={"assistant_id": "approver", "input": {}}).json()
+        approvals: list[dict[str, Any]] = []
+        for _ in range(200):
+            approvals = admin.get(f"/runs/{paused['run_id']}/approvals").json()
+            if approvals:
+                break
+            time.sleep(0.05)
     return {
+        "approval_id": approvals[0]["approval_id"],
+        "approval_run_id": paused["run_id"],
         "thread_id": thread,
         "run_id": run["run_id"],
         "key_id": key["id"],
@@ -297,7 +306,9 @@ def alpha_objects(server: StewardProcess, keys: dict[str, str]) -> dict[str, str
 
 
 # Path parameters that name a tenant's object. Anything else is a failure until listed here.
-TENANT_SCOPED = {"thread_id", "run_id", "key_id", "hook_id"}
+TENANT_SCOPED = {"thread_id", "run_id", "key_id", "hook_id", "approval_id"}
+# Routes whose body forbids unknown fields get a valid body of their own.
+BODIES = {("POST", "/runs/{run_id}/approvals/{approval_id}"): {"decision": "reject"}}
 # `assistant_id` names an agent: code deployed with the server, the same for every tenant.
 SHARED = {"assistant_id"}
 
@@ -314,12 +325,23 @@ def test_other_tenants_ids_get_404_and_nothing_leaks(
     unknown = params - TENANT_SCOPED - SHARED
     assert not unknown, f"{method} {path}: add {unknown} to the tenant attack table"
     url, decoy = path, path
+    if "approval_id" in params:  # the approval belongs to a run of its own
+        url = url.replace("{run_id}", alpha_objects["approval_run_id"])
     for name in params & TENANT_SCOPED:
         url = url.replace("{" + name + "}", alpha_objects[name])
         decoy = decoy.replace("{" + name + "}", "decoy-" + name)
     url = url.replace("{assistant_id}", "multistep")
     decoy = decoy.replace("{assistant_id}", "multistep")
-    body = {"assistant_id": "multistep", "input": {"steps": 1}, "name": "x", "agent": "hook_sink"}
+    # A body valid for every route, so the ownership check (not validation) answers.
+    body = {
+        "assistant_id": "multistep",
+        "input": {"steps": 1},
+        "name": "x",
+        "agent": "hook_sink",
+        "metadata": {},
+        "values": {},
+    }
+    body = BODIES.get((method, path), body)
     with client(server, keys["other_admin"]) as intruder:
         response = intruder.request(method, url, json=body)
         unknown_response = intruder.request(method, decoy, json=body) if params else None
@@ -331,6 +353,7 @@ def test_other_tenants_ids_get_404_and_nothing_leaks(
         seen = response.text
         for name in params & TENANT_SCOPED:
             seen = seen.replace(alpha_objects[name], "decoy-" + name)
+        seen = seen.replace(alpha_objects["approval_run_id"], "decoy-run_id")
         assert (response.status_code, seen) == (unknown_response.status_code, unknown_response.text)
     if params & TENANT_SCOPED and path.startswith("/hooks/"):
         # Ingress is public and signed: without signature headers the delivery is refused.
