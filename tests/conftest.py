@@ -23,6 +23,7 @@ APPS = [
     str(ROOT / "examples" / "research.py"),
     str(ROOT / "tests" / "apps" / "testing_app.py"),
     str(ROOT / "tests" / "apps" / "policy_app.py"),
+    str(ROOT / "tests" / "apps" / "security_app.py"),
 ]
 
 
