@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         default=False,
         description="Allow the `process` sandbox backend, which isolates nothing (development).",
     )
+    sandbox_pool_size: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Launched bwrap sandboxes kept ready for fast creates (0 disables the pool).",
+    )
 
     @field_validator("apps", mode="before")
     @classmethod
