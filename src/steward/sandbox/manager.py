@@ -279,7 +279,7 @@ class SandboxManager:
         return Pooled(spec, instance)
 
     def _free_uid(self) -> int:
-        pooled = {p.spec.host_uid for p in self.pool._ready}
+        pooled = self.pool.uids()
         for _ in range(20):
             uid = UID_BASE + secrets.randbelow(UID_SPAN)
             if uid not in pooled and not self.records.uid_in_use(uid):

@@ -73,6 +73,12 @@ class WarmPool:
     def __len__(self) -> int:
         return len(self._ready)
 
+    def uids(self) -> set[int]:
+        return {pooled.spec.host_uid for pooled in self._ready}
+
+    def ids(self) -> list[str]:
+        return [pooled.spec.id for pooled in self._ready]
+
     async def wait_full(self, timeout_s: float = 60.0) -> None:
         """Until every slot holds a ready sandbox (for tests and benchmarks)."""
         async with asyncio.timeout(timeout_s), self._changed:
