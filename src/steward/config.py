@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         description="Proxies trusted for X-Forwarded-For/-Proto (comma-separated IPs or CIDRs, "
         "`*` for any); unset trusts none.",
     )
+    sandbox_pool_size: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Launched bwrap sandboxes kept ready for fast creates (0 disables the pool).",
+    )
 
     @field_validator("apps", mode="before")
     @classmethod

@@ -56,6 +56,7 @@ class Runtime:
             settings.home,
             default_backend=settings.sandbox_backend,
             allow_unisolated=settings.sandbox_allow_unisolated,
+            pool_size=settings.sandbox_pool_size,
         )
         engine = RunEngine(
             app,
