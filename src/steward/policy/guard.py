@@ -6,7 +6,6 @@ behaviour, and filters what leaves the run; every decision goes to its `Decision
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,7 +22,7 @@ from steward.policy.output_filter import OutputFilter
 from steward.policy.record import DecisionSink, PolicyEvent, RunEventSink, Sinks
 from steward.policy.stream_filter import StreamFilter
 from steward.policy.taint import TaintState
-from steward.policy.text import Cleaned, clean_json, json_strings
+from steward.policy.text import SORTED_ENCODER, Cleaned, clean_json, json_strings, json_text
 from steward.tools.registry import Tool
 
 Emit = Callable[[str, Any], None]
@@ -34,7 +33,7 @@ _DEFAULT_SCREEN = Screen([PatternDetector()])
 
 
 def _signature(name: str, arguments: Any) -> str:
-    return name + "\x00" + json.dumps(arguments, sort_keys=True, default=str)
+    return name + "\x00" + SORTED_ENCODER.encode(arguments)
 
 
 def default_screen() -> Screen:
@@ -102,7 +101,10 @@ class RunGuard:
                     raise PolicyStopped(rule.message, reason="goal_refused")
                 raise PolicyStopped(rule.message, reason="escalated", status="interrupted")
 
-    def _findings(self, value: Any, changes: list[Cleaned]) -> list[Finding]:
+    def _findings(
+        self, value: Any, changes: list[Cleaned], text: str | None = None
+    ) -> list[Finding]:
+        """What the screen finds in `value` (`text`: its `json_text`, when already made)."""
         findings: list[Finding] = []
         removed = sum(c.removed for c in changes)
         smuggled = " ".join(c.smuggled for c in changes if c.smuggled)
@@ -110,8 +112,10 @@ class RunGuard:
             findings.append(
                 Finding("unicode", "invisible_characters", 0.9 if smuggled else 0.5, f"{removed}")
             )
-        for text in [*json_strings(value), *([smuggled] if smuggled else [])]:
-            findings.extend(self.screen.findings(text))
+        if text is not None and not smuggled and not self.screen.may_find(text):
+            return findings
+        texts = [*json_strings(value), *([smuggled] if smuggled else [])]
+        findings.extend(self.screen.findings_in(texts, None if smuggled else text))
         return findings
 
     # -- tools --------------------------------------------------------------------------------
@@ -140,8 +144,9 @@ class RunGuard:
         untrusted = name not in self.policy.trusted_tools
         if not untrusted:
             return {"result": result, "untrusted": False}
-        cleaned, changes = clean_json(result)
-        findings = self._findings(cleaned, changes)
+        text = json_text(result)
+        cleaned, changes = (result, []) if text.isascii() else clean_json(result)
+        findings = self._findings(cleaned, changes, text if text.isascii() else None)
         if findings:
             data = {"tool": name, "findings": [f.to_json() for f in findings]}
             self.sink.record(PolicyEvent("untrusted_finding", data))
