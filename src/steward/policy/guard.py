@@ -7,11 +7,12 @@ behaviour, and filters what leaves the run; every decision goes to its `Decision
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from steward.durable.types import JsonObject
 from steward.errors import PolicyBlocked, PolicyStopped
 from steward.models.types import ModelResponse
 from steward.policy.boundary import Decision, decide
@@ -19,13 +20,14 @@ from steward.policy.declaration import AgentPolicy
 from steward.policy.detectors import Finding, PatternDetector, Screen
 from steward.policy.monitor import Alert, BehaviourMonitor
 from steward.policy.output_filter import OutputFilter
-from steward.policy.record import DecisionSink, PolicyEvent, RunEventSink, Sinks
+from steward.policy.record import DecisionSink, PolicyEvent, RunEventSink, Sinks, StepBuffer
 from steward.policy.stream_filter import StreamFilter
 from steward.policy.taint import TaintState
 from steward.policy.text import SORTED_ENCODER, Cleaned, clean_json, json_strings, json_text
 from steward.tools.registry import Tool
 
 Emit = Callable[[str, Any], None]
+Journal = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObject]]
 UNTRUSTED_INPUT = "steward.input.untrusted"
 """Run metadata key an entry point (e.g. webhook ingress) sets when the input is third-party."""
 
@@ -56,8 +58,8 @@ class RunGuard:
         self.tools = tools
         self.output = OutputFilter(policy.output)
         # Policy events are filtered like any other event: finding excerpts may hold secrets.
-        self.sink = Sinks(
-            [RunEventSink(lambda event, data: emit(event, self.filter_event(data))), *sinks]
+        self.sink = StepBuffer(
+            Sinks([RunEventSink(lambda event, data: emit(event, self.filter_event(data))), *sinks])
         )
         self.output_model = output_model
         self.screen = screen or _DEFAULT_SCREEN
@@ -67,6 +69,34 @@ class RunGuard:
         self._model_calls: set[str] = set()  # tool calls of the latest model response
         if policy.taint == "plan" and policy.plan is not None:
             self.taint.freeze(policy.plan)
+
+    # -- the journal -------------------------------------------------------------------------
+
+    def journaled(self, journal: Journal) -> Journal:
+        """`journal`, releasing held decisions after steps that ran and dropping them after
+        steps that were replayed (see `StepBuffer`)."""
+
+        async def step(name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
+            ran = False
+
+            async def run() -> JsonObject:
+                nonlocal ran
+                ran = True
+                return await fn()
+
+            result = await journal(name, run)
+            self.sink.steps += 1
+            if ran:
+                self.sink.flush()
+            else:
+                self.sink.discard()
+            return result
+
+        return step
+
+    def finish(self) -> None:
+        """The run ended in this execution: release what no later step will."""
+        self.sink.flush()
 
     # -- input --------------------------------------------------------------------------------
 

@@ -138,7 +138,8 @@ _RULES = tuple(
 # The pre-filter: every rule's match contains one of these shapes, each led by a literal
 # character that is rare in prose (so `re` skips along by first character) and checked further
 # by a lookaround. Number rules need 8 digits in a row, 3+3 or 2-4 digits around a separator,
-# or 13 characters of digits, spaces and dashes (dates pass); IBANs two capitals before a digit pair.
+# or 13 characters of digits, spaces and dashes (dates pass); IBANs two capitals before
+# a digit pair.
 # Case-insensitive gates are looked up in the lower-cased text instead.
 _GATES = (
     r"-(?:(?<=sk-)|----BEGIN)",
