@@ -415,6 +415,8 @@ class RunEngine:
         )
 
         def publish(event: str, data: Any) -> int | str:
+            # Approval events carry a call's arguments: filtered like every event of the run.
+            data = guard.filter_event(data)
             return self.hot.publish_nowait(channel, {"event": event, "data": data})
 
         thread_state = await asyncio.to_thread(
