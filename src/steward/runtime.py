@@ -17,6 +17,7 @@ from steward.policy.rate_limit import MemoryRateLimiter
 from steward.runs.engine import RunEngine
 from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
+from steward.security.services import Security
 from steward.store import migrate
 from steward.store.database import Database
 from steward.store.hot import MemoryHotState
@@ -32,12 +33,14 @@ class Runtime:
     engine: RunEngine
     rate_limiter: MemoryRateLimiter
     sandboxes: SandboxManager
+    security: Security
 
     @classmethod
     def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(settings.resolved_database_url)
         db = Database(settings.resolved_database_url)
+        security = Security.build(settings, db)
         tracing = Tracing(
             db,
             flush_interval_ms=settings.trace_flush_interval_ms,
@@ -53,6 +56,7 @@ class Runtime:
             settings.home,
             default_backend=settings.sandbox_backend,
             allow_unisolated=settings.sandbox_allow_unisolated,
+            pool_size=settings.sandbox_pool_size,
         )
         engine = RunEngine(
             app,
@@ -63,25 +67,29 @@ class Runtime:
             models=ModelRouter(settings.model),
             execute=execute,
             sandboxes=sandboxes,
+            secrets=security.secrets,
         )
         return cls(
             settings=settings,
             db=db,
-            keys=KeyStore(db),
+            keys=security.keys,
             tracing=tracing,
             engine=engine,
             rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
             sandboxes=sandboxes,
+            security=security,
         )
 
     async def start(self) -> None:
         await self.sandboxes.start()
         await self.engine.launch()
+        self.security.start()
 
     async def stop(self) -> None:
         # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal, so
         # it must be thawed and killed before anything slower can delay or abort the shutdown.
         await self.sandboxes.close()
         await self.engine.shutdown()
+        await self.security.stop()
         self.tracing.shutdown()
         self.db.dispose()
