@@ -72,9 +72,14 @@ class RunGuard:
 
     # -- the journal -------------------------------------------------------------------------
 
-    def journaled(self, journal: Journal) -> Journal:
+    def journaled(self, journal: Journal, *, release_first: bool = False) -> Journal:
         """`journal`, releasing held decisions after steps that ran and dropping them after
-        steps that were replayed (see `StepBuffer`)."""
+        steps that were replayed (see `StepBuffer`).
+
+        `release_first` releases them as the step starts instead, for steps whose own events
+        must come after the decision (an approval request ends a paused run's stream); only
+        a crash inside such a step can then repeat them.
+        """
 
         async def step(name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
             ran = False
@@ -82,6 +87,8 @@ class RunGuard:
             async def run() -> JsonObject:
                 nonlocal ran
                 ran = True
+                if release_first:
+                    self.sink.flush()
                 return await fn()
 
             result = await journal(name, run)

@@ -434,7 +434,7 @@ class RunEngine:
         )
         gate = ApprovalGate(
             store=self.approvals,
-            journal=guard.journaled(self._durable.step),
+            journal=guard.journaled(self._durable.step, release_first=True),
             receive=self._durable.receive,
             publish=publish,
             tenant_id=run.tenant_id,
