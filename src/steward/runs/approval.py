@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from steward.durable.types import JsonObject
+from steward.policy.redact import SECRET_KINDS, Redactor
 from steward.runs.context import Journal
 from steward.store.approvals import ApprovalRequest, ApprovalStore
 from steward.store.schema import Approval
@@ -67,9 +68,23 @@ def approval_json(approval: Approval) -> dict[str, Any]:
     }
 
 
+# What a reviewer sees: secrets never leave, while personal data stays readable, since deciding
+# a call (say, an email) means seeing whom it goes to. Run streams filter further (all kinds).
+_REVIEWER_REDACTOR = Redactor(SECRET_KINDS)
+
+
+def reviewer_json(approval: Approval) -> dict[str, Any]:
+    """`approval_json` for the approvals API: secrets in arguments, reason and comment redacted."""
+    data = approval_json(approval)
+    for field in ("arguments", "decided_arguments", "reason", "comment"):
+        if data[field] is not None:
+            data[field] = _REVIEWER_REDACTOR.redact_json(data[field])
+    return data
+
+
 def interrupt_json(approval: Approval) -> dict[str, Any]:
-    """The pending call in LangGraph's interrupt shape (`{"id", "value"}`)."""
-    return {"id": approval.id, "value": approval_json(approval)}
+    """The pending call in LangGraph's interrupt shape (`{"id", "value"}`), as reviewers see it."""
+    return {"id": approval.id, "value": reviewer_json(approval)}
 
 
 class ApprovalGate:
@@ -124,7 +139,7 @@ class ApprovalGate:
 
         async def resume() -> JsonObject:
             await asyncio.to_thread(self._store.resume_run, self._run_id)
-            self._publish("updates", {"approval": state})
+            self._publish("updates", {"approval": _REVIEWER_REDACTOR.redact_json(state)})
             return {}
 
         await self._journal("approval resume", resume)

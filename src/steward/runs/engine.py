@@ -421,9 +421,12 @@ class RunEngine:
             emit=emit,
             output_model=agent.output_model,
             input_untrusted=bool((run.meta or {}).get(UNTRUSTED_INPUT)),
+            sinks=self.app.decision_sinks,
         )
 
         def publish(event: str, data: Any) -> int | str:
+            # Approval events carry a call's arguments: filtered like every event of the run.
+            data = guard.filter_event(data)
             return self.hot.publish_nowait(channel, {"event": event, "data": data})
 
         thread_state = await asyncio.to_thread(
@@ -431,7 +434,7 @@ class RunEngine:
         )
         gate = ApprovalGate(
             store=self.approvals,
-            journal=self._durable.step,
+            journal=guard.journaled(self._durable.step, release_first=True),
             receive=self._durable.receive,
             publish=publish,
             tenant_id=run.tenant_id,
@@ -462,6 +465,7 @@ class RunEngine:
             outcome = await self._call_agent(agent, ctx, guard, payload["input"], deadline)
             if outcome.error is not None:
                 outcome = replace(outcome, error=guard.filter_error(outcome.error))
+            guard.finish()
             if outcome.status != "success":
                 span.set_attribute("error.type", outcome.stop_reason)
             span.set_attribute("steward.run.status", outcome.status)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from steward.errors import ApiError, NotFound, UserError
-from steward.runs.approval import approval_json, interrupt_json
+from steward.runs.approval import interrupt_json, reviewer_json
 from steward.runs.engine import RunEngine, RunRequest
 from steward.security.keys import Principal
 from steward.server.auth import Reader, Writer
@@ -295,7 +295,7 @@ async def list_approvals(run_id: str, principal: Reader, request: Request) -> li
     engine = _engine(request)
     await engine.get(principal.tenant_id, run_id)
     approvals = await asyncio.to_thread(engine.approvals.for_run, principal.tenant_id, run_id)
-    return [approval_json(approval) for approval in approvals]
+    return [reviewer_json(approval) for approval in approvals]
 
 
 @router.post("/runs/{run_id}/approvals/{approval_id}")
@@ -315,4 +315,4 @@ async def decide_approval(
         comment=body.comment,
         decided_by=principal.key_id,
     )
-    return approval_json(decided)
+    return reviewer_json(decided)
