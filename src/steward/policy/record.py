@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 
+from steward import audit
+
 EVENT_PREFIX = "steward.policy."
 
 
@@ -92,3 +94,18 @@ class StepBuffer:
 
     def discard(self) -> None:
         self._held.clear()
+
+
+class AuditSink:
+    """Every policy event of one run into its tenant's signed audit trail (queued, in order)."""
+
+    def __init__(
+        self, tenant_id: str, run_id: str, agent: str, clean: Callable[[Any], Any]
+    ) -> None:
+        self._tenant_id = tenant_id
+        self._where = {"run_id": run_id, "agent": agent}
+        self._clean = clean  # the run's output filter: no secret or PII enters the trail
+
+    def record(self, event: PolicyEvent) -> None:
+        data = self._clean({**self._where, **event.data})
+        audit.record_later(self._tenant_id, f"policy.{event.kind}", data)

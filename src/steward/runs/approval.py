@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from steward import audit
 from steward.durable.types import JsonObject
 from steward.policy.redact import SECRET_KINDS, Redactor
 from steward.runs.context import Journal
@@ -132,6 +133,7 @@ class ApprovalGate:
             # A resumed stream starts after this marker, so it does not repeat the past.
             approval.stream_after = str(self._publish("interrupt", {"approval_id": approval.id}))
             approval = await asyncio.to_thread(self._store.request, approval)
+            audit.record_later(approval.tenant_id, "approval.requested", reviewer_json(approval))
             return {"approval_id": approval.id}
 
         await self._journal(f"approval {tool}", pause)
@@ -140,6 +142,8 @@ class ApprovalGate:
         async def resume() -> JsonObject:
             await asyncio.to_thread(self._store.resume_run, self._run_id)
             self._publish("updates", {"approval": _REVIEWER_REDACTOR.redact_json(state)})
+            if state["status"] == "expired":  # nobody decided: the trail says so
+                audit.record_later(self._tenant_id, "approval.expired", {"approval_id": request.id})
             return {}
 
         await self._journal("approval resume", resume)

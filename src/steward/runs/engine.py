@@ -12,10 +12,11 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, timedelta
 from typing import Any
 
+from steward import audit
 from steward.app import Steward
 from steward.durable.types import DurableEngine, JsonObject
 from steward.errors import (
@@ -34,8 +35,9 @@ from steward.models.router import ModelRouter
 from steward.observe.context import run_scope
 from steward.observe.tracing import Tracing
 from steward.policy.guard import UNTRUSTED_INPUT, RunGuard
+from steward.policy.record import AuditSink
 from steward.runs.agent import Agent
-from steward.runs.approval import ApprovalGate, approval_topic
+from steward.runs.approval import ApprovalGate, approval_topic, reviewer_json
 from steward.runs.context import Context
 from steward.sandbox.manager import SandboxManager
 from steward.security.redaction import REDACTOR
@@ -51,6 +53,8 @@ log = logging.getLogger("steward.runs")
 TERMINAL_EVENT = "end"
 PAUSE_EVENT = "interrupt"  # the run paused for approval: watchers re-read its status
 STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
+# Stop reasons that mean a declared limit ended the run: each is an audited `cap.hit`.
+CAP_REASONS = frozenset({"max_steps", "max_cost", "wall_time", "spend_cap"})
 
 
 def run_channel(run_id: str) -> str:
@@ -291,6 +295,7 @@ class RunEngine:
         )
         if decided is None:
             raise Conflict("approval-decided", f"approval {approval_id!r} was decided meanwhile")
+        audit.record_later(tenant_id, "approval.decided", reviewer_json(decided))
         # Only a wake-up: the paused run re-reads the row, and re-checks it periodically anyway.
         await self._durable.send(decided.run_id, approval_topic(decided.id), {})
         return decided
@@ -380,6 +385,17 @@ class RunEngine:
             error=outcome.error,
             totals=totals,
         )
+        if outcome.stop_reason in CAP_REASONS:
+            audit.record_later(
+                run.tenant_id,
+                "cap.hit",
+                {
+                    "run_id": run_id,
+                    "agent": run.agent,
+                    "cap": outcome.stop_reason,
+                    **asdict(totals),
+                },
+            )
         channel = run_channel(run_id)
         if outcome.output is not None:
             self.hot.publish_nowait(channel, {"event": "values", "data": outcome.output})
@@ -421,7 +437,10 @@ class RunEngine:
             emit=emit,
             output_model=agent.output_model,
             input_untrusted=bool((run.meta or {}).get(UNTRUSTED_INPUT)),
-            sinks=self.app.decision_sinks,
+            sinks=[
+                *self.app.decision_sinks,
+                AuditSink(run.tenant_id, run.id, agent.name, lambda data: guard.filter_event(data)),
+            ],
         )
 
         def publish(event: str, data: Any) -> int | str:
