@@ -13,12 +13,14 @@ from steward.config import Settings
 from steward.durable.dbos_engine import DBOSEngine
 from steward.models.router import ModelRouter
 from steward.observe.tracing import Tracing
-from steward.policy.rate_limit import MemoryRateLimiter
+from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
+from steward.policy.rate_limit_redis import RedisRateLimiter
 from steward.runs.engine import RunEngine
 from steward.security.keys import KeyStore
 from steward.store import migrate
 from steward.store.database import Database
-from steward.store.hot import MemoryHotState
+from steward.store.hot import HotState, MemoryHotState
+from steward.store.hot_redis import RedisHotState
 from steward.store.runs import RunStore
 
 
@@ -29,7 +31,9 @@ class Runtime:
     keys: KeyStore
     tracing: Tracing
     engine: RunEngine
-    rate_limiter: MemoryRateLimiter
+    hot: HotState
+    rate_limiter: RateLimiter
+    rate_limits: RateLimits
 
     @classmethod
     def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
@@ -46,11 +50,12 @@ class Runtime:
             executor_id=settings.executor_id,
             queue_poll_interval_s=settings.queue_poll_interval_s,
         )
+        hot = _hot_state(settings)
         engine = RunEngine(
             app,
             store=RunStore(db),
             durable=durable,
-            hot=MemoryHotState(),
+            hot=hot,
             tracing=tracing,
             models=ModelRouter(settings.model),
             execute=execute,
@@ -61,7 +66,9 @@ class Runtime:
             keys=KeyStore(db),
             tracing=tracing,
             engine=engine,
-            rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
+            hot=hot,
+            rate_limiter=_rate_limiter(settings),
+            rate_limits=_rate_limits(settings),
         )
 
     async def start(self) -> None:
@@ -69,5 +76,29 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.engine.shutdown()
+        await self.hot.aclose()
+        await self.rate_limiter.aclose()
         self.tracing.shutdown()
         self.db.dispose()
+
+
+def _hot_state(settings: Settings) -> HotState:
+    if settings.redis_url:
+        return RedisHotState(settings.redis_url, prefix=settings.redis_prefix)
+    return MemoryHotState()
+
+
+def _rate_limiter(settings: Settings) -> RateLimiter:
+    if settings.redis_url:
+        return RedisRateLimiter(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            fail_open=settings.rate_limit_fail_open,
+        )
+    return MemoryRateLimiter()
+
+
+def _rate_limits(settings: Settings) -> RateLimits:
+    per_key = Limit.of(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    user_rate = settings.user_rate_limit_per_minute or settings.rate_limit_per_minute
+    return RateLimits(per_key=per_key, per_user=Limit.of(user_rate, settings.user_rate_limit_burst))

@@ -31,6 +31,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.engine = runtime.engine
         api.state.tracing = runtime.tracing
         api.state.rate_limiter = runtime.rate_limiter
+        api.state.rate_limits = runtime.rate_limits
         await runtime.start()
         try:
             yield

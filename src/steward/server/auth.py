@@ -8,15 +8,14 @@ same 401. Only the health probes and the API description are public.
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from steward.errors import ApiError, Forbidden, Unauthenticated
-from steward.policy.rate_limit import MemoryRateLimiter
 from steward.security.keys import KeyStore, Principal
+from steward.server import rate_limits
 from steward.server.problems import problem
 
 WRITE_ROLES = ("admin", "developer", "runner")
@@ -68,26 +67,8 @@ class AuthGate:
         principal = await asyncio.to_thread(keys.authenticate, key)
         if principal is None:
             raise Unauthenticated("the API key is unknown or revoked")
-        limiter: MemoryRateLimiter = state.rate_limiter
-        for bucket in _buckets(principal, headers.get(USER_HEADER)):
-            decision = limiter.take(bucket)
-            if not decision.allowed:
-                retry = max(1, math.ceil(decision.retry_after_s))
-                raise ApiError(
-                    429,
-                    "rate-limited",
-                    "Too many requests",
-                    f"rate limit exceeded for this {bucket.split(':', 1)[0]}; retry in {retry}s",
-                    headers={"Retry-After": str(retry)},
-                )
+        await rate_limits.enforce(state, principal, headers.get(USER_HEADER))
         return principal
-
-
-def _buckets(principal: Principal, user: str | None) -> list[str]:
-    buckets = [f"key:{principal.key_id}"]
-    if user:
-        buckets.append(f"user:{principal.tenant_id}:{user}")
-    return buckets
 
 
 async def authenticated(request: Request) -> Principal:

@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from steward.errors import NotFound
 from steward.runs.engine import RunEngine, RunRequest
 from steward.security.keys import Principal
-from steward.server.auth import Reader, Writer
+from steward.server import rate_limits
+from steward.server.auth import USER_HEADER, Reader, Writer
 from steward.server.schemas import RunCreate, run_json, run_result
 
 router = APIRouter(tags=["runs"])
@@ -40,6 +41,9 @@ async def _submit(
     thread_id: str | None,
     request: Request,
 ) -> Any:
+    header_user = request.headers.get(USER_HEADER)
+    if body.user and body.user != header_user:  # the gate only saw the header's user
+        await rate_limits.enforce(request.app.state, principal, body.user, key=False)
     if thread_id is not None:
         await _ensure_thread(engine, principal, thread_id)
     return await engine.submit(
@@ -49,7 +53,7 @@ async def _submit(
             input=body.input,
             thread_id=thread_id,
             metadata=body.metadata,
-            user_id=body.user or request.headers.get("x-steward-user"),
+            user_id=body.user or header_user,
             multitask_strategy=body.multitask_strategy or "reject",
         )
     )
