@@ -15,8 +15,10 @@ from steward.config import Settings
 from steward.runtime import Runtime
 from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
+from steward.server.idempotency import IdempotencyGate
 from steward.server.problems import install_problem_handlers
 from steward.server.routes import assistants, health, runs, threads, traces
+from steward.store.idempotency import IdempotencyStore
 
 
 def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> FastAPI:
@@ -32,6 +34,9 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.tracing = runtime.tracing
         api.state.rate_limiter = runtime.rate_limiter
         api.state.rate_limits = runtime.rate_limits
+        api.state.idempotency = IdempotencyStore(
+            runtime.db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s
+        )
         await runtime.start()
         try:
             yield
@@ -45,7 +50,9 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         lifespan=lifespan,
     )
     install_problem_handlers(api)
-    # Added last runs first: authenticate before any body is read or checked.
+    # Added last runs first: authenticate before any body is read or checked; idempotency
+    # comes after both, so it sees the principal and a bounded body.
+    api.add_middleware(IdempotencyGate, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
     for module in (health, assistants, threads, runs, traces):
