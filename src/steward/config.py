@@ -8,11 +8,12 @@ from __future__ import annotations
 import tomllib
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -99,7 +100,7 @@ class Settings(BaseSettings):
         description="Per-tenant `whsec_…` secrets (JSON object tenant -> secret); they win over "
         "`webhook_secret`.",
     )
-    webhook_allowed_networks: list[str] = Field(
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="CIDRs webhook targets may resolve to even though they are private, "
         "loopback or link-local (e.g. `127.0.0.0/8`); everything non-public is refused otherwise.",

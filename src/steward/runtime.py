@@ -17,11 +17,14 @@ from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, Rat
 from steward.policy.rate_limit_redis import RedisRateLimiter
 from steward.runs.engine import RunEngine
 from steward.security.keys import KeyStore
+from steward.server.schemas import run_json
 from steward.store import migrate
 from steward.store.database import Database
 from steward.store.hot import HotState, MemoryHotState
 from steward.store.hot_redis import RedisHotState
 from steward.store.runs import RunStore
+from steward.webhooks.dispatcher import WebhookConfig, WebhookDispatcher
+from steward.webhooks.store import WebhookStore
 
 
 @dataclass
@@ -34,6 +37,9 @@ class Runtime:
     hot: HotState
     rate_limiter: RateLimiter
     rate_limits: RateLimits
+    webhook_config: WebhookConfig
+    webhook_store: WebhookStore
+    webhooks: WebhookDispatcher | None
 
     @classmethod
     def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
@@ -60,6 +66,12 @@ class Runtime:
             models=ModelRouter(settings.model),
             execute=execute,
         )
+        webhook_config = WebhookConfig.from_settings(settings)
+        webhook_store = WebhookStore(db)
+        webhooks = None
+        if execute:
+            webhooks = WebhookDispatcher(webhook_store, webhook_config, run_json)
+            engine.finished_listeners.append(webhooks.notify)
         return cls(
             settings=settings,
             db=db,
@@ -69,12 +81,19 @@ class Runtime:
             hot=hot,
             rate_limiter=_rate_limiter(settings),
             rate_limits=_rate_limits(settings),
+            webhook_config=webhook_config,
+            webhook_store=webhook_store,
+            webhooks=webhooks,
         )
 
     async def start(self) -> None:
         await self.engine.launch()
+        if self.webhooks is not None:
+            await self.webhooks.start()
 
     async def stop(self) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.engine.shutdown()
         await self.hot.aclose()
         await self.rate_limiter.aclose()

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
@@ -55,6 +55,7 @@ class RunRequest:
     metadata: dict[str, Any] | None = None
     user_id: str | None = None
     multitask_strategy: str = "reject"
+    webhook: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class RunEngine:
         self._models = models
         self._execute_here = execute
         self._tasks: dict[str, asyncio.Task[Any]] = {}
+        # Called with a run id when a run of this process ends (e.g. to wake webhook delivery).
+        self.finished_listeners: list[Callable[[str], None]] = []
         self._cancelling: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -134,6 +137,7 @@ class RunEngine:
             meta=request.metadata or {},
             user_id=request.user_id,
             multitask_strategy=request.multitask_strategy,
+            webhook=request.webhook,
         )
         try:
             await asyncio.to_thread(self.store.create_run, run)
@@ -233,6 +237,8 @@ class RunEngine:
         elif outcome.error is not None:
             self.hot.publish_nowait(channel, {"event": "error", "data": outcome.error})
         self.hot.publish_nowait(channel, {"event": TERMINAL_EVENT, "data": {}})
+        for listener in self.finished_listeners:
+            listener(run_id)
         return {"status": outcome.status, "stop_reason": outcome.stop_reason}
 
     async def _run_agent(self, run: Run, payload: JsonObject) -> tuple[Outcome, RunTotals]:

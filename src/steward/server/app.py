@@ -17,7 +17,7 @@ from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.idempotency import IdempotencyGate
 from steward.server.problems import install_problem_handlers
-from steward.server.routes import assistants, health, runs, threads, traces
+from steward.server.routes import assistants, health, runs, threads, traces, webhooks
 from steward.store.idempotency import IdempotencyStore
 
 
@@ -34,6 +34,8 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.tracing = runtime.tracing
         api.state.rate_limiter = runtime.rate_limiter
         api.state.rate_limits = runtime.rate_limits
+        api.state.webhook_config = runtime.webhook_config
+        api.state.webhook_store = runtime.webhook_store
         api.state.idempotency = IdempotencyStore(
             runtime.db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s
         )
@@ -55,6 +57,6 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     api.add_middleware(IdempotencyGate, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
-    for module in (health, assistants, threads, runs, traces):
+    for module in (health, assistants, threads, runs, traces, webhooks):
         api.include_router(module.router)
     return api

@@ -15,6 +15,7 @@ from steward.runs.engine import RunEngine, RunRequest
 from steward.security.keys import Principal
 from steward.server import rate_limits
 from steward.server.auth import USER_HEADER, Reader, Writer
+from steward.server.routes.webhooks import check_webhook
 from steward.server.schemas import RunCreate, run_json, run_result
 
 router = APIRouter(tags=["runs"])
@@ -44,6 +45,8 @@ async def _submit(
     header_user = request.headers.get(USER_HEADER)
     if body.user and body.user != header_user:  # the gate only saw the header's user
         await rate_limits.enforce(request.app.state, principal, body.user, key=False)
+    if body.webhook is not None:
+        await check_webhook(request.app.state.webhook_config, principal.tenant_id, body.webhook)
     if thread_id is not None:
         await _ensure_thread(engine, principal, thread_id)
     return await engine.submit(
@@ -54,6 +57,7 @@ async def _submit(
             thread_id=thread_id,
             metadata=body.metadata,
             user_id=body.user or header_user,
+            webhook=body.webhook,
             multitask_strategy=body.multitask_strategy or "reject",
         )
     )
