@@ -125,3 +125,31 @@ def test_redis_stream_ids_map_to_ordered_integers() -> None:
     assert mapped == sorted(mapped)
     assert [to_stream_id(m) for m in mapped] == ids
     assert to_stream_id(0) == "0-0"
+
+
+async def test_an_awaited_publish_lands_after_earlier_unawaited_ones(make_hot: MakeHot) -> None:
+    hot = make_hot()
+    for n in range(5):
+        hot.publish_nowait("order", {"n": n})
+    marker = await hot.publish("order", {"n": 5})
+    seen = []
+    async for event_id, event in hot.read("order"):
+        seen.append((event_id, event["n"]))
+        if event["n"] == 5:
+            break
+    assert [n for _, n in seen] == [0, 1, 2, 3, 4, 5]
+    assert seen[-1][0] == marker
+    assert all(event_id < marker for event_id, _ in seen[:-1])
+
+
+async def test_an_unreachable_redis_drops_events_without_raising() -> None:
+    hot = RedisHotState("redis://127.0.0.1:1/0", retry_interval_s=0.01)
+    try:
+        hot.publish_nowait("c", {"n": 1})
+        assert await hot.publish("c", {"n": 2}) == 0
+        assert hot.dropped == 2
+        async for event_id, event in hot.read("c", heartbeat_s=0.01):
+            assert (event_id, event) == (0, HEARTBEAT)  # readers fall back to their source
+            break
+    finally:
+        await hot.aclose()

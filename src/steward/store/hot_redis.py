@@ -25,6 +25,7 @@ log = logging.getLogger("steward.hot")
 _SEQ_BITS = 20  # Redis stream ids are "<ms>-<seq>"; Steward's ids are ms << 20 | seq
 _FIELD = "e"
 UNAVAILABLE = (RedisError, OSError)
+_Outgoing = tuple[str, Event, "asyncio.Future[int] | None"]
 
 
 def to_event_id(stream_id: bytes | str) -> int:
@@ -54,7 +55,7 @@ class RedisHotState:
         self._retention_ms = int(retention_s * 1000)
         self._max_events = max_events
         self._retry_interval_s = retry_interval_s
-        self._outbox: asyncio.Queue[tuple[str, Event]] | None = None
+        self._outbox: asyncio.Queue[_Outgoing] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._down_since: float | None = None
         self.dropped = 0  # events lost to an outage; readers recovered them from the database
@@ -62,16 +63,22 @@ class RedisHotState:
     # -- publishing -------------------------------------------------------------------------
 
     def publish_nowait(self, channel: str, event: Event) -> None:
+        self._outbox_here().put_nowait((channel, event, None))
+
+    async def publish(self, channel: str, event: Event) -> int:
+        """Through the same ordered outbox as `publish_nowait`, so ids follow publish order.
+
+        Returns 0 when Redis is unreachable (the event is dropped, as with `publish_nowait`).
+        """
+        stored: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._outbox_here().put_nowait((channel, event, stored))
+        return await stored
+
+    def _outbox_here(self) -> asyncio.Queue[_Outgoing]:
         if self._outbox is None:
             self._outbox = asyncio.Queue()
             self._writer = asyncio.get_running_loop().create_task(self._drain(self._outbox))
-        self._outbox.put_nowait((channel, event))
-
-    async def publish(self, channel: str, event: Event) -> int:
-        pipe = self._redis.pipeline(transaction=False)
-        self._queue_add(pipe, channel, event)
-        stream_id, *_ = await pipe.execute()
-        return to_event_id(stream_id)
+        return self._outbox
 
     def _queue_add(self, pipe: Any, channel: str, event: Event) -> None:
         key = self._prefix + "ch:" + channel
@@ -79,24 +86,28 @@ class RedisHotState:
         pipe.xadd(key, {_FIELD: payload}, maxlen=self._max_events, approximate=False)
         pipe.pexpire(key, self._retention_ms)
 
-    async def _drain(self, outbox: asyncio.Queue[tuple[str, Event]]) -> None:
-        """The single writer behind `publish_nowait`: batches in order, one round trip each."""
+    async def _drain(self, outbox: asyncio.Queue[_Outgoing]) -> None:
+        """The single writer: batches in publish order, one round trip per batch."""
         while True:
             batch = [await outbox.get()]
             while not outbox.empty() and len(batch) < 256:
                 batch.append(outbox.get_nowait())
             pipe = self._redis.pipeline(transaction=False)
-            for channel, event in batch:
+            for channel, event, _ in batch:
                 self._queue_add(pipe, channel, event)
             try:
-                await pipe.execute()
+                results = await pipe.execute()
                 self._mark_up()
             except UNAVAILABLE as exc:
                 self.dropped += len(batch)
                 self._mark_down(exc)
+                results = [b"0-0", None] * len(batch)
             finally:
                 for _ in batch:
                     outbox.task_done()
+            for index, (_, _, stored) in enumerate(batch):
+                if stored is not None and not stored.done():
+                    stored.set_result(to_event_id(results[2 * index]))
 
     # -- reading ----------------------------------------------------------------------------
 
