@@ -82,6 +82,31 @@ def test_a_workers_events_reach_the_api_servers_stream_through_redis(
     assert len(pids) == 1  # executed by the worker, not by the API server
 
 
+def test_a_cancel_through_the_api_server_stops_the_workers_run_mid_step(
+    serve_and_worker: StewardProcess,
+) -> None:
+    """The cancel signal crosses Redis: the worker interrupts the step in flight instead of
+    finishing its minute-long sleep and stopping at the next step boundary."""
+    key = serve_and_worker.create_key("cancel")
+    headers = {"x-api-key": key}
+    url = serve_and_worker.url
+    thread = httpx.post(f"{url}/threads", json={}, headers=headers).json()["thread_id"]
+    body = {"assistant_id": "multistep", "input": {"steps": 2, "sleep_s": 60}}
+    run_id = httpx.post(f"{url}/threads/{thread}/runs", json=body, headers=headers).json()["run_id"]
+    _until(lambda: any(line["run_id"] == run_id for line in serve_and_worker.ledger_lines()))
+    cancel = httpx.post(f"{url}/threads/{thread}/runs/{run_id}/cancel", headers=headers)
+    assert cancel.status_code == 202
+
+    # The worker's agent span closes only once its task stops: well before the step's 60 s.
+    def agent_span_closed() -> bool:
+        spans = httpx.get(f"{url}/runs/{run_id}/trace", headers=headers).json()["spans"]
+        return any(span["name"].startswith("invoke_agent") for span in spans)
+
+    _until(agent_span_closed, timeout_s=40)
+    assert httpx.get(f"{url}/runs/{run_id}", headers=headers).json()["status"] == "interrupted"
+    assert len([x for x in serve_and_worker.ledger_lines() if x["run_id"] == run_id]) == 1
+
+
 class Load:
     """Four clients sending runs (wait and stream, alternately) until stopped."""
 

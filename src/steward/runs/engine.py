@@ -48,6 +48,9 @@ PAUSE_EVENT = "interrupt"  # the run paused for approval: watchers re-read its s
 STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
 
 
+CANCEL_CHANNEL = "cancels"
+
+
 def run_channel(run_id: str) -> str:
     return f"run:{run_id}"
 
@@ -99,6 +102,7 @@ class RunEngine:
         self.finished_listeners: list[Callable[[str], None]] = []
         self._cancelling: set[str] = set()
         self._detached: set[asyncio.Task[Any]] = set()
+        self._cancel_listener: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -107,10 +111,22 @@ class RunEngine:
         await self._durable.launch(execute=self._execute_here)
         if self._execute_here:
             await self._restart_unstarted()
+            self._cancel_listener = asyncio.get_running_loop().create_task(self._hear_cancels())
 
     async def shutdown(self) -> None:
+        if self._cancel_listener is not None:
+            self._cancel_listener.cancel()
         await self._durable.shutdown()
         await self._models.aclose()
+
+    async def _hear_cancels(self) -> None:
+        """Cancel signals from API servers (hot state): interrupt the run if it runs here."""
+        async for _, event in self.hot.read(CANCEL_CHANNEL):
+            run_id = event.get("data", {}).get("run_id")
+            task = self._tasks.get(run_id) if event.get("event") == "cancel" else None
+            if task is not None:
+                self._cancelling.add(run_id)
+                task.cancel()
 
     async def _restart_unstarted(self) -> None:
         """Start accepted runs that never reached the durable engine (a crash in between)."""
@@ -206,6 +222,8 @@ class RunEngine:
             task.cancel()
         else:
             await self._durable.cancel(run.id)
+            # The durable core stops it at its next step; this stops it mid-step, wherever it runs.
+            self.hot.publish_nowait(CANCEL_CHANNEL, {"event": "cancel", "data": {"run_id": run.id}})
         if await asyncio.to_thread(self.store.mark_cancelled, run.tenant_id, run.id):
             if run.stop_reason == AWAITING_APPROVAL:  # wake its durable wait to notice
                 for approval in await asyncio.to_thread(
