@@ -131,6 +131,12 @@ class WebhookDispatcher:
             self._wake.clear()
 
     async def _deliver(self, due: Due) -> None:
+        try:
+            await self._deliver_once(due)
+        except Exception:  # e.g. the database went away: the lease lapses and it is retried
+            log.exception("webhook delivery for run %s could not be recorded", due.run_id)
+
+    async def _deliver_once(self, due: Due) -> None:
         started = utcnow()
         status_code, error = await self._attempt(due)
         success = status_code is not None and 200 <= status_code < 300
