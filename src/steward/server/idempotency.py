@@ -90,7 +90,7 @@ class IdempotencyGate:
         if claim.outcome != "claimed":
             await _refuse_or_replay(claim, scope, receive, send)
             return
-        await self._execute(store, scope_ids, claim.expires_at, scope, body, send)
+        await self._execute(store, scope_ids, claim.expires_at, scope, body, receive, send)
 
     async def _execute(
         self,
@@ -99,6 +99,7 @@ class IdempotencyGate:
         expires_at: datetime,
         scope: Scope,
         body: bytes,
+        receive: Receive,
         send: Send,
     ) -> None:
         status = 500
@@ -128,7 +129,7 @@ class IdempotencyGate:
             if not delivered:
                 delivered = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return await _never_more()
+            return await receive()  # after the body: the client's disconnect, if it comes
 
         try:
             await self.app(scope, replay_body, capture)
@@ -146,12 +147,6 @@ class IdempotencyGate:
         else:
             stored = StoredResponse(status, kept, b"".join(chunks))
         await asyncio.shield(asyncio.to_thread(store.complete, *scope_ids, stored))
-
-
-async def _never_more() -> Message:
-    # The body was replayed whole; a route asking again waits for the disconnect.
-    await asyncio.Event().wait()
-    return {"type": "http.disconnect"}  # pragma: no cover - the wait above never ends
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
