@@ -116,11 +116,20 @@ def test_a_retried_stream_points_at_its_run_instead_of_starting_another(
     assert "event: values" in first.text
     retry = _post(served, key, "/runs/stream", QUICK, "stream-1")
     assert retry.status_code == 303
-    assert retry.headers["location"] == first.headers["content-location"]
-    run = httpx.get(
+    assert retry.headers["idempotent-replayed"] == "true"
+    run_path = first.headers["content-location"]
+    # Sent to the run's resumable stream: following it replays that run, starting nothing new.
+    assert retry.headers["location"] == first.headers["location"]
+    followed = httpx.get(
         f"{served.url}{retry.headers['location']}", headers={"x-api-key": key}, timeout=10
     )
+    assert followed.status_code == 200
+    assert "event: values" in followed.text
+    assert followed.text.split("event: values")[1].startswith('\ndata: {"results": [0, 1]}')
+    run = httpx.get(f"{served.url}{run_path}", headers={"x-api-key": key}, timeout=10)
     assert run.json()["status"] == "success"
+    runs_started = {line["run_id"] for line in served.ledger_lines()}
+    assert run_path.rsplit("/", 1)[-1] in runs_started
 
 
 def test_requests_without_a_key_are_not_deduplicated(served: StewardProcess, key: str) -> None:

@@ -191,8 +191,9 @@ async def _refuse_or_replay(claim: Claim, scope: Scope, receive: Receive, send: 
     stored = claim.response
     assert stored is not None
     headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in stored.headers.items()]
-    if stored.headers.get("x-steward-streamed") == "true":
-        # A stream cannot be replayed: point at the run it started instead of starting another.
+    if stored.headers.get("x-steward-streamed") == "true" and "location" not in stored.headers:
+        # A stream cannot be replayed: point at the run it started instead of starting another
+        # (at its resumable stream when the answer named one in `Location`).
         location = stored.headers.get("content-location", "")
         headers.append((b"location", location.encode("latin-1")))
     headers += [
