@@ -16,7 +16,6 @@ from steward.store.database import Database
 from steward.store.idempotency import IdempotencyStore, StoredResponse
 from steward.store.schema import Run, Tenant, utcnow
 from steward.webhooks.store import WebhookStore
-from tests.integration.test_engine_backends import postgres_database  # noqa: F401
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
