@@ -16,7 +16,9 @@ from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
 from steward.policy.rate_limit_redis import RedisRateLimiter
 from steward.runs.engine import RunEngine
+from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
+from steward.security.services import Security
 from steward.server.schemas import run_json
 from steward.store import migrate
 from steward.store.database import Database
@@ -40,12 +42,15 @@ class Runtime:
     webhook_config: WebhookConfig
     webhook_store: WebhookStore
     webhooks: WebhookDispatcher | None
+    sandboxes: SandboxManager
+    security: Security
 
     @classmethod
     def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(settings.resolved_database_url)
         db = Database(settings.resolved_database_url)
+        security = Security.build(settings, db)
         tracing = Tracing(
             db,
             flush_interval_ms=settings.trace_flush_interval_ms,
@@ -57,6 +62,13 @@ class Runtime:
             queue_poll_interval_s=settings.queue_poll_interval_s,
         )
         hot = _hot_state(settings)
+        sandboxes = SandboxManager(
+            db,
+            settings.home,
+            default_backend=settings.sandbox_backend,
+            allow_unisolated=settings.sandbox_allow_unisolated,
+            pool_size=settings.sandbox_pool_size,
+        )
         engine = RunEngine(
             app,
             store=RunStore(db),
@@ -65,6 +77,8 @@ class Runtime:
             tracing=tracing,
             models=ModelRouter(settings.model),
             execute=execute,
+            sandboxes=sandboxes,
+            secrets=security.secrets,
         )
         webhook_config = WebhookConfig.from_settings(settings)
         webhook_store = WebhookStore(db)
@@ -75,7 +89,7 @@ class Runtime:
         return cls(
             settings=settings,
             db=db,
-            keys=KeyStore(db),
+            keys=security.keys,
             tracing=tracing,
             engine=engine,
             hot=hot,
@@ -84,17 +98,25 @@ class Runtime:
             webhook_config=webhook_config,
             webhook_store=webhook_store,
             webhooks=webhooks,
+            sandboxes=sandboxes,
+            security=security,
         )
 
     async def start(self) -> None:
+        await self.sandboxes.start()
         await self.engine.launch()
         if self.webhooks is not None:
             await self.webhooks.start()
+        self.security.start()
 
     async def stop(self) -> None:
+        # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal, so
+        # it must be thawed and killed before anything slower can delay or abort the shutdown.
+        await self.sandboxes.close()
         if self.webhooks is not None:
             await self.webhooks.stop()
         await self.engine.shutdown()
+        await self.security.stop()
         await self.hot.aclose()
         await self.rate_limiter.aclose()
         self.tracing.shutdown()

@@ -20,6 +20,10 @@ from steward.errors import (
     ModelStreamError,
     PolicyBlocked,
     RunError,
+    SandboxError,
+    SandboxPathRefused,
+    SandboxStateError,
+    SandboxUnavailable,
     StepLimitExceeded,
     ToolError,
     WallTimeExceeded,
@@ -38,6 +42,9 @@ from steward.models.types import (
 from steward.observe.tracing import Tracing
 from steward.policy.guard import RunGuard
 from steward.runs.agent import Agent
+from steward.sandbox.run_sandbox import RunSandbox
+from steward.security.redaction import REDACTOR
+from steward.security.secrets import Secret, SecretStore
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
 
@@ -54,6 +61,10 @@ _ERRORS: dict[str, type[RunError]] = {
     "ModelHTTPError": ModelError,
     "ModelStreamError": ModelError,
     "PolicyBlocked": PolicyBlocked,
+    "SandboxError": SandboxError,
+    "SandboxPathRefused": SandboxPathRefused,
+    "SandboxStateError": SandboxStateError,
+    "SandboxUnavailable": SandboxUnavailable,
 }
 
 
@@ -84,6 +95,8 @@ class Context:
         emit: Emit,
         deadline: float,
         guard: RunGuard | None = None,
+        sandboxes: Any = None,
+        secrets: SecretStore | None = None,
         approvals: ApprovalGate | None = None,
         thread_state: dict[str, Any] | None = None,
         approval_credits: dict[str, float] | None = None,
@@ -100,7 +113,14 @@ class Context:
         self._tracing = tracing
         self._deadline = deadline  # time.time() seconds
         self._guard = guard
-        self._emit = emit if guard is None else _filtered_emit(emit, guard)
+
+        # Secrets this process decrypted never reach the stream, whatever the agent emits.
+        def scrubbed(event: str, data: Any) -> None:
+            emit(event, REDACTOR.scrub(data))
+
+        self._emit: Emit = scrubbed if guard is None else _filtered_emit(scrubbed, guard)
+        self._sandboxes = sandboxes  # a SandboxManager, when this process offers sandboxes
+        self._secrets = secrets
         self._approvals = approvals
         # Waits already added to `deadline` by the engine when this run was (re)started.
         self._approval_credits = dict(approval_credits or {})
@@ -141,7 +161,7 @@ class Context:
                 response = await self._stream(provider, request)
                 cost = cost_usd(provider.name, response.model, response.usage)
                 recorder.record(response, cost.usd, cost.known)
-            return {"response": response.to_json(), "cost_usd": cost.usd}
+            return {"response": REDACTOR.scrub(response.to_json()), "cost_usd": cost.usd}
 
         data = await self._step(f"model {model_name}", call)
         response = ModelResponse.from_json(data["response"])
@@ -182,13 +202,17 @@ class Context:
             step=step,
             idempotency_key=f"{self.run_id}:{step}",
             call_id=call_id,
+            sandboxes=self._sandboxes,
+            secrets=self._secret_reader(tool=name, step=step),
         )
 
         async def call() -> JsonObject:
             with self._tracing.execute_tool(name, call_id, step=step):
+                # Scrubbed before the journal records it: a tool echoing a secret leaks nothing.
+                result = REDACTOR.scrub(await tool.invoke(arguments, context))
                 if guard is None:
-                    return {"result": await tool.invoke(arguments, context)}
-                return guard.admit_result(name, await tool.invoke(arguments, context))
+                    return {"result": result}
+                return guard.admit_result(name, result)
 
         try:
             data = await self._step(f"tool {name}", call)
@@ -228,6 +252,54 @@ class Context:
         """Plan-then-execute: fix the tools this run may use once untrusted content arrives."""
         if self._guard is not None and not self._guard.taint.tainted:
             self._guard.taint.freeze(list(tools))
+
+    def sandbox(
+        self,
+        *,
+        backend: str | None = None,
+        limits: Any = None,
+        env: dict[str, str] | None = None,
+        idle_timeout_s: float = 15.0,
+        volumes: Sequence[str] = (),
+    ) -> RunSandbox:
+        """A sandbox for this run: `async with ctx.sandbox() as sb: await sb.exec(code=...)`.
+
+        Creating it, each exec, each file read or write and deleting it are journaled steps.
+        """
+        return RunSandbox(
+            self,
+            backend=backend,
+            limits=limits,
+            env=dict(env or {}),
+            idle_timeout_s=idle_timeout_s,
+            volumes=list(volumes),
+        )
+
+    async def effect(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
+        """Run `fn` as one journaled step (caps checked first); used by sandbox handles."""
+        self._next_step()
+        return await self._step(name, fn)
+
+    @property
+    def sandboxes(self) -> Any:
+        if self._sandboxes is None:
+            raise SandboxUnavailable("this Steward process offers no sandboxes")
+        return self._sandboxes
+
+    def secret(self, name: str) -> Secret:
+        """A tenant secret by name, decrypted now and not journaled; `.reveal()` it at use."""
+        return self._secret_reader()(name)
+
+    def _secret_reader(self, **purpose: object) -> Callable[[str], Secret]:
+        store = self._secrets
+        where: dict[str, object] = {"run_id": self.run_id, "agent": self.agent.name, **purpose}
+
+        def read(name: str) -> Secret:
+            if store is None:
+                raise ToolError("no secret store is configured for this run")
+            return store.secret_for_agent(self.tenant_id, name, purpose=where)
+
+        return read
 
     async def request_approval(
         self, step: int, tool: Tool, arguments: dict[str, Any], call_id: str, *, reason: str
@@ -321,7 +393,8 @@ class Context:
             try:
                 return {"ok": await fn()}
             except RunError as exc:
-                return {"error": {"type": type(exc).__name__, "message": str(exc)}}
+                message = REDACTOR.scrub_text(str(exc))
+                return {"error": {"type": type(exc).__name__, "message": message}}
 
         data = await self._journal(name, guarded)
         if "error" in data:

@@ -37,6 +37,9 @@ from steward.policy.guard import UNTRUSTED_INPUT, RunGuard
 from steward.runs.agent import Agent
 from steward.runs.approval import ApprovalGate, approval_topic
 from steward.runs.context import Context
+from steward.sandbox.manager import SandboxManager
+from steward.security.redaction import REDACTOR
+from steward.security.secrets import SecretStore
 from steward.store.approvals import DECISIONS, ApprovalStore
 from steward.store.hot import HEARTBEAT, Event, HotState
 from steward.store.runs import AWAITING_APPROVAL, RunStore, RunTotals, ThreadBusy, is_open
@@ -88,9 +91,12 @@ class RunEngine:
         tracing: Tracing,
         models: ModelRouter,
         execute: bool,
+        sandboxes: SandboxManager | None = None,
+        secrets: SecretStore | None = None,
         approvals: ApprovalStore | None = None,
     ) -> None:
         self.app = app
+        self.secrets = secrets
         self.store = store
         self.approvals = approvals or ApprovalStore(store.db)
         self.threads = ThreadStore(store.db)
@@ -99,6 +105,7 @@ class RunEngine:
         self._tracing = tracing
         self._models = models
         self._execute_here = execute
+        self._sandboxes = sandboxes
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         # Called with a run id when a run of this process ends (e.g. to wake webhook delivery).
         self.finished_listeners: list[Callable[[str], None]] = []
@@ -377,6 +384,12 @@ class RunEngine:
         try:
             with run_scope(run_id, run.tenant_id):
                 outcome, totals = await self._run_agent(run, payload)
+            outcome = Outcome(  # no secret this process decrypted leaves in a result
+                outcome.status,
+                outcome.stop_reason,
+                REDACTOR.scrub(outcome.output),
+                REDACTOR.scrub(outcome.error),
+            )
         finally:
             self._tasks.pop(run_id, None)
             self._cancelling.discard(run_id)
@@ -463,6 +476,8 @@ class RunEngine:
             emit=emit,
             deadline=deadline,
             guard=guard,
+            sandboxes=self._sandboxes,
+            secrets=self.secrets,
             approvals=gate,
             thread_state=thread_state,
             approval_credits=credits,

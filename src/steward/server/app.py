@@ -17,7 +17,17 @@ from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.idempotency import IdempotencyGate
 from steward.server.problems import install_problem_handlers
-from steward.server.routes import assistants, health, runs, threads, traces, webhooks
+from steward.server.routes import (
+    admin,
+    assistants,
+    health,
+    hooks,
+    runs,
+    sandboxes,
+    threads,
+    traces,
+    webhooks,
+)
 from steward.store.idempotency import IdempotencyStore
 
 
@@ -39,6 +49,8 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.idempotency = IdempotencyStore(
             runtime.db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s
         )
+        api.state.sandboxes = runtime.sandboxes
+        api.state.security = runtime.security
         await runtime.start()
         try:
             yield
@@ -57,6 +69,6 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     api.add_middleware(IdempotencyGate, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
-    for module in (health, assistants, threads, runs, traces, webhooks):
+    for module in (health, assistants, threads, runs, traces, sandboxes, admin, hooks, webhooks):
         api.include_router(module.router)
     return api

@@ -57,8 +57,9 @@ async def _submit(
 ) -> tuple[Run, int | str]:
     """Start a run, or resume a paused one (`command.resume`); with where its stream starts."""
     header_user = request.headers.get(USER_HEADER)
-    if body.user and body.user != header_user:  # the gate only saw the header's user
-        await rate_limits.enforce(request.app.state, principal, body.user, key=False)
+    user = principal.user_id or body.user or header_user
+    if user and user != header_user:  # the gate only charged the header's user
+        await rate_limits.enforce(request.app.state, principal, user, key=False)
     if body.webhook is not None:
         await check_webhook(request.app.state.webhook_config, principal.tenant_id, body.webhook)
     if thread_id is not None:
@@ -85,7 +86,8 @@ async def _submit(
             input=body.input,
             thread_id=thread_id,
             metadata=body.metadata,
-            user_id=body.user or header_user,
+            # An end user signed in by JWT is who the token says, whatever the body claims.
+            user_id=user,
             webhook=body.webhook,
             multitask_strategy=body.multitask_strategy or "reject",
         )

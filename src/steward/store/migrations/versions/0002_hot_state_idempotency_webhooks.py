@@ -1,7 +1,7 @@
 """idempotency keys, webhook deliveries, per-key rate limits
 
 Revision ID: 0002
-Revises: 0008
+Revises: 0004, 0005
 Create Date: 2026-11-24 10:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002"
-down_revision = "0008"
+down_revision = ("0004", "0005")  # also merges the two heads main has
 branch_labels = None
 depends_on = None
 
