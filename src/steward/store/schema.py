@@ -201,10 +201,10 @@ class IdempotencyRecord(Base):
     )
 
 
-class WebhookDelivery(Base):
+class OutboundWebhook(Base):
     """The outbound webhook of one finished run: pending until delivered or given up."""
 
-    __tablename__ = "webhook_deliveries"
+    __tablename__ = "outbound_webhooks"
 
     run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(64))
@@ -217,13 +217,13 @@ class WebhookDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbound_webhooks_due", "state", "next_attempt_at"),)
 
 
-class WebhookAttempt(Base):
+class OutboundWebhookAttempt(Base):
     """One HTTP attempt of a webhook delivery, successful or not."""
 
-    __tablename__ = "webhook_attempts"
+    __tablename__ = "outbound_webhook_attempts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64))

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from steward.store.database import Database
 from steward.store.runs import ACTIVE
-from steward.store.schema import Run, WebhookAttempt, WebhookDelivery, utcnow
+from steward.store.schema import OutboundWebhook, OutboundWebhookAttempt, Run, utcnow
 
 
 def _aware(moment: datetime) -> datetime:
@@ -43,7 +43,7 @@ class WebhookStore:
             .where(
                 Run.webhook.is_not(None),
                 Run.status.not_in(ACTIVE),
-                ~exists().where(WebhookDelivery.run_id == Run.id),
+                ~exists().where(OutboundWebhook.run_id == Run.id),
             )
             .limit(limit)
         )
@@ -54,7 +54,7 @@ class WebhookStore:
             try:
                 with self.db.session() as session:
                     session.add(
-                        WebhookDelivery(
+                        OutboundWebhook(
                             run_id=run_id,
                             tenant_id=tenant_id,
                             url=url,
@@ -75,16 +75,16 @@ class WebhookStore:
         with self.db.session() as session:
             candidates = list(
                 session.scalars(
-                    select(WebhookDelivery)
+                    select(OutboundWebhook)
                     .where(
-                        WebhookDelivery.state == "pending",
-                        WebhookDelivery.next_attempt_at <= now,
+                        OutboundWebhook.state == "pending",
+                        OutboundWebhook.next_attempt_at <= now,
                         or_(
-                            WebhookDelivery.leased_until.is_(None),
-                            WebhookDelivery.leased_until <= now,
+                            OutboundWebhook.leased_until.is_(None),
+                            OutboundWebhook.leased_until <= now,
                         ),
                     )
-                    .order_by(WebhookDelivery.next_attempt_at)
+                    .order_by(OutboundWebhook.next_attempt_at)
                     .limit(limit)
                 )
             )
@@ -93,14 +93,14 @@ class WebhookStore:
             with self.db.session() as session:
                 taken = _rowcount(
                     session.execute(
-                        update(WebhookDelivery)
+                        update(OutboundWebhook)
                         .where(
-                            WebhookDelivery.run_id == row.run_id,
-                            WebhookDelivery.state == "pending",
-                            WebhookDelivery.attempts == row.attempts,
+                            OutboundWebhook.run_id == row.run_id,
+                            OutboundWebhook.state == "pending",
+                            OutboundWebhook.attempts == row.attempts,
                             or_(
-                                WebhookDelivery.leased_until.is_(None),
-                                WebhookDelivery.leased_until <= now,
+                                OutboundWebhook.leased_until.is_(None),
+                                OutboundWebhook.leased_until <= now,
                             ),
                         )
                         .values(leased_until=now + timedelta(seconds=lease_s))
@@ -115,9 +115,9 @@ class WebhookStore:
     def next_due_at(self) -> datetime | None:
         with self.db.session() as session:
             moment = session.scalar(
-                select(WebhookDelivery.next_attempt_at)
-                .where(WebhookDelivery.state == "pending")
-                .order_by(WebhookDelivery.next_attempt_at)
+                select(OutboundWebhook.next_attempt_at)
+                .where(OutboundWebhook.state == "pending")
+                .order_by(OutboundWebhook.next_attempt_at)
                 .limit(1)
             )
         return _aware(moment) if moment is not None else None
@@ -137,7 +137,7 @@ class WebhookStore:
         now = utcnow()
         with self.db.session() as session:
             session.add(
-                WebhookAttempt(
+                OutboundWebhookAttempt(
                     tenant_id=due.tenant_id,
                     run_id=due.run_id,
                     url=due.url,
@@ -149,8 +149,8 @@ class WebhookStore:
                 )
             )
             session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.run_id == due.run_id)
+                update(OutboundWebhook)
+                .where(OutboundWebhook.run_id == due.run_id)
                 .values(
                     state=state,
                     attempts=due.attempt,
@@ -169,17 +169,20 @@ class WebhookStore:
         """The delivery of a run and its attempts, for the API; None if none was created yet."""
         with self.db.session() as session:
             delivery = session.scalar(
-                select(WebhookDelivery).where(
-                    WebhookDelivery.tenant_id == tenant_id, WebhookDelivery.run_id == run_id
+                select(OutboundWebhook).where(
+                    OutboundWebhook.tenant_id == tenant_id, OutboundWebhook.run_id == run_id
                 )
             )
             if delivery is None:
                 return None
             attempts = list(
                 session.scalars(
-                    select(WebhookAttempt)
-                    .where(WebhookAttempt.tenant_id == tenant_id, WebhookAttempt.run_id == run_id)
-                    .order_by(WebhookAttempt.attempt)
+                    select(OutboundWebhookAttempt)
+                    .where(
+                        OutboundWebhookAttempt.tenant_id == tenant_id,
+                        OutboundWebhookAttempt.run_id == run_id,
+                    )
+                    .order_by(OutboundWebhookAttempt.attempt)
                 )
             )
         return {

@@ -53,7 +53,7 @@ def upgrade() -> None:
         )
 
     op.create_table(
-        "webhook_deliveries",
+        "outbound_webhooks",
         sa.Column("run_id", sa.String(length=64), nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("url", sa.String(length=2048), nullable=False),
@@ -66,13 +66,13 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("run_id"),
     )
-    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+    with op.batch_alter_table("outbound_webhooks", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_webhook_deliveries_due", ["state", "next_attempt_at"], unique=False
+            "ix_outbound_webhooks_due", ["state", "next_attempt_at"], unique=False
         )
 
     op.create_table(
-        "webhook_attempts",
+        "outbound_webhook_attempts",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("run_id", sa.String(length=64), nullable=False),
@@ -84,17 +84,19 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("webhook_attempts", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_webhook_attempts_run_id"), ["run_id"], unique=False)
+    with op.batch_alter_table("outbound_webhook_attempts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_outbound_webhook_attempts_run_id"), ["run_id"], unique=False
+        )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("webhook_attempts", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_webhook_attempts_run_id"))
-    op.drop_table("webhook_attempts")
-    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_webhook_deliveries_due")
-    op.drop_table("webhook_deliveries")
+    with op.batch_alter_table("outbound_webhook_attempts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbound_webhook_attempts_run_id"))
+    op.drop_table("outbound_webhook_attempts")
+    with op.batch_alter_table("outbound_webhooks", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbound_webhooks_due")
+    op.drop_table("outbound_webhooks")
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_idempotency_keys_expires_at"))
     op.drop_table("idempotency_keys")
