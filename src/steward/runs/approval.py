@@ -8,7 +8,7 @@ exactly the same path. The database row, not the wake-up message, is the decisio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ from steward.store.approvals import ApprovalRequest, ApprovalStore
 from steward.store.schema import Approval
 
 Receive = Callable[[str, float], Any]  # (topic, timeout_s) -> Awaitable[JsonObject | None]
-Publish = Callable[[str, Any], int | str]  # (event, data) -> the hot-state event id
+Publish = Callable[[str, Any], Awaitable[int | str]]  # (event, data) -> the hot-state event id
 
 # How often a paused run re-reads its approval row, in case a wake-up message was lost.
 CHECK_INTERVAL_S = 30.0
@@ -129,9 +129,10 @@ class ApprovalGate:
 
         async def pause() -> JsonObject:
             approval = self._store.build(request)
-            self._publish("updates", {"__interrupt__": [interrupt_json(approval)]})
+            await self._publish("updates", {"__interrupt__": [interrupt_json(approval)]})
             # A resumed stream starts after this marker, so it does not repeat the past.
-            approval.stream_after = str(self._publish("interrupt", {"approval_id": approval.id}))
+            marker = await self._publish("interrupt", {"approval_id": approval.id})
+            approval.stream_after = str(marker)
             approval = await asyncio.to_thread(self._store.request, approval)
             audit.record_later(approval.tenant_id, "approval.requested", reviewer_json(approval))
             return {"approval_id": approval.id}
@@ -141,7 +142,7 @@ class ApprovalGate:
 
         async def resume() -> JsonObject:
             await asyncio.to_thread(self._store.resume_run, self._run_id)
-            self._publish("updates", {"approval": _REVIEWER_REDACTOR.redact_json(state)})
+            await self._publish("updates", {"approval": _REVIEWER_REDACTOR.redact_json(state)})
             if state["status"] == "expired":  # nobody decided: the trail says so
                 audit.record_later(self._tenant_id, "approval.expired", {"approval_id": request.id})
             return {}

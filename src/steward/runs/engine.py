@@ -11,7 +11,7 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, timedelta
 from typing import Any
@@ -57,6 +57,9 @@ STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
 CAP_REASONS = frozenset({"max_steps", "max_cost", "wall_time", "spend_cap"})
 
 
+CANCEL_CHANNEL = "cancels"
+
+
 def run_channel(run_id: str) -> str:
     return f"run:{run_id}"
 
@@ -70,6 +73,7 @@ class RunRequest:
     metadata: dict[str, Any] | None = None
     user_id: str | None = None
     multitask_strategy: str = "reject"
+    webhook: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,11 @@ class RunEngine:
         self._execute_here = execute
         self._sandboxes = sandboxes
         self._tasks: dict[str, asyncio.Task[Any]] = {}
+        # Called with a run id when a run of this process ends (e.g. to wake webhook delivery).
+        self.finished_listeners: list[Callable[[str], None]] = []
         self._cancelling: set[str] = set()
         self._detached: set[asyncio.Task[Any]] = set()
+        self._cancel_listener: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -117,10 +124,22 @@ class RunEngine:
         await self._durable.launch(execute=self._execute_here)
         if self._execute_here:
             await self._restart_unstarted()
+            self._cancel_listener = asyncio.get_running_loop().create_task(self._hear_cancels())
 
     async def shutdown(self) -> None:
+        if self._cancel_listener is not None:
+            self._cancel_listener.cancel()
         await self._durable.shutdown()
         await self._models.aclose()
+
+    async def _hear_cancels(self) -> None:
+        """Cancel signals from API servers (hot state): interrupt the run if it runs here."""
+        async for _, event in self.hot.read(CANCEL_CHANNEL):
+            run_id = event.get("data", {}).get("run_id")
+            task = self._tasks.get(run_id) if event.get("event") == "cancel" else None
+            if task is not None:
+                self._cancelling.add(run_id)
+                task.cancel()
 
     async def _restart_unstarted(self) -> None:
         """Start accepted runs that never reached the durable engine (a crash in between)."""
@@ -167,6 +186,7 @@ class RunEngine:
                 meta=request.metadata or {},
                 user_id=request.user_id,
                 multitask_strategy=strategy,
+                webhook=request.webhook,
             )
             try:
                 await asyncio.to_thread(self.store.create_run, run)
@@ -215,6 +235,8 @@ class RunEngine:
             task.cancel()
         else:
             await self._durable.cancel(run.id)
+            # The durable core stops it at its next step; this stops it mid-step, wherever it runs.
+            self.hot.publish_nowait(CANCEL_CHANNEL, {"event": "cancel", "data": {"run_id": run.id}})
         if await asyncio.to_thread(self.store.mark_cancelled, run.tenant_id, run.id):
             if run.stop_reason == AWAITING_APPROVAL:  # wake its durable wait to notice
                 for approval in await asyncio.to_thread(
@@ -403,6 +425,8 @@ class RunEngine:
             self.hot.publish_nowait(channel, {"event": "error", "data": outcome.error})
         self.hot.publish_nowait(channel, {"event": TERMINAL_EVENT, "data": {}})
         self._start_detached(self._promote_next(run.tenant_id, run.thread_id))
+        for listener in self.finished_listeners:
+            listener(run_id)
         return {"status": outcome.status, "stop_reason": outcome.stop_reason}
 
     def _start_detached(self, work: Any) -> None:
@@ -443,10 +467,11 @@ class RunEngine:
             ],
         )
 
-        def publish(event: str, data: Any) -> int | str:
+        async def publish(event: str, data: Any) -> int | str:
             # Approval events carry a call's arguments: filtered like every event of the run.
-            data = guard.filter_event(data)
-            return self.hot.publish_nowait(channel, {"event": event, "data": data})
+            return await self.hot.publish(
+                channel, {"event": event, "data": guard.filter_event(data)}
+            )
 
         thread_state = await asyncio.to_thread(
             self.store.thread_values, run.tenant_id, run.thread_id
