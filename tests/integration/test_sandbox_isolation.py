@@ -43,9 +43,9 @@ START_COUNTER = f'nohup python3 -c "{COUNTER}" > /dev/null 2>&1 &'
 
 @pytest.fixture
 async def manager(tmp_path: Path) -> AsyncIterator[SandboxManager]:
-    # A full warm pool: a test's first two bwrap sandboxes are pooled ones whose limits were
-    # applied at hand-out (the pids, memory, CPU and disk tests check those limits hold).
-    manager = await open_manager(tmp_path, pool_size=2)
+    # Cold launches: limits applied to pooled sandboxes at hand-out are tested in
+    # test_sandbox_pool.py; here every sandbox is launched with its limits from the start.
+    manager = await open_manager(tmp_path, pool_size=0)
     try:
         yield manager
     finally:

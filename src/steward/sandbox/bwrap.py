@@ -237,6 +237,9 @@ class BwrapInstance:
             await instance.destroy()
             detail = instance._stderr_tail.decode(errors="replace").strip()
             raise SandboxStateError(f"the sandbox did not start: {detail or exc}") from exc
+        except BaseException:  # cancelled mid-launch (a pool closing): leave nothing running
+            await asyncio.shield(instance.destroy())
+            raise
         return instance
 
     def hand_over(self, spec: SandboxSpec) -> None:

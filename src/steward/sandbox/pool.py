@@ -18,6 +18,7 @@ from steward.sandbox.types import Limits, SandboxSpec
 
 log = logging.getLogger("steward.sandbox")
 RETRY_AFTER_FAILURE_S = 5.0
+CLOSE_TIMEOUT_S = 15.0
 
 
 @dataclass
@@ -108,8 +109,9 @@ class WarmPool:
         """Stop refilling and destroy every pooled sandbox (a launch in flight is undone too)."""
         if self._filler is not None:
             self._filler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._filler
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                # A launch being undone gets a bounded time; shutdown must not hang on it.
+                await asyncio.wait_for(self._filler, CLOSE_TIMEOUT_S)
             self._filler = None
         ready, self._ready = self._ready, []
         for pooled in ready:
