@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from steward.app import Steward
 from steward.config import Settings
 from steward.durable.dbos_engine import DBOSEngine
+from steward.models.gateway import Gateway
+from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import MemoryRateLimiter
@@ -30,6 +32,7 @@ class Runtime:
     tracing: Tracing
     engine: RunEngine
     rate_limiter: MemoryRateLimiter
+    gateway: Gateway
 
     @classmethod
     def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
@@ -46,6 +49,7 @@ class Runtime:
             executor_id=settings.executor_id,
             queue_poll_interval_s=settings.queue_poll_interval_s,
         )
+        gateway = build_gateway(settings, db, tracing)
         engine = RunEngine(
             app,
             store=RunStore(db),
@@ -54,6 +58,7 @@ class Runtime:
             tracing=tracing,
             models=ModelRouter(settings.model),
             execute=execute,
+            gateway=gateway,
         )
         return cls(
             settings=settings,
@@ -62,6 +67,7 @@ class Runtime:
             tracing=tracing,
             engine=engine,
             rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
+            gateway=gateway,
         )
 
     async def start(self) -> None:
@@ -69,5 +75,6 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.engine.shutdown()
+        await self.gateway.aclose()
         self.tracing.shutdown()
         self.db.dispose()

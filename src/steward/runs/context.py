@@ -16,20 +16,20 @@ from steward.durable.types import JsonObject
 from steward.errors import (
     CostLimitExceeded,
     ModelError,
-    ModelStreamError,
     RunError,
+    SpendCapExceeded,
     StepLimitExceeded,
+    StewardError,
     ToolError,
     WallTimeExceeded,
 )
-from steward.models.pricing import cost_usd
+from steward.models.budget import SpendScope
+from steward.models.gateway import Gateway
 from steward.models.types import (
     Message,
     ModelProvider,
     ModelRequest,
     ModelResponse,
-    StreamDone,
-    TextDelta,
     ToolCall,
     Usage,
 )
@@ -42,7 +42,8 @@ Journal = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObj
 Emit = Callable[[str, Any], None]
 ResolveModel = Callable[[str | None], tuple[ModelProvider, str]]
 
-_ERRORS: dict[str, type[RunError]] = {
+_ERRORS: dict[str, type[StewardError]] = {
+    "SpendCapExceeded": SpendCapExceeded,
     "ToolError": ToolError,
     "ModelError": ModelError,
     "ModelHTTPError": ModelError,
@@ -76,6 +77,7 @@ class Context:
         tracing: Tracing,
         emit: Emit,
         deadline: float,
+        gateway: Gateway | None = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -89,6 +91,7 @@ class Context:
         self._tracing = tracing
         self._emit = emit
         self._deadline = deadline  # time.time() seconds
+        self._gateway = gateway
 
     # -- effects ------------------------------------------------------------------------------
 
@@ -107,23 +110,33 @@ class Context:
         if limit is not None and self.totals.cost_usd >= limit:
             raise CostLimitExceeded(f"run spent ${self.totals.cost_usd:.4f} of ${limit:.4f}")
         step = self._next_step()
-        provider, model_name = self._resolve_model(model or self.agent.model)
+        gateway = self._gateway
+        if gateway is None:
+            raise RunError("model calls need the gateway; build the engine through Runtime")
+        model_name = model or self.agent.model
         request = ModelRequest(
-            model=model_name,
+            model=model_name or "",
             messages=tuple(_as_messages(messages, system)),
             tools=tuple(t.definition() for t in self._selected_tools(tools)),
             max_tokens=max_tokens,
             temperature=temperature,
         )
+        scope = SpendScope(
+            tenant_id=self.tenant_id,
+            user_id=self.user_id,
+            run_id=self.run_id,
+            agent=self.agent.name,
+            run_cap_usd=limit,
+        )
 
         async def call() -> JsonObject:
-            with self._tracing.chat(provider.name, request) as recorder:
-                response = await self._stream(provider, request)
-                cost = cost_usd(provider.name, response.model, response.usage)
-                recorder.record(response, cost.usd, cost.known)
+            # Budget reserve -> attempts with retries/breaker/fallback -> settle -> chat span.
+            response, cost = await gateway.chat(
+                request, scope, model=model_name, on_delta=self._emit_delta
+            )
             return {"response": response.to_json(), "cost_usd": cost.usd}
 
-        data = await self._step(f"model {model_name}", call)
+        data = await self._step(f"model {model_name or 'default'}", call)
         response = ModelResponse.from_json(data["response"])
         self._account(response.usage, float(data["cost_usd"]))
         self._emit("updates", {"model": {"step": step, "message": response.message().to_json()}})
@@ -214,7 +227,7 @@ class Context:
         async def guarded() -> JsonObject:
             try:
                 return {"ok": await fn()}
-            except RunError as exc:
+            except (RunError, SpendCapExceeded) as exc:
                 return {"error": {"type": type(exc).__name__, "message": str(exc)}}
 
         data = await self._journal(name, guarded)
@@ -240,13 +253,8 @@ class Context:
             raise ToolError(f"tools {unknown} are not available to agent {self.agent.name!r}")
         return [self._tools[name] for name in tools]
 
-    async def _stream(self, provider: ModelProvider, request: ModelRequest) -> ModelResponse:
-        async for event in provider.stream(request):
-            if isinstance(event, TextDelta):
-                self._emit("messages", {"delta": event.text})
-            elif isinstance(event, StreamDone):
-                return event.response
-        raise ModelStreamError("the model stream ended without a final response")
+    def _emit_delta(self, text: str) -> None:
+        self._emit("messages", {"delta": text})
 
 
 def _as_messages(messages: str | Sequence[Message], system: str | None) -> list[Message]:

@@ -28,6 +28,7 @@ from steward.errors import (
     UserError,
     WallTimeExceeded,
 )
+from steward.models.gateway import Gateway
 from steward.models.router import ModelRouter
 from steward.observe.context import run_scope
 from steward.observe.tracing import Tracing
@@ -76,6 +77,7 @@ class RunEngine:
         tracing: Tracing,
         models: ModelRouter,
         execute: bool,
+        gateway: Gateway | None = None,
     ) -> None:
         self.app = app
         self.store = store
@@ -83,6 +85,7 @@ class RunEngine:
         self.hot = hot
         self._tracing = tracing
         self._models = models
+        self._gateway = gateway
         self._execute_here = execute
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._cancelling: set[str] = set()
@@ -258,6 +261,7 @@ class RunEngine:
             tools=self.app.tools_for(agent),
             journal=self._durable.step,
             resolve_model=self._models.resolve,
+            gateway=self._gateway,
             tracing=self._tracing,
             emit=emit,
             deadline=deadline,

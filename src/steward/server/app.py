@@ -12,11 +12,12 @@ from fastapi import FastAPI
 
 from steward.app import Steward
 from steward.config import Settings
+from steward.models.response_cache import ResponseCache
 from steward.runtime import Runtime
 from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.problems import install_problem_handlers
-from steward.server.routes import assistants, health, runs, threads, traces
+from steward.server.routes import assistants, gateway, health, proxy, runs, threads, traces
 
 
 def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> FastAPI:
@@ -31,6 +32,15 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.engine = runtime.engine
         api.state.tracing = runtime.tracing
         api.state.rate_limiter = runtime.rate_limiter
+        api.state.gateway = runtime.gateway
+        api.state.response_cache = (
+            ResponseCache(
+                ttl_s=settings.gateway.response_cache_ttl_s,
+                max_entries=settings.gateway.response_cache_entries,
+            )
+            if settings.gateway.response_cache
+            else None
+        )
         await runtime.start()
         try:
             yield
@@ -47,6 +57,6 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     # Added last runs first: authenticate before any body is read or checked.
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
-    for module in (health, assistants, threads, runs, traces):
+    for module in (health, assistants, threads, runs, traces, proxy, gateway):
         api.include_router(module.router)
     return api

@@ -18,6 +18,7 @@ from steward.errors import ApiError, Forbidden, Unauthenticated
 from steward.policy.rate_limit import MemoryRateLimiter
 from steward.security.keys import KeyStore, Principal
 from steward.server.problems import problem
+from steward.server.provider_errors import proxy_error_for_path
 
 WRITE_ROLES = ("admin", "developer", "runner")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
@@ -46,7 +47,10 @@ class AuthGate:
         try:
             principal = await self._authenticate(scope, headers)
         except ApiError as exc:
-            response = problem(
+            # The proxy endpoints answer in the provider's shape so SDKs raise their own errors.
+            response = proxy_error_for_path(
+                scope["path"], exc.status, exc.detail or exc.title, exc.headers
+            ) or problem(
                 exc.status,
                 exc.kind,
                 exc.title,
