@@ -13,7 +13,7 @@ import aiohttp
 
 from steward.errors import ConfigError
 from steward.models.anthropic import AnthropicProvider
-from steward.models.local import LOCAL_MODEL_NAME, LocalModel
+from steward.models.local import LocalModel
 from steward.models.openai import OpenAIProvider
 from steward.models.resilience import CircuitBreaker
 from steward.models.resolve import (
@@ -205,6 +205,5 @@ def _missing_key(spec: ModelSpec, variable: str) -> ConfigError:
     return ConfigError(
         f"no API key for model '{spec}'. Set {variable} (or STEWARD_{variable}), for example "
         f"`export {variable}=...`, or configure a deployment under [steward.gateway]; to develop "
-        f"without a key, use the built-in local model: `export STEWARD_MODEL={LOCAL_MODEL_NAME}`"
-        " (or `local`)."
+        "without a key, use the built-in local model: `export STEWARD_MODEL=local`."
     )

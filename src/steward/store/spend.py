@@ -67,7 +67,10 @@ class SpendLedger:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
+        # Synchronously: at shutdown the loop's default executor may already be gone.
+        batch, self._pending = self._pending, []
+        if batch:
+            self._write(batch)
 
     async def _run(self) -> None:
         while self._pending:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from steward.models.budget.types import Limit
 
@@ -40,8 +40,12 @@ class RedisSpendCounters:
     """Counters as plain integer keys under `prefix`. All keys of one reservation must live on
     one node (a Redis Cluster would need a hash tag per scope)."""
 
-    def __init__(self, url: str, *, prefix: str = "steward:spend:") -> None:
-        self._redis: Redis = Redis.from_url(url)
+    def __init__(
+        self, url: str, *, prefix: str = "steward:spend:", max_connections: int = 64
+    ) -> None:
+        # A blocking pool: a burst of calls waits for a connection instead of failing.
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections)
+        self._redis: Redis = Redis(connection_pool=pool)
         self._prefix = prefix
         self._reserve: Any = self._redis.register_script(_RESERVE)
         self._adjust: Any = self._redis.register_script(_ADJUST)
@@ -62,6 +66,7 @@ class RedisSpendCounters:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()
 
 
 def _expiries(limits: Sequence[Limit]) -> list[int]:
