@@ -105,7 +105,7 @@ async def _proxy(request: Request, dialect: ProxyDialect) -> Response:
     if problem is not None:
         return provider_error(dialect, 400, problem)
     try:
-        targets = [t for t in gateway.deployments.targets(body["model"]) if _speaks(t, dialect)]
+        targets = [t for t in _targets(gateway, body["model"], dialect) if _speaks(t, dialect)]
     except ConfigError as exc:
         return provider_error(
             dialect,
@@ -173,6 +173,17 @@ async def _proxy(request: Request, dialect: ProxyDialect) -> Response:
     return Response(
         answer.raw, status_code=answer.status, media_type="application/json", headers=headers
     )
+
+
+def _targets(gateway: Gateway, model: str, dialect: ProxyDialect) -> list[Target]:
+    """A routed name, a model string or `<deployment>:<model>`; else a bare model name of the
+    endpoint's own dialect (`gpt-4.1` on /v1/chat/completions is `openai:gpt-4.1`)."""
+    try:
+        return gateway.deployments.targets(model)
+    except ConfigError:
+        if model in gateway.settings.routes:
+            raise
+        return gateway.deployments.targets(f"{dialect}:{model}")
 
 
 def _speaks(target: Target, dialect: ProxyDialect) -> bool:
