@@ -142,10 +142,15 @@ def test_openai_sdk_tool_calls_pass_through_json_and_stream(
     messages = [{"role": "user", "content": "weather in Paris?"}]
 
     completion = client.chat.completions.create(
-        model="gpt-4.1-mini", messages=messages, tools=[WEATHER_TOOL]  # type: ignore[arg-type,list-item]
+        model="gpt-4.1-mini",
+        messages=messages,
+        tools=[WEATHER_TOOL],  # type: ignore[arg-type,list-item]
     )
     stream = client.chat.completions.create(
-        model="gpt-4.1-mini", messages=messages, tools=[WEATHER_TOOL], stream=True  # type: ignore[arg-type,list-item]
+        model="gpt-4.1-mini",
+        messages=messages,
+        tools=[WEATHER_TOOL],
+        stream=True,  # type: ignore[arg-type,list-item]
     )
     fragments = [
         tc.function.arguments or ""
@@ -166,7 +171,10 @@ def test_anthropic_sdk_messages_json_stream_and_tool_use(
     proxy: StewardProcess, key: str, control: UpstreamControl
 ) -> None:
     control.script(
-        {"text": "Bonjour", "usage": {"input_tokens": 900, "output_tokens": 2, "cache_read_tokens": 800}},
+        {
+            "text": "Bonjour",
+            "usage": {"input_tokens": 900, "output_tokens": 2, "cache_read_tokens": 800},
+        },
         {"text": "streamed words here"},
         {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]},
     )
@@ -174,7 +182,9 @@ def test_anthropic_sdk_messages_json_stream_and_tool_use(
     system = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
 
     message = client.messages.create(
-        model="claude-haiku-4-5", max_tokens=64, system=system,  # type: ignore[arg-type]
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        system=system,  # type: ignore[arg-type]
         messages=[{"role": "user", "content": "Hi"}],
     )
     with client.messages.stream(

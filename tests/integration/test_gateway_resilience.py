@@ -76,8 +76,8 @@ async def test_200_concurrent_calls_never_spend_past_the_users_daily_cap(
                     user=user,
                 )
             except openai.RateLimitError as exc:
-                assert isinstance(exc.body, dict) and exc.body["code"] == "spend_cap_exceeded"
-                return "capped"
+                body = exc.body if isinstance(exc.body, dict) else {}
+                return "capped" if body.get("code") == "spend_cap_exceeded" else "other 429"
             return "ok"
 
         outcomes = await asyncio.gather(*(call(i) for i in range(200)))
@@ -118,8 +118,18 @@ async def test_fault_storm_with_a_fallback_keeps_99_percent_and_never_retries_th
         tmp_path,
         {
             "deployments": [
-                {"name": "primary", "provider": "openai", "base_url": f"{upstream}/v1", "api_key": "k1"},
-                {"name": "backup", "provider": "openai", "base_url": f"{backup}/v1", "api_key": "k2"},
+                {
+                    "name": "primary",
+                    "provider": "openai",
+                    "base_url": f"{upstream}/v1",
+                    "api_key": "k1",
+                },
+                {
+                    "name": "backup",
+                    "provider": "openai",
+                    "base_url": f"{backup}/v1",
+                    "api_key": "k2",
+                },
             ],
             "routes": {"storm": ["primary:gpt-4.1-mini", "backup:gpt-4.1-mini"]},
             "read_timeout_s": 0.5,
@@ -141,11 +151,17 @@ async def test_fault_storm_with_a_fallback_keeps_99_percent_and_never_retries_th
                 try:
                     if i % 2:
                         stream = await client.chat.completions.create(
-                            model="storm", messages=messages, stream=True  # type: ignore[arg-type]
+                            model="storm",
+                            messages=messages,
+                            stream=True,  # type: ignore[arg-type]
                         )
-                        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+                        text = "".join(
+                            [c.choices[0].delta.content or "" async for c in stream if c.choices]
+                        )
                     else:
-                        done = await client.chat.completions.create(model="storm", messages=messages)  # type: ignore[arg-type]
+                        done = await client.chat.completions.create(
+                            model="storm", messages=messages
+                        )  # type: ignore[arg-type]
                         text = done.choices[0].message.content or ""
                 except openai.APIError:
                     return False
@@ -153,7 +169,9 @@ async def test_fault_storm_with_a_fallback_keeps_99_percent_and_never_retries_th
 
         results = await asyncio.gather(*(call(i) for i in range(300)))
         await client.close()
-        metrics = httpx.get(f"{process.url}/metrics", headers={"x-api-key": key}).text
+        metrics = await asyncio.to_thread(
+            lambda: httpx.get(f"{process.url}/metrics", headers={"x-api-key": key}).text
+        )
     finally:
         process.stop()
 
@@ -187,8 +205,18 @@ def test_breaker_opens_after_consecutive_failures_probes_after_cooloff_and_close
         tmp_path,
         {
             "deployments": [
-                {"name": "primary", "provider": "openai", "base_url": f"{upstream}/v1", "api_key": "k1"},
-                {"name": "backup", "provider": "openai", "base_url": f"{backup}/v1", "api_key": "k2"},
+                {
+                    "name": "primary",
+                    "provider": "openai",
+                    "base_url": f"{upstream}/v1",
+                    "api_key": "k1",
+                },
+                {
+                    "name": "backup",
+                    "provider": "openai",
+                    "base_url": f"{backup}/v1",
+                    "api_key": "k2",
+                },
             ],
             "routes": {"m": ["primary:gpt-4.1-mini", "backup:gpt-4.1-mini"]},
             "backoff_base_s": 0.001,
@@ -201,15 +229,18 @@ def test_breaker_opens_after_consecutive_failures_probes_after_cooloff_and_close
         client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
 
         def ask() -> str:
-            done = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+            done = client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}]
+            )
             return done.choices[0].message.content or ""
 
         def transitions() -> dict[str, float]:
             text = httpx.get(f"{process.url}/metrics", headers={"x-api-key": key}).text
-            found = re.findall(
-                r'steward_gateway_breaker_transitions_total\{deployment="primary",state="(\w+)"\} ([\d.]+)',
-                text,
+            pattern = (
+                r"steward_gateway_breaker_transitions_total"
+                r'\{deployment="primary",state="(\w+)"\} ([\d.]+)'
             )
+            found = re.findall(pattern, text)
             return {state: float(value) for state, value in found}
 
         assert ask() == "Echo: hi"  # 4 failures on primary (1 + 3 retries), then backup

@@ -82,11 +82,8 @@ class ModelPrice(TierPrice):
             return self.long_context
         return self
 
-    def most_expensive_tier(self) -> TierPrice:
-        if self.long_context is None:
-            return self
-        tiers = (self, self.long_context)
-        return max(tiers, key=lambda t: (t.highest_input_rate(), t.highest_output_rate()))
+    def tiers(self) -> tuple[TierPrice, ...]:
+        return (self,) if self.long_context is None else (self, self.long_context)
 
 
 @dataclass(frozen=True)
@@ -174,9 +171,9 @@ class PriceTable:
         price = self.price_for(provider, model)
         if price is None:
             return None
-        tier = price.most_expensive_tier()
-        micro_usd = (
-            input_tokens * tier.highest_input_rate() + output_tokens * tier.highest_output_rate()
+        tiers = price.tiers()
+        micro_usd = input_tokens * max(t.highest_input_rate() for t in tiers) + (
+            output_tokens * max(t.highest_output_rate() for t in tiers)
         )
         return micro_usd / _PER_TOKENS
 
