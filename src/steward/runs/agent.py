@@ -21,12 +21,14 @@ class Limits:
     max_steps: int = 30
     timeout_s: float = 300.0
     max_cost_usd: float | None = None
+    approval_timeout_s: float = 86_400.0  # a paused call not decided by then is rejected
 
     def to_json(self) -> dict[str, Any]:
         return {
             "max_steps": self.max_steps,
             "timeout_s": self.timeout_s,
             "max_cost_usd": self.max_cost_usd,
+            "approval_timeout_s": self.approval_timeout_s,
         }
 
 

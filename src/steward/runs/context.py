@@ -6,11 +6,12 @@ again, with the same idempotency key. Caps are checked before every step.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steward.durable.types import JsonObject
 from steward.errors import (
@@ -37,6 +38,9 @@ from steward.observe.tracing import Tracing
 from steward.runs.agent import Agent
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
+
+if TYPE_CHECKING:
+    from steward.runs.approval import ApprovalGate
 
 Journal = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObject]]
 Emit = Callable[[str, Any], None]
@@ -78,6 +82,8 @@ class Context:
         emit: Emit,
         deadline: float,
         gateway: Gateway | None = None,
+        approvals: ApprovalGate | None = None,
+        thread_state: dict[str, Any] | None = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -92,6 +98,10 @@ class Context:
         self._emit = emit
         self._deadline = deadline  # time.time() seconds
         self._gateway = gateway
+        self._approvals = approvals
+        self._timeout: asyncio.Timeout | None = None
+        self.thread_state: dict[str, Any] = dict(thread_state or {})
+        """The thread's values when this run started: the previous run's output on the thread."""
 
     # -- effects ------------------------------------------------------------------------------
 
@@ -151,6 +161,11 @@ class Context:
             raise ToolError(f"tool {name!r} is not available to agent {self.agent.name!r}")
         step = self._next_step()
         call_id = call_id or f"call_{self.run_id}_{step}"
+        arguments = arguments or {}
+        if tool.needs_approval:
+            arguments = await self.request_approval(
+                step, tool, arguments, call_id, reason=f"tool {name!r} requires approval"
+            )
         context = ToolContext(
             run_id=self.run_id,
             tenant_id=self.tenant_id,
@@ -161,11 +176,39 @@ class Context:
 
         async def call() -> JsonObject:
             with self._tracing.execute_tool(name, call_id, step=step):
-                return {"result": await tool.invoke(arguments or {}, context)}
+                return {"result": await tool.invoke(arguments, context)}
 
         data = await self._step(f"tool {name}", call)
         self._emit("updates", {"tool": {"step": step, "name": name, "result": data["result"]}})
         return data["result"]
+
+    async def request_approval(
+        self, step: int, tool: Tool, arguments: dict[str, Any], call_id: str, *, reason: str
+    ) -> dict[str, Any]:
+        """Pause until a person decides this call; the approved (maybe edited) arguments.
+
+        The wall-time cap stops while the run waits and resumes with the time it had left.
+        Raises `ToolError` when the call is rejected or the approval expires.
+        """
+        if self._approvals is None:
+            raise ToolError(f"tool {tool.name!r} needs approval, which this runtime cannot ask")
+        if self._timeout is not None:
+            self._timeout.reschedule(None)
+        decision = await self._approvals.review(
+            step=step, tool=tool.name, call_id=call_id, arguments=arguments, reason=reason
+        )
+        self._deadline += decision.waited_s
+        if self._timeout is not None:
+            remaining = max(0.0, self._deadline - time.time())
+            self._timeout.reschedule(asyncio.get_running_loop().time() + remaining)
+        if not decision.approved:
+            comment = f": {decision.comment}" if decision.comment else ""
+            raise ToolError(f"the call to {tool.name!r} was {decision.status}{comment}")
+        return decision.arguments
+
+    def bind_timeout(self, scope: asyncio.Timeout) -> None:
+        """Let approval waits pause the run's wall-time scope (set by the engine)."""
+        self._timeout = scope
 
     def emit(self, data: Any) -> None:
         """Send a `custom` event to the run's stream (not journaled; may repeat on resume)."""
