@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from steward.errors import UserError
+from steward.policy.declaration import AgentPolicy
 from steward.runs.agent import Agent, AgentFn, Limits, make_agent
 from steward.tools.registry import Tool, make_tool
 
@@ -42,6 +43,7 @@ class Steward:
         model: str | None = None,
         tools: Iterable[str] | None = None,
         description: str | None = None,
+        policy: AgentPolicy | None = None,
     ) -> Callable[[AgentFn], AgentFn]:
         def register(fn: AgentFn) -> AgentFn:
             agent_name = name or fn.__name__
@@ -63,6 +65,7 @@ class Steward:
                 model=model,
                 tools=allow,
                 description=description,
+                policy=policy,
             )
             return fn
 

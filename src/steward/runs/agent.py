@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
 from steward.errors import UserError
+from steward.policy.declaration import AgentPolicy
 
 AgentFn = Callable[[Any, Any], Awaitable[Any]]
 
@@ -42,6 +43,7 @@ class Agent:
     model: str | None
     tools: tuple[str, ...] | None  # allowlist; None means every tool of the app
     description: str
+    policy: AgentPolicy = field(default_factory=AgentPolicy)
 
     def parse_input(self, data: Any) -> BaseModel:
         """Validate run input; raises pydantic's ValidationError for the API to answer 422."""
@@ -72,6 +74,7 @@ class Agent:
             "limits": self.limits.to_json(),
             "model": self.model,
             "tools": list(self.tools) if self.tools is not None else None,
+            "policy": self.policy.to_json(),
         }
 
 
@@ -83,6 +86,7 @@ def make_agent(
     model: str | None,
     tools: tuple[str, ...] | None,
     description: str | None,
+    policy: AgentPolicy | None = None,
 ) -> Agent:
     """Read the input and output models off `async def f(ctx, input: Model) -> Model | str`."""
     if not inspect.iscoroutinefunction(fn):
@@ -112,4 +116,5 @@ def make_agent(
         model=model,
         tools=tools,
         description=description or (inspect.getdoc(fn) or "").split("\n\n")[0],
+        policy=policy or AgentPolicy(),
     )

@@ -31,6 +31,7 @@ def approval_topic(approval_id: str) -> str:
 
 @dataclass(frozen=True)
 class Decision:
+    approval_id: str
     status: str  # approved | rejected | expired
     arguments: dict[str, Any]
     comment: str | None
@@ -129,6 +130,7 @@ class ApprovalGate:
         await self._journal("approval resume", resume)
         decided = state.get("decided_arguments")
         return Decision(
+            approval_id=request.id,
             status=state["status"],
             arguments=decided if isinstance(decided, dict) else arguments,
             comment=state.get("comment"),

@@ -17,6 +17,7 @@ from steward.durable.types import JsonObject
 from steward.errors import (
     CostLimitExceeded,
     ModelError,
+    PolicyBlocked,
     RunError,
     SpendCapExceeded,
     StepLimitExceeded,
@@ -26,6 +27,7 @@ from steward.errors import (
 )
 from steward.models.budget import SpendScope
 from steward.models.gateway import Gateway
+from steward.models.pricing import Cost
 from steward.models.types import (
     Message,
     ModelProvider,
@@ -35,6 +37,7 @@ from steward.models.types import (
     Usage,
 )
 from steward.observe.tracing import Tracing
+from steward.policy.guard import RunGuard
 from steward.runs.agent import Agent
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
@@ -52,6 +55,7 @@ _ERRORS: dict[str, type[StewardError]] = {
     "ModelError": ModelError,
     "ModelHTTPError": ModelError,
     "ModelStreamError": ModelError,
+    "PolicyBlocked": PolicyBlocked,
 }
 
 
@@ -81,9 +85,11 @@ class Context:
         tracing: Tracing,
         emit: Emit,
         deadline: float,
+        guard: RunGuard | None = None,
         gateway: Gateway | None = None,
         approvals: ApprovalGate | None = None,
         thread_state: dict[str, Any] | None = None,
+        approval_credits: dict[str, float] | None = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -95,10 +101,13 @@ class Context:
         self._journal = journal
         self._resolve_model = resolve_model
         self._tracing = tracing
-        self._emit = emit
         self._deadline = deadline  # time.time() seconds
+        self._guard = guard
+        self._emit = emit if guard is None else _filtered_emit(emit, guard)
         self._gateway = gateway
         self._approvals = approvals
+        # Waits already added to `deadline` by the engine when this run was (re)started.
+        self._approval_credits = dict(approval_credits or {})
         self._timeout: asyncio.Timeout | None = None
         self.thread_state: dict[str, Any] = dict(thread_state or {})
         """The thread's values when this run started: the previous run's output on the thread."""
@@ -120,6 +129,8 @@ class Context:
         if limit is not None and self.totals.cost_usd >= limit:
             raise CostLimitExceeded(f"run spent ${self.totals.cost_usd:.4f} of ${limit:.4f}")
         step = self._next_step()
+        if system and self._guard is not None:
+            self._guard.trust(system)
         gateway = self._gateway
         if gateway is None:
             raise RunError("model calls need the gateway; build the engine through Runtime")
@@ -141,31 +152,42 @@ class Context:
 
         async def call() -> JsonObject:
             # Budget reserve -> attempts with retries/breaker/fallback -> settle -> chat span.
-            response, cost = await gateway.chat(
-                request, scope, model=model_name, on_delta=self._emit_delta
-            )
+            response, cost = await self._gateway_chat(gateway, request, scope, model_name)
             return {"response": response.to_json(), "cost_usd": cost.usd}
 
         data = await self._step(f"model {model_name or 'default'}", call)
         response = ModelResponse.from_json(data["response"])
         self._account(response.usage, float(data["cost_usd"]))
         self._emit("updates", {"model": {"step": step, "message": response.message().to_json()}})
+        if self._guard is not None:
+            self._guard.after_model(response)
         return response
 
     async def tool(
         self, name: str, arguments: dict[str, Any] | None = None, *, call_id: str | None = None
     ) -> Any:
-        """One tool call, journaled as one step; raises `ToolError` on failure."""
+        """One tool call, journaled as one step; raises `ToolError` on failure.
+
+        With a policy, the call is decided before its step (refusals raise `PolicyBlocked`, a
+        needs-approval verdict waits for a person) and the result is cleaned and marked
+        untrusted before the model can see it.
+        """
+        guard = self._guard
         tool = self._tools.get(name)
-        if tool is None:
+        arguments = arguments or {}
+        if tool is None and guard is None:
             raise ToolError(f"tool {name!r} is not available to agent {self.agent.name!r}")
+        if guard is not None:
+            guard.before_tool(name, arguments)
         step = self._next_step()
         call_id = call_id or f"call_{self.run_id}_{step}"
-        arguments = arguments or {}
-        if tool.needs_approval:
+        if guard is not None:
+            tool, arguments = await self._police(guard, step, name, tool, arguments, call_id)
+        elif tool is not None and tool.needs_approval:
             arguments = await self.request_approval(
                 step, tool, arguments, call_id, reason=f"tool {name!r} requires approval"
             )
+        assert tool is not None  # unknown tools were refused above, by the policy or here
         context = ToolContext(
             run_id=self.run_id,
             tenant_id=self.tenant_id,
@@ -176,11 +198,48 @@ class Context:
 
         async def call() -> JsonObject:
             with self._tracing.execute_tool(name, call_id, step=step):
-                return {"result": await tool.invoke(arguments, context)}
+                if guard is None:
+                    return {"result": await tool.invoke(arguments, context)}
+                return guard.admit_result(name, await tool.invoke(arguments, context))
 
-        data = await self._step(f"tool {name}", call)
+        try:
+            data = await self._step(f"tool {name}", call)
+        except ToolError as exc:
+            if guard is not None:
+                guard.after_tool(name, None, exc)
+            raise
+        if guard is not None:
+            guard.after_tool(name, data, None)
         self._emit("updates", {"tool": {"step": step, "name": name, "result": data["result"]}})
         return data["result"]
+
+    async def _police(
+        self,
+        guard: RunGuard,
+        step: int,
+        name: str,
+        tool: Tool | None,
+        arguments: dict[str, Any],
+        call_id: str,
+    ) -> tuple[Tool, dict[str, Any]]:
+        """The policy's decision, made from journaled state; approval waits for a person."""
+        try:
+            decision = guard.check_tool(name, arguments)
+            assert tool is not None  # the allowlist rule refuses unknown tools
+            if decision.verdict == "needs_approval":
+                reason = f"policy ({decision.rule}): {decision.reason}"
+                arguments = await self.request_approval(
+                    step, tool, arguments, call_id, reason=reason
+                )
+        except ToolError as exc:
+            guard.after_tool(name, None, exc)
+            raise
+        return tool, arguments
+
+    def plan(self, tools: Sequence[str]) -> None:
+        """Plan-then-execute: fix the tools this run may use once untrusted content arrives."""
+        if self._guard is not None and not self._guard.taint.tainted:
+            self._guard.taint.freeze(list(tools))
 
     async def request_approval(
         self, step: int, tool: Tool, arguments: dict[str, Any], call_id: str, *, reason: str
@@ -197,7 +256,8 @@ class Context:
         decision = await self._approvals.review(
             step=step, tool=tool.name, call_id=call_id, arguments=arguments, reason=reason
         )
-        self._deadline += decision.waited_s
+        credited = self._approval_credits.pop(decision.approval_id, 0.0)
+        self._deadline += max(0.0, decision.waited_s - credited)
         if self._timeout is not None:
             remaining = max(0.0, self._deadline - time.time())
             self._timeout.reschedule(asyncio.get_running_loop().time() + remaining)
@@ -231,6 +291,8 @@ class Context:
         the run's step, time and cost caps bound the loop.
         """
         messages = list(_as_messages(prompt, system))
+        if system and self._guard is not None:
+            self._guard.trust(system)
         tool_results: list[dict[str, Any]] = []
         while True:
             response = await self.model(messages, tools=tools, model=model, max_tokens=max_tokens)
@@ -296,8 +358,31 @@ class Context:
             raise ToolError(f"tools {unknown} are not available to agent {self.agent.name!r}")
         return [self._tools[name] for name in tools]
 
-    def _emit_delta(self, text: str) -> None:
-        self._emit("messages", {"delta": text})
+    async def _gateway_chat(
+        self, gateway: Gateway, request: ModelRequest, scope: SpendScope, model: str | None
+    ) -> tuple[ModelResponse, Cost]:
+        """The gateway call, with text deltas passed through the run guard's stream filter."""
+        deltas = self._guard.stream_filter() if self._guard is not None else None
+
+        def on_delta(text: str) -> None:
+            shown = deltas.feed(text) if deltas is not None else text
+            if shown:
+                self._emit("messages", {"delta": shown})
+
+        result = await gateway.chat(request, scope, model=model, on_delta=on_delta)
+        rest = deltas.flush() if deltas is not None else ""
+        if rest:
+            self._emit("messages", {"delta": rest})
+        return result
+
+
+def _filtered_emit(emit: Emit, guard: RunGuard) -> Emit:
+    """Events leave the run filtered; message deltas were filtered by their stream filter."""
+
+    def filtered(event: str, data: Any) -> None:
+        emit(event, data if event == "messages" else guard.filter_event(data))
+
+    return filtered
 
 
 def _as_messages(messages: str | Sequence[Message], system: str | None) -> list[Message]:

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from steward.errors import (
     ConfigError,
     Conflict,
     NotFound,
+    PolicyBlocked,
     RunCancelled,
     RunError,
     RunSignal,
@@ -33,6 +34,7 @@ from steward.models.gateway import Gateway
 from steward.models.router import ModelRouter
 from steward.observe.context import run_scope
 from steward.observe.tracing import Tracing
+from steward.policy.guard import UNTRUSTED_INPUT, RunGuard
 from steward.runs.agent import Agent
 from steward.runs.approval import ApprovalGate, approval_topic
 from steward.runs.context import Context
@@ -392,11 +394,24 @@ class RunEngine:
         started = run.started_at or utcnow()
         if started.tzinfo is None:  # SQLite hands back naive UTC datetimes
             started = started.replace(tzinfo=UTC)
-        deadline = (started + timedelta(seconds=agent.limits.timeout_s)).timestamp()
+        # Time spent waiting for people does not count against the wall-time cap; a run
+        # recovered after (or during) a pause gets that time back before it replays.
+        credits = await asyncio.to_thread(self.approvals.waits, run.tenant_id, run.id)
+        limit = timedelta(seconds=agent.limits.timeout_s + sum(credits.values()))
+        deadline = (started + limit).timestamp()
         channel = run_channel(run.id)
 
         def emit(event: str, data: Any) -> None:
             self.hot.publish_nowait(channel, {"event": event, "data": data})
+
+        tools = self.app.tools_for(agent)
+        guard = RunGuard(
+            agent.policy,
+            tools=tools,
+            emit=emit,
+            output_model=agent.output_model,
+            input_untrusted=bool((run.meta or {}).get(UNTRUSTED_INPUT)),
+        )
 
         def publish(event: str, data: Any) -> int | str:
             return self.hot.publish_nowait(channel, {"event": event, "data": data})
@@ -420,31 +435,37 @@ class RunEngine:
             thread_id=run.thread_id,
             user_id=run.user_id,
             agent=agent,
-            tools=self.app.tools_for(agent),
+            tools=tools,
             journal=self._durable.step,
             resolve_model=self._models.resolve,
             gateway=self._gateway,
             tracing=self._tracing,
             emit=emit,
             deadline=deadline,
+            guard=guard,
             approvals=gate,
             thread_state=thread_state,
+            approval_credits=credits,
         )
         with self._tracing.invoke_agent(agent.name, conversation_id=run.thread_id) as span:
-            outcome = await self._call_agent(agent, ctx, payload["input"], deadline)
+            outcome = await self._call_agent(agent, ctx, guard, payload["input"], deadline)
+            if outcome.error is not None:
+                outcome = replace(outcome, error=guard.filter_error(outcome.error))
             if outcome.status != "success":
                 span.set_attribute("error.type", outcome.stop_reason)
             span.set_attribute("steward.run.status", outcome.status)
         return outcome, ctx.totals
 
     async def _call_agent(
-        self, agent: Agent, ctx: Context, raw_input: Any, deadline: float
+        self, agent: Agent, ctx: Context, guard: RunGuard, raw_input: Any, deadline: float
     ) -> Outcome:
         try:
             async with asyncio.timeout(max(0.0, deadline - time.time())) as scope:
                 ctx.bind_timeout(scope)
-                result = await agent.fn(ctx, agent.input_model.model_validate(raw_input))
-            return Outcome("success", "completed", output=agent.dump_output(result))
+                clean_input = guard.screen_input(raw_input)
+                result = await agent.fn(ctx, agent.input_model.model_validate(clean_input))
+            output = guard.filter_output(agent.dump_output(result))
+            return Outcome("success", "completed", output=output)
         except TimeoutError:
             if not scope.expired():
                 return _failure("agent_error", TimeoutError("the agent raised TimeoutError"))
@@ -455,6 +476,8 @@ class RunEngine:
             if ctx.run_id not in self._cancelling:
                 raise  # shutting down: leave the run pending for recovery
             return _signal(RunCancelled("cancelled"))
+        except PolicyBlocked as exc:
+            return _failure("policy_blocked", exc)
         except ToolError as exc:
             return _failure("tool_error", exc)
         except RunError as exc:

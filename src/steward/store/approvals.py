@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from steward.store.database import Database
 from steward.store.runs import AWAITING_APPROVAL
@@ -105,6 +106,17 @@ class ApprovalStore:
         with self.db.session() as session:
             return list(session.scalars(query.order_by(Approval.step)))
 
+    def waits(self, tenant_id: str, run_id: str) -> dict[str, float]:
+        """Seconds each of the run's approvals has kept it waiting so far, by approval id."""
+        now = utcnow()
+        return {
+            approval.id: max(
+                0.0,
+                (_aware(approval.decided_at or now) - _aware(approval.created_at)).total_seconds(),
+            )
+            for approval in self.for_run(tenant_id, run_id)
+        }
+
     def pending_on_thread(self, tenant_id: str, thread_id: str) -> list[Approval]:
         with self.db.session() as session:
             return list(
@@ -129,7 +141,11 @@ class ApprovalStore:
         comment: str | None,
         decided_by: str | None,
     ) -> Approval | None:
-        """Decide a pending approval; None when it was already decided (or never existed)."""
+        """Decide a pending approval; None when it was already decided (or never existed).
+
+        The run is marked running again in the same transaction, so a client that joins it
+        right after deciding waits for the outcome instead of seeing the old pause.
+        """
         with self.db.session() as session:
             decided = session.execute(
                 update(Approval)
@@ -148,6 +164,9 @@ class ApprovalStore:
             )
             if decided.rowcount != 1:  # type: ignore[attr-defined]
                 return None
+            approval = session.get(Approval, approval_id)
+            if approval is not None:
+                _resume(session, approval.run_id)
         return self.get(tenant_id, approval_id)
 
     def settle(self, tenant_id: str, approval_id: str) -> Approval | None:
@@ -167,18 +186,22 @@ class ApprovalStore:
         ) or self.get(tenant_id, approval_id)
 
     def resume_run(self, run_id: str) -> None:
-        """Mark a paused run as running again; its workflow calls this once decided."""
-        now = utcnow()
+        """Mark a paused run as running again (idempotent; its workflow calls it on resuming)."""
         with self.db.session() as session:
-            run = session.get(Run, run_id)
-            if run is None or run.stop_reason != AWAITING_APPROVAL or run.status != "interrupted":
-                return
-            run.status = "running"
-            run.stop_reason = None
-            run.updated_at = now
-            if run.thread_id is not None:
-                session.execute(
-                    update(Thread)
-                    .where(Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id)
-                    .values(status="busy", updated_at=now)
-                )
+            _resume(session, run_id)
+
+
+def _resume(session: Session, run_id: str) -> None:
+    now = utcnow()
+    run = session.get(Run, run_id)
+    if run is None or run.stop_reason != AWAITING_APPROVAL or run.status != "interrupted":
+        return
+    run.status = "running"
+    run.stop_reason = None
+    run.updated_at = now
+    if run.thread_id is not None:
+        session.execute(
+            update(Thread)
+            .where(Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id)
+            .values(status="busy", updated_at=now)
+        )

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from steward.errors import NotFound, UserError
+from steward.errors import ApiError, NotFound, UserError
 from steward.runs.approval import approval_json, interrupt_json
 from steward.runs.engine import RunEngine, RunRequest
 from steward.security.keys import Principal
@@ -251,7 +251,12 @@ async def join_stream(
     run = await _engine(request).get(principal.tenant_id, run_id, thread_id)
     last = request.headers.get("last-event-id", "0").strip() or "0"
     if not last.isdigit() or len(last) > 19:
-        raise UserError(f"Last-Event-ID must be an event id from this stream, not {last[:40]!r}")
+        raise ApiError(
+            400,
+            "invalid-last-event-id",
+            "Invalid Last-Event-ID",
+            f"Last-Event-ID must be an event id from this stream, not {last[:40]!r}",
+        )
     modes = set(stream_mode) if stream_mode else None
     return _event_stream(request, principal, run, modes, int(last), metadata=False)
 
