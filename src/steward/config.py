@@ -76,6 +76,15 @@ class Settings(BaseSettings):
         "timeouts and the response cache (see steward.models.settings).",
     )
 
+    sandbox_backend: str | None = Field(
+        default=None,
+        description="Sandbox backend: `bwrap`, `gvisor` or `process`; default: the best available.",
+    )
+    sandbox_allow_unisolated: bool = Field(
+        default=False,
+        description="Allow the `process` sandbox backend, which isolates nothing (development).",
+    )
+
     @field_validator("apps", mode="before")
     @classmethod
     def _split_apps(cls, value: Any) -> Any:

@@ -17,6 +17,7 @@ from steward.models.router import ModelRouter
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import MemoryRateLimiter
 from steward.runs.engine import RunEngine
+from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
 from steward.store import migrate
 from steward.store.database import Database
@@ -33,6 +34,7 @@ class Runtime:
     engine: RunEngine
     rate_limiter: MemoryRateLimiter
     gateway: Gateway
+    sandboxes: SandboxManager
 
     @classmethod
     def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
@@ -50,6 +52,12 @@ class Runtime:
             queue_poll_interval_s=settings.queue_poll_interval_s,
         )
         gateway = build_gateway(settings, db, tracing)
+        sandboxes = SandboxManager(
+            db,
+            settings.home,
+            default_backend=settings.sandbox_backend,
+            allow_unisolated=settings.sandbox_allow_unisolated,
+        )
         engine = RunEngine(
             app,
             store=RunStore(db),
@@ -59,6 +67,7 @@ class Runtime:
             models=ModelRouter(settings.model),
             execute=execute,
             gateway=gateway,
+            sandboxes=sandboxes,
         )
         return cls(
             settings=settings,
@@ -68,12 +77,17 @@ class Runtime:
             engine=engine,
             rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
             gateway=gateway,
+            sandboxes=sandboxes,
         )
 
     async def start(self) -> None:
+        await self.sandboxes.start()
         await self.engine.launch()
 
     async def stop(self) -> None:
+        # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal, so
+        # it must be thawed and killed before anything slower can delay or abort the shutdown.
+        await self.sandboxes.close()
         await self.engine.shutdown()
         await self.gateway.aclose()
         self.tracing.shutdown()

@@ -38,6 +38,7 @@ from steward.policy.guard import UNTRUSTED_INPUT, RunGuard
 from steward.runs.agent import Agent
 from steward.runs.approval import ApprovalGate, approval_topic
 from steward.runs.context import Context
+from steward.sandbox.manager import SandboxManager
 from steward.store.approvals import DECISIONS, ApprovalStore
 from steward.store.hot import HEARTBEAT, Event, HotState
 from steward.store.runs import AWAITING_APPROVAL, RunStore, RunTotals, ThreadBusy, is_open
@@ -86,6 +87,7 @@ class RunEngine:
         models: ModelRouter,
         execute: bool,
         gateway: Gateway | None = None,
+        sandboxes: SandboxManager | None = None,
         approvals: ApprovalStore | None = None,
     ) -> None:
         self.app = app
@@ -98,6 +100,7 @@ class RunEngine:
         self._models = models
         self._gateway = gateway
         self._execute_here = execute
+        self._sandboxes = sandboxes
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._cancelling: set[str] = set()
         self._detached: set[asyncio.Task[Any]] = set()
@@ -443,6 +446,7 @@ class RunEngine:
             emit=emit,
             deadline=deadline,
             guard=guard,
+            sandboxes=self._sandboxes,
             approvals=gate,
             thread_state=thread_state,
             approval_credits=credits,

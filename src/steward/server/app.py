@@ -17,7 +17,16 @@ from steward.runtime import Runtime
 from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.problems import install_problem_handlers
-from steward.server.routes import assistants, gateway, health, proxy, runs, threads, traces
+from steward.server.routes import (
+    assistants,
+    gateway,
+    health,
+    proxy,
+    runs,
+    sandboxes,
+    threads,
+    traces,
+)
 
 
 def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> FastAPI:
@@ -41,6 +50,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
             if settings.gateway.response_cache
             else None
         )
+        api.state.sandboxes = runtime.sandboxes
         await runtime.start()
         try:
             yield
@@ -57,6 +67,6 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     # Added last runs first: authenticate before any body is read or checked.
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
-    for module in (health, assistants, threads, runs, traces, proxy, gateway):
+    for module in (health, assistants, threads, runs, traces, sandboxes, proxy, gateway):
         api.include_router(module.router)
     return api
