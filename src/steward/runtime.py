@@ -19,6 +19,7 @@ from steward.policy.rate_limit import MemoryRateLimiter
 from steward.runs.engine import RunEngine
 from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
+from steward.security.services import Security
 from steward.store import migrate
 from steward.store.database import Database
 from steward.store.hot import MemoryHotState
@@ -35,12 +36,14 @@ class Runtime:
     rate_limiter: MemoryRateLimiter
     gateway: Gateway
     sandboxes: SandboxManager
+    security: Security
 
     @classmethod
     def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(settings.resolved_database_url)
         db = Database(settings.resolved_database_url)
+        security = Security.build(settings, db)
         tracing = Tracing(
             db,
             flush_interval_ms=settings.trace_flush_interval_ms,
@@ -57,6 +60,7 @@ class Runtime:
             settings.home,
             default_backend=settings.sandbox_backend,
             allow_unisolated=settings.sandbox_allow_unisolated,
+            pool_size=settings.sandbox_pool_size,
         )
         engine = RunEngine(
             app,
@@ -68,21 +72,24 @@ class Runtime:
             execute=execute,
             gateway=gateway,
             sandboxes=sandboxes,
+            secrets=security.secrets,
         )
         return cls(
             settings=settings,
             db=db,
-            keys=KeyStore(db),
+            keys=security.keys,
             tracing=tracing,
             engine=engine,
             rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
             gateway=gateway,
             sandboxes=sandboxes,
+            security=security,
         )
 
     async def start(self) -> None:
         await self.sandboxes.start()
         await self.engine.launch()
+        self.security.start()
 
     async def stop(self) -> None:
         # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal, so
@@ -90,5 +97,6 @@ class Runtime:
         await self.sandboxes.close()
         await self.engine.shutdown()
         await self.gateway.aclose()
+        await self.security.stop()
         self.tracing.shutdown()
         self.db.dispose()

@@ -18,9 +18,11 @@ from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.problems import install_problem_handlers
 from steward.server.routes import (
+    admin,
     assistants,
     gateway,
     health,
+    hooks,
     proxy,
     runs,
     sandboxes,
@@ -51,6 +53,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
             else None
         )
         api.state.sandboxes = runtime.sandboxes
+        api.state.security = runtime.security
         await runtime.start()
         try:
             yield
@@ -67,6 +70,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     # Added last runs first: authenticate before any body is read or checked.
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
-    for module in (health, assistants, threads, runs, traces, sandboxes, proxy, gateway):
+    modules = (health, assistants, threads, runs, traces, sandboxes, admin, hooks, proxy, gateway)
+    for module in modules:
         api.include_router(module.router)
     return api
