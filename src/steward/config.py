@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from steward.models.settings import GatewaySettings
+
 
 class Settings(BaseSettings):
     """All of Steward's configuration. Environment variables win over `steward.toml`."""
@@ -124,6 +126,15 @@ class Settings(BaseSettings):
     )
     queue_poll_interval_s: float = Field(
         default=0.05, description="How often a separate `steward worker` looks for queued runs."
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for scale-out hot state and spend counters, e.g. redis://host:6379/0.",
+    )
+    gateway: GatewaySettings = Field(
+        default_factory=GatewaySettings,
+        description="The model gateway: deployments, fallbacks, spend caps, retries, breakers, "
+        "timeouts and the response cache (see steward.models.settings).",
     )
 
     sandbox_backend: str | None = Field(

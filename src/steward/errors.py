@@ -7,6 +7,7 @@ StewardError
 ├── RunSignal                 control flow in a run; the engine turns each into a terminal status
 │   ├── StepLimitExceeded     max_steps reached          -> status limit_exceeded
 │   ├── CostLimitExceeded     max_cost_usd reached       -> status limit_exceeded
+│   ├── SpendCapExceeded      a spend cap would be passed -> status limit_exceeded (spend_cap)
 │   ├── WallTimeExceeded      timeout_s reached          -> status timeout
 │   ├── RunCancelled          cancelled through the API  -> status interrupted
 │   └── PolicyStopped         a policy rule ended the run (loop, goal rule, rejected input)
@@ -59,6 +60,30 @@ class StepLimitExceeded(RunSignal):
 class CostLimitExceeded(RunSignal):
     status = "limit_exceeded"
     reason = "max_cost"
+
+
+class SpendCapExceeded(RunSignal):
+    """A model call was refused because its reservation would pass a spend cap.
+
+    `cap` names the cap (`run`, `user_daily`, `key_daily`, `key_monthly`, `tenant_monthly`),
+    `limit_usd` its size and `resets_at` (ISO 8601, None for a run's cap) when it starts over.
+    """
+
+    status = "limit_exceeded"
+    reason = "spend_cap"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cap: str = "",
+        limit_usd: float | None = None,
+        resets_at: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.cap = cap
+        self.limit_usd = limit_usd
+        self.resets_at = resets_at
 
 
 class WallTimeExceeded(RunSignal):

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from steward.app import Steward
 from steward.config import Settings
 from steward.durable.dbos_engine import DBOSEngine
+from steward.models.gateway import Gateway
+from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
@@ -42,6 +44,7 @@ class Runtime:
     webhook_config: WebhookConfig
     webhook_store: WebhookStore
     webhooks: WebhookDispatcher | None
+    gateway: Gateway
     sandboxes: SandboxManager
     security: Security
 
@@ -62,6 +65,7 @@ class Runtime:
             queue_poll_interval_s=settings.queue_poll_interval_s,
         )
         hot = _hot_state(settings)
+        gateway = build_gateway(settings, db, tracing)
         sandboxes = SandboxManager(
             db,
             settings.home,
@@ -77,6 +81,7 @@ class Runtime:
             tracing=tracing,
             models=ModelRouter(settings.model),
             execute=execute,
+            gateway=gateway,
             sandboxes=sandboxes,
             secrets=security.secrets,
         )
@@ -98,6 +103,7 @@ class Runtime:
             webhook_config=webhook_config,
             webhook_store=webhook_store,
             webhooks=webhooks,
+            gateway=gateway,
             sandboxes=sandboxes,
             security=security,
         )
@@ -116,6 +122,7 @@ class Runtime:
         if self.webhooks is not None:
             await self.webhooks.stop()
         await self.engine.shutdown()
+        await self.gateway.aclose()
         await self.security.stop()
         await self.hot.aclose()
         await self.rate_limiter.aclose()

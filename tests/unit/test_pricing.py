@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from steward.errors import ConfigError
-from steward.models.pricing import Cost, PriceTable, cost_usd, default_price_table
+from steward.models.pricing import Cost, PriceTable, cost_usd, default_price_table, load_prices
 from steward.models.types import Usage
 
 
@@ -117,3 +117,85 @@ def test_malformed_tables_raise_config_error(tmp_path: Path, content: str) -> No
 
     with pytest.raises(ConfigError):
         PriceTable.load(path)
+
+
+def test_one_hour_cache_writes_reasoning_and_long_context_are_priced_apart() -> None:
+    table = PriceTable.from_json(
+        {
+            "version": "t",
+            "models": {
+                "p": {
+                    "m": {
+                        "input": 1.0,
+                        "cached_input": 0.1,
+                        "cache_write": 1.25,
+                        "cache_write_1h": 2.0,
+                        "output": 5.0,
+                        "reasoning": 10.0,
+                        "long_context": {
+                            "threshold_tokens": 1000,
+                            "input": 2.0,
+                            "cached_input": 0.2,
+                            "cache_write": 2.5,
+                            "output": 7.5,
+                        },
+                    }
+                }
+            },
+        }
+    )
+    usage = Usage(
+        input_tokens=900,
+        cache_write_tokens=300,
+        cache_write_1h_tokens=100,
+        output_tokens=50,
+        reasoning_tokens=20,
+    )
+    cost = table.cost("p", "m", usage)
+    expected = (600 * 1.0 + 200 * 1.25 + 100 * 2.0 + 30 * 5.0 + 20 * 10.0) / 1e6
+    assert cost.usd == pytest.approx(expected)
+
+    long = table.cost("p", "m", Usage(input_tokens=2000, output_tokens=10))
+    assert long.usd == pytest.approx((2000 * 2.0 + 10 * 7.5) / 1e6)
+    # The reservation bound prices every token at the dearest rate of the dearest tier.
+    assert table.upper_bound_usd("p", "m", input_tokens=10, output_tokens=10) == pytest.approx(
+        (10 * 2.5 + 10 * 10.0) / 1e6
+    )
+
+
+def test_a_config_price_table_overrides_and_extends_the_shipped_one(tmp_path: Path) -> None:
+    override = tmp_path / "prices.json"
+    override.write_text(
+        json.dumps(
+            {
+                "version": "ours",
+                "models": {
+                    "openai": {
+                        "gpt-4.1-mini": {
+                            "input": 9.0,
+                            "cached_input": 0,
+                            "cache_write": 0,
+                            "output": 9.0,
+                        },
+                        "in-house": {
+                            "input": 1.0,
+                            "cached_input": 0,
+                            "cache_write": 0,
+                            "output": 1.0,
+                        },
+                    }
+                },
+            }
+        )
+    )
+
+    table = load_prices(override)
+
+    assert table.version == f"{default_price_table().version}+ours"
+    assert table.price_for("openai", "gpt-4.1-mini").input == 9.0  # type: ignore[union-attr]
+    assert table.price_for("openai", "in-house") is not None
+    assert table.price_for("anthropic", "claude-haiku-4-5") is not None
+
+
+def test_usage_that_was_estimated_marks_the_cost_estimated() -> None:
+    assert cost_usd("openai", "gpt-4.1", Usage(input_tokens=5, estimated=True)).estimated

@@ -231,3 +231,34 @@ def runs_show(
 
 def main() -> None:
     cli()
+
+
+@cli.command("spend")
+def spend_command(
+    group_by: Annotated[
+        str, typer.Option("--group-by", help="key, user, agent, tenant or model.")
+    ] = "key",
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (default: all).")] = None,
+) -> None:
+    """Model spend recorded by the gateway, grouped."""
+    from steward.store.spend import SpendLedger
+
+    if group_by not in ("key", "user", "agent", "tenant", "model"):
+        raise typer.BadParameter("--group-by is one of key, user, agent, tenant, model")
+    db = _database(_settings())
+    try:
+        totals = SpendLedger(db).totals(tenant, group_by)  # type: ignore[arg-type]
+    finally:
+        db.dispose()
+    table = Table(group_by, "calls", "input", "output", "cache read", "cache write", "USD")
+    for t in totals:
+        table.add_row(
+            t.group or "-",
+            str(t.calls),
+            str(t.input_tokens),
+            str(t.output_tokens),
+            str(t.cache_read_tokens),
+            str(t.cache_write_tokens),
+            f"{t.cost_usd:.6f}",
+        )
+    console.print(table)

@@ -62,7 +62,9 @@ def parse_usage(usage: Mapping[str, Any]) -> Usage:
     uncached = int(usage.get("input_tokens") or 0)
     cache_write = int(usage.get("cache_creation_input_tokens") or 0)
     cache_read = int(usage.get("cache_read_input_tokens") or 0)
+    split = usage.get("cache_creation") or {}
     return Usage(
+        cache_write_1h_tokens=int(split.get("ephemeral_1h_input_tokens") or 0),
         input_tokens=uncached + cache_write + cache_read,
         output_tokens=int(usage.get("output_tokens") or 0),
         cache_read_tokens=cache_read,

@@ -84,6 +84,7 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False  # True when the provider never reported usage (e.g. a cut stream)
+    cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written for one hour
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +94,7 @@ class Usage:
             "cache_write_tokens": self.cache_write_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "estimated": self.estimated,
+            "cache_write_1h_tokens": self.cache_write_1h_tokens,
         }
 
     @classmethod

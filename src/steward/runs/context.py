@@ -17,25 +17,26 @@ from steward.durable.types import JsonObject
 from steward.errors import (
     CostLimitExceeded,
     ModelError,
-    ModelStreamError,
     PolicyBlocked,
     RunError,
     SandboxError,
     SandboxPathRefused,
     SandboxStateError,
     SandboxUnavailable,
+    SpendCapExceeded,
     StepLimitExceeded,
+    StewardError,
     ToolError,
     WallTimeExceeded,
 )
-from steward.models.pricing import cost_usd
+from steward.models.budget import SpendScope
+from steward.models.gateway import Gateway
+from steward.models.pricing import Cost
 from steward.models.types import (
     Message,
     ModelProvider,
     ModelRequest,
     ModelResponse,
-    StreamDone,
-    TextDelta,
     ToolCall,
     Usage,
 )
@@ -55,7 +56,8 @@ Journal = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObj
 Emit = Callable[[str, Any], None]
 ResolveModel = Callable[[str | None], tuple[ModelProvider, str]]
 
-_ERRORS: dict[str, type[RunError]] = {
+_ERRORS: dict[str, type[StewardError]] = {
+    "SpendCapExceeded": SpendCapExceeded,
     "ToolError": ToolError,
     "ModelError": ModelError,
     "ModelHTTPError": ModelError,
@@ -95,6 +97,7 @@ class Context:
         emit: Emit,
         deadline: float,
         guard: RunGuard | None = None,
+        gateway: Gateway | None = None,
         sandboxes: Any = None,
         secrets: SecretStore | None = None,
         approvals: ApprovalGate | None = None,
@@ -120,6 +123,7 @@ class Context:
             emit(event, REDACTOR.scrub(data))
 
         self._emit: Emit = scrubbed if guard is None else _filtered_emit(scrubbed, guard)
+        self._gateway = gateway
         self._sandboxes = sandboxes  # a SandboxManager, when this process offers sandboxes
         self._secrets = secrets
         self._approvals = approvals
@@ -148,23 +152,31 @@ class Context:
         step = self._next_step()
         if system and self._guard is not None:
             self._guard.trust(system)
-        provider, model_name = self._resolve_model(model or self.agent.model)
+        gateway = self._gateway
+        if gateway is None:
+            raise RunError("model calls need the gateway; build the engine through Runtime")
+        model_name = model or self.agent.model
         request = ModelRequest(
-            model=model_name,
+            model=model_name or "",
             messages=tuple(_as_messages(messages, system)),
             tools=tuple(t.definition() for t in self._selected_tools(tools)),
             max_tokens=max_tokens,
             temperature=temperature,
         )
+        scope = SpendScope(
+            tenant_id=self.tenant_id,
+            user_id=self.user_id,
+            run_id=self.run_id,
+            agent=self.agent.name,
+            run_cap_usd=limit,
+        )
 
         async def call() -> JsonObject:
-            with self._tracing.chat(provider.name, request) as recorder:
-                response = await self._stream(provider, request)
-                cost = cost_usd(provider.name, response.model, response.usage)
-                recorder.record(response, cost.usd, cost.known)
+            # Budget reserve -> attempts with retries/breaker/fallback -> settle -> chat span.
+            response, cost = await self._gateway_chat(gateway, request, scope, model_name)
             return {"response": REDACTOR.scrub(response.to_json()), "cost_usd": cost.usd}
 
-        data = await self._step(f"model {model_name}", call)
+        data = await self._step(f"model {model_name or 'default'}", call)
         response = ModelResponse.from_json(data["response"])
         self._account(response.usage, float(data["cost_usd"]))
         self._emit("updates", {"model": {"step": step, "message": response.message().to_json()}})
@@ -393,7 +405,7 @@ class Context:
         async def guarded() -> JsonObject:
             try:
                 return {"ok": await fn()}
-            except RunError as exc:
+            except (RunError, SpendCapExceeded) as exc:
                 message = REDACTOR.scrub_text(str(exc))
                 return {"error": {"type": type(exc).__name__, "message": message}}
 
@@ -420,19 +432,22 @@ class Context:
             raise ToolError(f"tools {unknown} are not available to agent {self.agent.name!r}")
         return [self._tools[name] for name in tools]
 
-    async def _stream(self, provider: ModelProvider, request: ModelRequest) -> ModelResponse:
+    async def _gateway_chat(
+        self, gateway: Gateway, request: ModelRequest, scope: SpendScope, model: str | None
+    ) -> tuple[ModelResponse, Cost]:
+        """The gateway call, with text deltas passed through the run guard's stream filter."""
         deltas = self._guard.stream_filter() if self._guard is not None else None
-        async for event in provider.stream(request):
-            if isinstance(event, TextDelta):
-                text = deltas.feed(event.text) if deltas is not None else event.text
-                if text:
-                    self._emit("messages", {"delta": text})
-            elif isinstance(event, StreamDone):
-                rest = deltas.flush() if deltas is not None else ""
-                if rest:
-                    self._emit("messages", {"delta": rest})
-                return event.response
-        raise ModelStreamError("the model stream ended without a final response")
+
+        def on_delta(text: str) -> None:
+            shown = deltas.feed(text) if deltas is not None else text
+            if shown:
+                self._emit("messages", {"delta": shown})
+
+        result = await gateway.chat(request, scope, model=model, on_delta=on_delta)
+        rest = deltas.flush() if deltas is not None else ""
+        if rest:
+            self._emit("messages", {"delta": rest})
+        return result
 
 
 def _filtered_emit(emit: Emit, guard: RunGuard) -> Emit:

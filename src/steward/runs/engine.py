@@ -31,6 +31,7 @@ from steward.errors import (
     UserError,
     WallTimeExceeded,
 )
+from steward.models.gateway import Gateway
 from steward.models.router import ModelRouter
 from steward.observe.context import run_scope
 from steward.observe.tracing import Tracing
@@ -95,6 +96,7 @@ class RunEngine:
         tracing: Tracing,
         models: ModelRouter,
         execute: bool,
+        gateway: Gateway | None = None,
         sandboxes: SandboxManager | None = None,
         secrets: SecretStore | None = None,
         approvals: ApprovalStore | None = None,
@@ -108,6 +110,7 @@ class RunEngine:
         self.hot = hot
         self._tracing = tracing
         self._models = models
+        self._gateway = gateway
         self._execute_here = execute
         self._sandboxes = sandboxes
         self._tasks: dict[str, asyncio.Task[Any]] = {}
@@ -495,6 +498,7 @@ class RunEngine:
             tools=tools,
             journal=self._durable.step,
             resolve_model=self._models.resolve,
+            gateway=self._gateway,
             tracing=self._tracing,
             emit=emit,
             deadline=deadline,

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from steward.app import Steward
 from steward.config import Settings
+from steward.models.response_cache import ResponseCache
 from steward.runtime import Runtime
 from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
@@ -20,8 +21,10 @@ from steward.server.problems import install_problem_handlers
 from steward.server.routes import (
     admin,
     assistants,
+    gateway,
     health,
     hooks,
+    proxy,
     runs,
     sandboxes,
     threads,
@@ -49,6 +52,15 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.idempotency = IdempotencyStore(
             runtime.db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s
         )
+        api.state.gateway = runtime.gateway
+        api.state.response_cache = (
+            ResponseCache(
+                ttl_s=settings.gateway.response_cache_ttl_s,
+                max_entries=settings.gateway.response_cache_entries,
+            )
+            if settings.gateway.response_cache
+            else None
+        )
         api.state.sandboxes = runtime.sandboxes
         api.state.security = runtime.security
         await runtime.start()
@@ -69,6 +81,19 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     api.add_middleware(IdempotencyGate, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
-    for module in (health, assistants, threads, runs, traces, sandboxes, admin, hooks, webhooks):
+    modules = (
+        health,
+        assistants,
+        threads,
+        runs,
+        traces,
+        sandboxes,
+        admin,
+        hooks,
+        webhooks,
+        proxy,
+        gateway,
+    )
+    for module in modules:
         api.include_router(module.router)
     return api

@@ -21,6 +21,7 @@ from steward.security.jwt_auth import JwtVerifier, TokenRejected, looks_like_jwt
 from steward.security.keys import KeyStore, Principal
 from steward.server import rate_limits
 from steward.server.problems import problem
+from steward.server.provider_errors import proxy_error_for_path
 
 WRITE_ROLES = ("admin", "developer", "runner")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
@@ -55,7 +56,10 @@ class AuthGate:
         except ApiError as exc:
             if exc.status == 401:
                 await _record_failure(scope, headers, exc.detail or exc.title)
-            response = problem(
+            # The proxy endpoints answer in the provider's shape so SDKs raise their own errors.
+            response = proxy_error_for_path(
+                scope["path"], exc.status, exc.detail or exc.title, exc.headers
+            ) or problem(
                 exc.status,
                 exc.kind,
                 exc.title,

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from steward.server.problems import problem
+from steward.server.problems import problem as problem_json
+from steward.server.provider_errors import proxy_error_for_path
 
 _JSON_TYPES = ("application/json",)
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def problem(
+    status: int, *, detail: str, instance: str, headers: dict[str, str] | None = None
+) -> Response:
+    """problem+json, or the provider's error shape on the proxy endpoints."""
+    return proxy_error_for_path(instance, status, detail, headers) or problem_json(
+        status, detail=detail, instance=instance, headers=headers
+    )
 
 
 class RequestGuard:

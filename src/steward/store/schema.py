@@ -236,6 +236,45 @@ class OutboundWebhookAttempt(Base):
     finished_at: Mapped[datetime] = mapped_column()
 
 
+class SpendCounter(Base):
+    """A capped spend counter (embedded mode): reserved plus settled nano-USD in one window."""
+
+    __tablename__ = "spend_counters"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    amount_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class SpendRecord(Base):
+    """One priced model call through the gateway, agent or proxy: the durable spend ledger."""
+
+    __tablename__ = "spend_records"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    user_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    agent: Mapped[str | None] = mapped_column(String(200), default=None)
+    run_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    source: Mapped[str] = mapped_column(String(16))  # agent | proxy
+    provider: Mapped[str] = mapped_column(String(64))
+    deployment: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_estimated: Mapped[bool] = mapped_column(default=False)
+    price_version: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(32), default="ok")  # ok | error | cached
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_spend_records_tenant_created", "tenant_id", "created_at"),)
+
+
 class SandboxRecord(Base):
     """A sandbox's durable metadata; its processes live in the Steward process named `owner`."""
 

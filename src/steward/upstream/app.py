@@ -122,12 +122,30 @@ async def _model_request(request: Request, dialect: Dialect) -> Response:
     except ValueError:
         body = raw.decode("utf-8", errors="replace")
     headers = dict(request.headers.items())
-    state.requests.append(RecordedRequest(request.method, request.url.path, headers, body))
+    recorded = RecordedRequest(request.method, request.url.path, headers, body)
+    state.requests.append(recorded)
     request_id = state.next_id("req_")
     faults = state.faults
     if faults.latency_s:
         await asyncio.sleep(faults.latency_s)
     hit = state.draw_fault()
+    variant = state.draw_variant() if hit else None
+    if variant is not None:
+        recorded.fault = variant.model_dump(exclude_defaults=True)
+        # The storm's pick replaces the single fault for this one request.
+        faults = faults.model_copy(
+            update={
+                "error_status": variant.error_status,
+                "error_code": variant.error_code,
+                "retry_after_s": variant.retry_after_s,
+                "truncate_after_chunks": variant.truncate_after_chunks,
+                "stream_error_after_chunks": None,
+            }
+        )
+        if variant.latency_s:
+            await asyncio.sleep(variant.latency_s)
+    elif hit:
+        recorded.fault = {"error_status": faults.error_status}
     if hit and faults.error_status is not None:
         return _error(
             dialect,

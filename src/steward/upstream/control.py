@@ -60,6 +60,17 @@ class ScriptedResponse(BaseModel):
     usage_chunk_choices: Literal["empty", "null", "missing"] = "empty"
 
 
+class FaultVariant(BaseModel):
+    """One kind of failure in a mixed storm, picked with probability proportional to `weight`."""
+
+    weight: float = Field(1.0, gt=0)
+    error_status: int | None = Field(None, ge=400, le=599)
+    error_code: str | None = None
+    retry_after_s: float | None = Field(None, ge=0)
+    latency_s: float = Field(0.0, ge=0)  # extra delay before answering (client timeouts)
+    truncate_after_chunks: int | None = Field(None, ge=0)
+
+
 class Faults(BaseModel):
     """Misbehaviour applied to every model request until reset.
 
@@ -85,21 +96,25 @@ class Faults(BaseModel):
     stream_error_after_chunks: int | None = Field(None, ge=0)
     # None: "server_error" for OpenAI, "overloaded_error" for Anthropic.
     stream_error_type: str | None = None
+    # A storm: each hit request gets one of these instead of the single fault above.
+    mix: list[FaultVariant] = Field(default_factory=list)
 
     def gated(self) -> bool:
         return (
-            self.error_status is not None
+            bool(self.mix)
+            or self.error_status is not None
             or self.truncate_after_chunks is not None
             or self.stream_error_after_chunks is not None
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class RecordedRequest:
     method: str
     path: str
     headers: dict[str, str]
     body: Any
+    fault: dict[str, Any] | None = None  # the fault applied to this request, if any
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +122,7 @@ class RecordedRequest:
             "path": self.path,
             "headers": self.headers,
             "body": self.body,
+            "fault": self.fault,
         }
 
 
@@ -187,6 +203,13 @@ class UpstreamState:
         if self._remaining is not None:
             self._remaining -= 1
         return True
+
+    def draw_variant(self) -> FaultVariant | None:
+        """For a hit request of a storm, which failure it gets."""
+        mix = self.faults.mix
+        if not mix:
+            return None
+        return self._rng.choices(mix, weights=[v.weight for v in mix])[0]
 
     def next_id(self, prefix: str) -> str:
         self._counter += 1

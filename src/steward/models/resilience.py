@@ -1,0 +1,147 @@
+"""Retries with exponential backoff and full jitter, and a circuit breaker per deployment.
+
+Retried: 408, 429, 5xx (529 included) and connection errors or timeouts, at most 3 times,
+waiting at least what `Retry-After` asks. Never retried: any other 4xx, and a 429 that means the
+account is out of quota or over its provider-side spend limit.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from steward.errors import ModelError, ModelHTTPError, ModelStreamError
+
+__all__ = ["BreakerState", "CircuitBreaker", "RetryPolicy", "is_quota_exhausted", "is_retryable"]
+
+# OpenAI `error.code`/`type` and Anthropic `error.details.error_code` values meaning "out of
+# money", which no amount of waiting fixes.
+QUOTA_CODES = frozenset({"insufficient_quota", "enforced_spend_limit_reached", "billing_error"})
+
+
+def _codes(body: Any) -> set[str]:
+    codes: set[str] = set()
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        for key in ("code", "type"):
+            if isinstance(error.get(key), str):
+                codes.add(error[key])
+        details = error.get("details")
+        if isinstance(details, dict) and isinstance(details.get("error_code"), str):
+            codes.add(details["error_code"])
+    return codes
+
+
+def is_quota_exhausted(exc: BaseException) -> bool:
+    if not isinstance(exc, ModelHTTPError) or exc.status_code not in (402, 429):
+        return False
+    return bool(({exc.error_type or ""} | _codes(exc.body)) & QUOTA_CODES)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The gateway's rule, stricter than the SDKs' (no 409, no `x-should-retry`)."""
+    if isinstance(exc, ModelHTTPError):
+        if is_quota_exhausted(exc):
+            return False
+        return exc.status_code in (408, 429) or exc.status_code >= 500
+    if isinstance(exc, ModelStreamError):
+        return exc.retryable
+    if isinstance(exc, ModelError):
+        return exc.retryable  # transport errors and timeouts are marked retryable
+    return False
+
+
+def is_deployment_failure(exc: BaseException) -> bool:
+    """Failures that say the deployment is unhealthy (and count towards opening its breaker)."""
+    return is_retryable(exc) or is_quota_exhausted(exc)
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 3
+    base_s: float = 0.5
+    max_s: float = 8.0
+    max_retry_after_s: float = 60.0  # longer asks are not waited for: fall back instead
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, retry: int, retry_after_s: float | None) -> float | None:
+        """Seconds before retry number `retry` (0-based), or None to give up on this deployment:
+        full jitter over min(max, base·2ⁿ), never less than the server's Retry-After."""
+        if retry >= self.max_retries:
+            return None
+        if retry_after_s is not None and retry_after_s > self.max_retry_after_s:
+            return None
+        backoff = self.rng.uniform(0, min(self.max_s, self.base_s * 2**retry))
+        return max(backoff, retry_after_s or 0.0)
+
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker:
+    """Opens after `failure_threshold` consecutive failures; after `cooloff_s` lets exactly one
+    probe through (half-open); the probe's success closes it, its failure re-opens it."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        cooloff_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[str, BreakerState], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.cooloff_s = cooloff_s
+        self._clock = clock
+        self._on_change = on_change
+        self._state: BreakerState = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probing = False
+
+    @property
+    def state(self) -> BreakerState:
+        if self._state == "open" and self._clock() - self._opened_at >= self.cooloff_s:
+            return "half_open"
+        return self._state
+
+    def allow(self) -> bool:
+        """Whether a call may go to this deployment now (claims the probe when half-open)."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "open" or self._probing:
+            return False
+        self._set("half_open")
+        self._probing = True
+        return True
+
+    def success(self) -> None:
+        self._failures = 0
+        self._probing = False
+        if self._state != "closed":
+            self._set("closed")
+
+    def failure(self) -> None:
+        self._failures += 1
+        if self._state == "half_open" or self._failures >= self.failure_threshold:
+            self._probing = False
+            self._opened_at = self._clock()
+            self._set("open")
+
+    def release(self) -> None:
+        """The call ended without saying anything about health (e.g. a 400): free the probe."""
+        if self._probing:
+            self._probing = False
+            self._state = "open"  # still cooled off: the next caller probes at once
+
+    def _set(self, state: BreakerState) -> None:
+        changed = state != self._state
+        self._state = state
+        if changed and self._on_change is not None:
+            self._on_change(self.name, state)

@@ -1,0 +1,266 @@
+"""The gateway under pressure, through the real proxy: 200 concurrent calls against a daily cap
+(memory, database and Redis counters), a fault storm with a fallback, and the breaker's cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from steward.upstream.testing import UpstreamControl, run_upstream_in_thread
+from tests.conftest import StewardProcess, make_process
+
+REDIS_URL = os.environ.get("STEWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def upstream() -> Iterator[str]:
+    with run_upstream_in_thread() as url:
+        yield url
+
+
+@pytest.fixture
+def backup() -> Iterator[str]:
+    with run_upstream_in_thread() as url:
+        yield url
+
+
+def _start(tmp_path: Path, gateway: dict[str, Any], **env: str) -> StewardProcess:
+    process = make_process(tmp_path, STEWARD_GATEWAY=json.dumps(gateway), **env)
+    process.start()
+    return process
+
+
+def _spent_by(process: StewardProcess, key: str, user: str) -> tuple[int, float]:
+    totals = httpx.get(
+        f"{process.url}/spend", params={"group_by": "user"}, headers={"x-api-key": key}
+    ).json()["totals"]
+    mine = [t for t in totals if t["group"] == user]
+    return (mine[0]["calls"], mine[0]["cost_usd"]) if mine else (0, 0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("counters", ["memory", "database", "redis"])
+async def test_200_concurrent_calls_never_spend_past_the_users_daily_cap(
+    counters: str, upstream: str, tmp_path: Path
+) -> None:
+    cap = 0.0015
+    process = _start(
+        tmp_path,
+        {"spend_counters": counters, "caps": {"user_daily_usd": cap}},
+        OPENAI_API_KEY="sk-up",
+        STEWARD_OPENAI_BASE_URL=f"{upstream}/v1",
+        **({"STEWARD_REDIS_URL": REDIS_URL} if counters == "redis" else {}),
+    )
+    try:
+        key = process.create_key("cap")
+        user = f"u-{uuid.uuid4().hex}"
+        client = openai.AsyncOpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+
+        async def call(i: int) -> str:
+            try:
+                await client.chat.completions.create(
+                    model="gpt-4.1-mini",
+                    messages=[{"role": "user", "content": f"request number {i} please"}],
+                    max_tokens=50,
+                    user=user,
+                )
+            except openai.RateLimitError as exc:
+                body = exc.body if isinstance(exc.body, dict) else {}
+                return "capped" if body.get("code") == "spend_cap_exceeded" else "other 429"
+            return "ok"
+
+        outcomes = await asyncio.gather(*(call(i) for i in range(200)))
+        await client.close()
+        calls, spent = _spent_by(process, key, user)
+    finally:
+        process.stop()
+
+    succeeded = outcomes.count("ok")
+    assert succeeded + outcomes.count("capped") == 200
+    assert calls == succeeded > 0
+    assert spent <= cap
+    assert spent / succeeded * 200 > cap  # all 200 would have cost more than the cap
+
+
+def _marker(record: dict[str, Any]) -> str:
+    return str(record["body"]["messages"][-1]["content"])
+
+
+@pytest.mark.slow
+async def test_fault_storm_with_a_fallback_keeps_99_percent_and_never_retries_the_unretryable(
+    upstream: str, backup: str, tmp_path: Path
+) -> None:
+    primary_control = UpstreamControl(upstream)
+    primary_control.faults(
+        probability=0.3,
+        seed=7,
+        mix=[
+            {"error_status": 429, "weight": 2},
+            {"error_status": 500, "weight": 2},
+            {"error_status": 529, "weight": 2},
+            {"latency_s": 1.5, "weight": 1},  # a read timeout at the gateway
+            {"truncate_after_chunks": 0, "weight": 2},  # streams cut before the first event
+            {"error_status": 429, "error_code": "insufficient_quota", "weight": 1},
+        ],
+    )
+    process = _start(
+        tmp_path,
+        {
+            "deployments": [
+                {
+                    "name": "primary",
+                    "provider": "openai",
+                    "base_url": f"{upstream}/v1",
+                    "api_key": "k1",
+                },
+                {
+                    "name": "backup",
+                    "provider": "openai",
+                    "base_url": f"{backup}/v1",
+                    "api_key": "k2",
+                },
+            ],
+            "routes": {"storm": ["primary:gpt-4.1-mini", "backup:gpt-4.1-mini"]},
+            "read_timeout_s": 0.5,
+            "first_token_timeout_s": 0.5,
+            "backoff_base_s": 0.005,
+            "backoff_max_s": 0.02,
+            "breaker_failures": 5,
+            "breaker_cooloff_s": 0.3,
+        },
+    )
+    try:
+        key = process.create_key("storm")
+        client = openai.AsyncOpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+        semaphore = asyncio.Semaphore(10)
+
+        async def call(i: int) -> bool:
+            async with semaphore:
+                messages = [{"role": "user", "content": f"storm-{i}"}]
+                try:
+                    if i % 2:
+                        stream = await client.chat.completions.create(
+                            model="storm",
+                            messages=messages,
+                            stream=True,  # type: ignore[arg-type]
+                        )
+                        text = "".join(
+                            [c.choices[0].delta.content or "" async for c in stream if c.choices]
+                        )
+                    else:
+                        done = await client.chat.completions.create(
+                            model="storm", messages=messages
+                        )  # type: ignore[arg-type]
+                        text = done.choices[0].message.content or ""
+                except openai.APIError:
+                    return False
+                return text == f"Echo: storm-{i}"
+
+        results = await asyncio.gather(*(call(i) for i in range(300)))
+        await client.close()
+        metrics = await asyncio.to_thread(
+            lambda: httpx.get(f"{process.url}/metrics", headers={"x-api-key": key}).text
+        )
+    finally:
+        process.stop()
+
+    assert sum(results) / len(results) >= 0.99
+    primary = primary_control.requests()
+    faults = [r for r in primary if r["fault"]]
+    assert len(faults) > 40  # the storm really hit
+    by_marker: dict[str, list[dict[str, Any]]] = {}
+    for record in primary:
+        by_marker.setdefault(_marker(record), []).append(record)
+    backup_markers = {_marker(r) for r in UpstreamControl(backup).requests()}
+    for marker, records in by_marker.items():
+        for position, record in enumerate(records):
+            fault = record["fault"] or {}
+            if fault.get("error_code") == "insufficient_quota":
+                assert position == len(records) - 1, f"{marker} was retried after quota"
+                assert marker in backup_markers  # and fell back instead
+    retried = [m for m, rs in by_marker.items() if len(rs) > 1]
+    assert retried  # retryable failures were retried on the same deployment
+    assert re.search(r'steward_gateway_fallbacks_total\{deployment="backup"\} [1-9]', metrics)
+
+
+@pytest.mark.slow
+def test_breaker_opens_after_consecutive_failures_probes_after_cooloff_and_closes(
+    upstream: str, backup: str, tmp_path: Path
+) -> None:
+    primary = UpstreamControl(upstream)
+    primary.faults(error_status=500)
+    cooloff = 1.5
+    process = _start(
+        tmp_path,
+        {
+            "deployments": [
+                {
+                    "name": "primary",
+                    "provider": "openai",
+                    "base_url": f"{upstream}/v1",
+                    "api_key": "k1",
+                },
+                {
+                    "name": "backup",
+                    "provider": "openai",
+                    "base_url": f"{backup}/v1",
+                    "api_key": "k2",
+                },
+            ],
+            "routes": {"m": ["primary:gpt-4.1-mini", "backup:gpt-4.1-mini"]},
+            "backoff_base_s": 0.001,
+            "breaker_failures": 5,
+            "breaker_cooloff_s": cooloff,
+        },
+    )
+    try:
+        key = process.create_key("breaker")
+        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+
+        def ask() -> str:
+            done = client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}]
+            )
+            return done.choices[0].message.content or ""
+
+        def transitions() -> dict[str, float]:
+            text = httpx.get(f"{process.url}/metrics", headers={"x-api-key": key}).text
+            pattern = (
+                r"steward_gateway_breaker_transitions_total"
+                r'\{deployment="primary",state="(\w+)"\} ([\d.]+)'
+            )
+            found = re.findall(pattern, text)
+            return {state: float(value) for state, value in found}
+
+        assert ask() == "Echo: hi"  # 4 failures on primary (1 + 3 retries), then backup
+        assert ask() == "Echo: hi"  # the 5th consecutive failure opens the breaker
+        assert len(primary.requests()) == 5
+        assert transitions() == {"open": 1.0}
+        for _ in range(3):
+            assert ask() == "Echo: hi"
+        assert len(primary.requests()) == 5  # open: primary is not even tried
+
+        time.sleep(cooloff + 0.1)
+        assert ask() == "Echo: hi"  # one half-open probe, which fails and re-opens
+        assert len(primary.requests()) == 6
+        assert transitions() == {"open": 2.0, "half_open": 1.0}
+
+        primary.faults()  # primary recovers
+        time.sleep(cooloff + 0.1)
+        assert ask() == "Echo: hi"  # the probe succeeds and closes the breaker
+        assert ask() == "Echo: hi"
+        assert len(primary.requests()) == 8
+        assert transitions() == {"open": 2.0, "half_open": 2.0, "closed": 1.0}
+    finally:
+        process.stop()
