@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         description="`redis://…` for scale-out hot state (stream fan-out, rate-limit buckets, "
-        "session values); default: in-process memory. Never the system of record.",
+        "session values, spend counters); default: in-process memory. Never the system of "
+        "record.",
     )
     redis_prefix: str = Field(
         default="steward:", description="Prefix of every Redis key, so deployments can share one."
@@ -126,10 +127,6 @@ class Settings(BaseSettings):
     )
     queue_poll_interval_s: float = Field(
         default=0.05, description="How often a separate `steward worker` looks for queued runs."
-    )
-    redis_url: str | None = Field(
-        default=None,
-        description="Redis for scale-out hot state and spend counters, e.g. redis://host:6379/0.",
     )
     gateway: GatewaySettings = Field(
         default_factory=GatewaySettings,
