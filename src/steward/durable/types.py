@@ -14,6 +14,14 @@ RunBody = Callable[[str, JsonObject], Awaitable[JsonObject]]
 """The workflow body: (run_id, payload) -> result. Registered once per process."""
 
 
+class StepFence(Protocol):
+    """Admits a step only while this worker may run it (see `steward.durable.workers`)."""
+
+    async def enter_step(self) -> None: ...
+
+    def exit_step(self) -> None: ...
+
+
 class DurableEngine(Protocol):
     def set_run_body(self, body: RunBody) -> None:
         """Install the function every run executes; call before `launch`."""
