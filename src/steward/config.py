@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         description="This worker's slot on its host, part of the default executor id; "
         "default: the lowest slot no live worker on this host holds.",
     )
+    worker_concurrency: int = Field(
+        default=64, ge=1, description="Most runs one worker executes at once."
+    )
     heartbeat_interval_s: float = Field(
         default=2.0, gt=0, description="How often a worker records that it is alive."
     )

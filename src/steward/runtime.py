@@ -53,6 +53,7 @@ class Runtime:
         durable = DBOSEngine(
             settings.durable_database_url,
             queue_poll_interval_s=settings.queue_poll_interval_s,
+            worker_concurrency=settings.worker_concurrency,
         )
         registry = sweeper = None
         if execute:

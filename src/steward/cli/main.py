@@ -114,6 +114,7 @@ def worker(
         runtime = Runtime.build(settings, app, execute=True)
         await runtime.start()
         console.print(f"[bold]steward worker[/] {runtime.executor_id} executing runs")
+        sys.stdout.flush()  # process managers (and the kill test) wait for this line
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -127,8 +128,11 @@ def worker(
 @cli.command(name="migrate")
 def migrate_command() -> None:
     """Apply database migrations (also done at start in embedded mode)."""
+    from steward.durable.dbos_engine import migrate_durable
+
     settings = _settings()
     migrate.upgrade(settings.resolved_database_url)
+    migrate_durable(settings.durable_database_url)
     console.print("database is up to date")
 
 

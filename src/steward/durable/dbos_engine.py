@@ -101,8 +101,13 @@ class DBOSEngine:
                 on_conflict="always_update",
             )
         else:
+            # An API-only process may start before any worker created DBOS's tables.
+            await asyncio.to_thread(migrate_durable, self._url)
             self._client = DBOSClient(
-                system_database_url=self._url, serializer=DBOSPortableJSONSerializer()
+                system_database_url=self._url,
+                serializer=DBOSPortableJSONSerializer(),
+                # An API request must answer 503 while the database is down, not hang.
+                retry_connection_errors=False,
             )
 
     async def shutdown(self) -> None:
@@ -169,12 +174,12 @@ class DBOSEngine:
 
     async def missing(self, run_ids: list[str]) -> list[str]:
         """The run ids the engine has no record of (accepted, then a crash before the start)."""
-        if not run_ids:
-            return []
-        found = await DBOS.list_workflows_async(
-            workflow_ids=run_ids, load_input=False, load_output=False
-        )
-        known = {status.workflow_id for status in found}
+        known: set[str] = set()
+        for start in range(0, len(run_ids), 500):
+            found = await DBOS.list_workflows_async(
+                workflow_ids=run_ids[start : start + 500], load_input=False, load_output=False
+            )
+            known.update(status.workflow_id for status in found)
         return [run_id for run_id in run_ids if run_id not in known]
 
     async def exists(self, run_id: str) -> bool:
@@ -185,6 +190,14 @@ class DBOSEngine:
                 return False
             return True
         return await DBOS.get_workflow_status_async(run_id) is not None
+
+
+def migrate_durable(database_url: str) -> None:
+    """Create or upgrade the durable core's own tables (DBOS's `dbos` schema on PostgreSQL)."""
+    url = _dbos_url(database_url)
+    if url.startswith("sqlite"):
+        Path(url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+    DBOS.migrate(url)
 
 
 async def _wait_for_outcomes(timeout_s: float) -> None:

@@ -43,5 +43,8 @@ class DurableEngine(Protocol):
     async def cancel(self, run_id: str) -> None:
         """Stop the run at its next step boundary; its in-flight step is abandoned."""
 
+    async def missing(self, run_ids: list[str]) -> list[str]:
+        """The run ids the engine has no record of, in one query."""
+
     async def exists(self, run_id: str) -> bool:
         """Whether the engine has a record of this run (started or queued)."""

@@ -101,10 +101,12 @@ class RunEngine:
 
     async def _restart_unstarted(self) -> None:
         """Start accepted runs that never reached the durable engine (a crash in between)."""
-        for run in await asyncio.to_thread(self.store.pending_runs):
-            if not await self._durable.exists(run.id):
-                log.warning("starting run %s accepted before a crash", run.id)
-                await self._durable.start(run.id, _payload(run))
+        # Only a pending run can be unstarted: `running` is written by the workflow itself.
+        pending = {r.id: r for r in await asyncio.to_thread(self.store.pending_runs)}
+        unstarted = [run_id for run_id, run in pending.items() if run.status == "pending"]
+        for run_id in await self._durable.missing(unstarted):
+            log.warning("starting run %s accepted before a crash", run_id)
+            await self._durable.start(run_id, _payload(pending[run_id]))
 
     # -- API for entry points -----------------------------------------------------------------
 

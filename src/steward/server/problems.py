@@ -6,15 +6,18 @@ import json
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from steward.errors import ApiError, UserError
 
 TYPE_BASE = "https://steward.dev/problems/"
+DATABASE_RETRY_AFTER_S = 2
 log = logging.getLogger("steward.server")
 
 _TITLES = {
@@ -126,7 +129,20 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, instance=request.url.path)
 
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem(
+            503,
+            detail="the database is unreachable; retry shortly",
+            instance=request.url.path,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
+
     app.add_exception_handler(ApiError, api_error)
+    # Connection failures only: other database errors are bugs and stay 500s.
+    app.add_exception_handler(OperationalError, database_unavailable)
+    app.add_exception_handler(InterfaceError, database_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, database_unavailable)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(ValidationError, input_invalid)
