@@ -34,6 +34,7 @@ from steward.observe.tracing import Tracing
 from steward.runs.agent import Agent
 from steward.runs.context import Context
 from steward.store.hot import HEARTBEAT, Event, HotState
+from steward.store.outage import retry_while_unreachable
 from steward.store.runs import ACTIVE, RunStore, RunTotals, ThreadBusy
 from steward.store.schema import Run, utcnow
 
@@ -208,7 +209,9 @@ class RunEngine:
     # -- the workflow body --------------------------------------------------------------------
 
     async def _execute(self, run_id: str, payload: JsonObject) -> JsonObject:
-        run = await asyncio.to_thread(self.store.mark_running, run_id, utcnow())
+        run = await asyncio.to_thread(
+            retry_while_unreachable, self.store.mark_running, run_id, utcnow()
+        )
         if run is None or run.status not in ACTIVE:
             return {"status": run.status if run else "missing"}
         task = asyncio.current_task()
@@ -221,6 +224,7 @@ class RunEngine:
             self._tasks.pop(run_id, None)
             self._cancelling.discard(run_id)
         await asyncio.to_thread(
+            retry_while_unreachable,
             self.store.finish_run,
             run_id,
             status=outcome.status,

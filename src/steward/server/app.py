@@ -15,6 +15,7 @@ from steward.config import Settings
 from steward.runtime import Runtime
 from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
+from steward.server.outage import DatabaseOutageGuard
 from steward.server.problems import install_problem_handlers
 from steward.server.routes import assistants, health, runs, threads, traces
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     # Added last runs first: authenticate before any body is read or checked.
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
+    api.add_middleware(DatabaseOutageGuard)  # outermost: covers authentication too
     for module in (health, assistants, threads, runs, traces):
         api.include_router(module.router)
     return api
