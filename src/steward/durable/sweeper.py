@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 
-from steward.durable.workers import WorkerRegistry, db_now, lock_worker_row
+from steward.durable.workers import WorkerRegistry, db_now, lock_worker_row, process_alive
 from steward.store.database import Database
 from steward.store.schema import Worker
 
@@ -50,39 +50,59 @@ class Sweeper:
                 log.warning("sweep failed", exc_info=True)
 
     def sweep_once(self) -> list[str] | None:
-        """Recover stale workers' runs; None when another sweeper holds the turn.
+        """Recover dead workers' runs; None when another sweeper holds the turn.
 
-        A sweeper judges others only after beating without a gap for the whole stale time
-        itself: after a database outage every heartbeat is old, and live workers need that
-        long to show they are alive.
+        A worker is dead when its process is gone from this host (the kernel knows at once) or
+        when it has not beaten for the stale time. A sweeper judges staleness only after
+        beating without a gap for that long itself: after a database outage every heartbeat
+        is old, and live workers need that long to show they are alive.
         """
         registry = self._registry
-        if registry.connected_for() < registry.stale_after_s or not registry.lease_valid():
+        if not registry.lease_valid():
             return None
+        judge_staleness = registry.connected_for() >= registry.stale_after_s
         swept: list[str] = []
         with self._db.engine.begin() as conn:
             if not _take_turn(conn, registry.executor_id):
                 return None
             now = db_now(conn)
-            query = sa.select(Worker.executor_id, Worker.incarnation).where(
+            suspects = Worker.host == registry.host
+            if judge_staleness:
+                suspects = sa.or_(suspects, Worker.heartbeat_at < now - registry.stale_after_s)
+            query = sa.select(Worker).where(
                 Worker.state.in_(("live", "stopped")),
-                Worker.heartbeat_at < now - registry.stale_after_s,
                 Worker.executor_id != registry.executor_id,
+                suspects,
             )
             if conn.dialect.name == "postgresql":
                 # A worker re-registering holds its row: it will recover its own runs.
                 query = query.with_for_update(skip_locked=True)
-            for executor_id, incarnation in conn.execute(query).all():
+            for row in conn.execute(query).all():
+                worker = row._mapping
+                stale = judge_staleness and worker["heartbeat_at"] < now - registry.stale_after_s
+                gone = worker["host"] == registry.host and not process_alive(
+                    worker["pid"], worker["process_start"]
+                )
+                if not (stale or gone):
+                    continue
                 # The row stays locked while its runs move, so the same executor id cannot
                 # register (and start dequeuing) halfway through the hand-off.
-                moved = self._recover([executor_id])
+                moved = self._recover([worker["executor_id"]])
                 conn.execute(
                     sa.update(Worker)
-                    .where(Worker.executor_id == executor_id, Worker.incarnation == incarnation)
+                    .where(
+                        Worker.executor_id == worker["executor_id"],
+                        Worker.incarnation == worker["incarnation"],
+                    )
                     .values(state="swept", swept_by=registry.executor_id)
                 )
-                log.warning("worker %s went stale; %d runs back in the queue", executor_id, moved)
-                swept.append(executor_id)
+                log.warning(
+                    "worker %s is %s; %d runs back in the queue",
+                    worker["executor_id"],
+                    "gone" if gone else "stale",
+                    moved,
+                )
+                swept.append(worker["executor_id"])
         return swept
 
 
