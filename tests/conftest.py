@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,26 @@ APPS = [
     str(ROOT / "examples" / "support.py"),
     str(ROOT / "examples" / "research.py"),
     str(ROOT / "tests" / "apps" / "testing_app.py"),
+    str(ROOT / "tests" / "apps" / "policy_app.py"),
 ]
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "STEWARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A PostgreSQL database of the test's own on the shared server, dropped afterwards."""
+    import psycopg
+
+    name = f"steward_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

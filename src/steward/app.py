@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from steward.errors import UserError
+from steward.policy.declaration import AgentPolicy
 from steward.runs.agent import Agent, AgentFn, Limits, make_agent
 from steward.tools.registry import Tool, make_tool
 
@@ -38,9 +39,11 @@ class Steward:
         max_steps: int = 30,
         timeout_s: float = 300.0,
         max_cost_usd: float | None = None,
+        approval_timeout_s: float = 86_400.0,
         model: str | None = None,
         tools: Iterable[str] | None = None,
         description: str | None = None,
+        policy: AgentPolicy | None = None,
     ) -> Callable[[AgentFn], AgentFn]:
         def register(fn: AgentFn) -> AgentFn:
             agent_name = name or fn.__name__
@@ -53,10 +56,16 @@ class Steward:
             self.agents[agent_name] = make_agent(
                 fn,
                 name=agent_name,
-                limits=Limits(max_steps=max_steps, timeout_s=timeout_s, max_cost_usd=max_cost_usd),
+                limits=Limits(
+                    max_steps=max_steps,
+                    timeout_s=timeout_s,
+                    max_cost_usd=max_cost_usd,
+                    approval_timeout_s=approval_timeout_s,
+                ),
                 model=model,
                 tools=allow,
                 description=description,
+                policy=policy,
             )
             return fn
 
@@ -68,15 +77,26 @@ class Steward:
         *,
         read_only: bool | None = None,
         writes: bool = False,
+        needs_approval: bool = False,
         description: str | None = None,
     ) -> Callable[[F], F]:
-        """Declare a tool; read-only unless `writes=True` (or, equally, `read_only=False`)."""
+        """Declare a tool; read-only unless `writes=True` (or, equally, `read_only=False`).
+
+        With `needs_approval=True` every call pauses its run until a person approves, edits or
+        rejects it through the API; the pause survives restarts.
+        """
         if read_only is True and writes:
             raise UserError("a tool is either read_only or writes, not both")
         writes = writes or read_only is False
 
         def register(fn: F) -> F:
-            tool = make_tool(fn, name=name, description=description, writes=writes)
+            tool = make_tool(
+                fn,
+                name=name,
+                description=description,
+                writes=writes,
+                needs_approval=needs_approval,
+            )
             if tool.name in self.tools:
                 raise UserError(f"tool {tool.name!r} is declared twice")
             self.tools[tool.name] = tool

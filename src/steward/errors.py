@@ -8,9 +8,11 @@ StewardError
 │   ├── StepLimitExceeded     max_steps reached          -> status limit_exceeded
 │   ├── CostLimitExceeded     max_cost_usd reached       -> status limit_exceeded
 │   ├── WallTimeExceeded      timeout_s reached          -> status timeout
-│   └── RunCancelled          cancelled through the API  -> status interrupted
+│   ├── RunCancelled          cancelled through the API  -> status interrupted
+│   └── PolicyStopped         a policy rule ended the run (loop, goal rule, rejected input)
 ├── RunError                  a failure during a run
 │   ├── ToolError             a tool raised or got bad arguments
+│   │   └── PolicyBlocked     policy refused the call or holds it for a human's approval
 │   └── ModelError            a provider call failed (after the gateway's retries)
 │       ├── ModelHTTPError    the provider answered with an error status
 │       └── ModelStreamError  the stream broke or was malformed
@@ -65,12 +67,29 @@ class RunCancelled(RunSignal):
     reason = "cancelled"
 
 
+class PolicyStopped(RunSignal):
+    """A policy rule ended the run; `reason` names the rule (e.g. `loop`, `goal_refused`)."""
+
+    def __init__(self, message: str, *, reason: str, status: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
 class RunError(StewardError):
     """A failure during a run."""
 
 
 class ToolError(RunError):
     """A tool raised, was unknown, or received arguments that failed validation."""
+
+
+class PolicyBlocked(ToolError):
+    """Policy refused a tool call, or holds it for approval; the tool did not run."""
+
+    def __init__(self, message: str, decision: Any = None) -> None:
+        super().__init__(message)
+        self.decision = decision
 
 
 class ModelError(RunError):

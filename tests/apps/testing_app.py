@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from steward import Context, Steward, ToolContext
+from steward import Context, Steward, ToolContext, ToolError
 
 app = Steward()
 
@@ -83,3 +83,76 @@ async def broken(ctx: Context, input: Steps) -> Done:
     """Raises from agent code after one step."""
     await ctx.tool("record_step", {"index": 0, "sleep_s": 0})
     raise RuntimeError("the agent's own bug")
+
+
+class Transfer(BaseModel):
+    amount: int = Field(default=10, ge=1)
+    sleep_s: float = Field(default=0.0, ge=0, le=60)
+
+
+class TransferResult(BaseModel):
+    outcome: str
+    detail: object = None
+
+
+@app.tool(writes=True, needs_approval=True)
+def transfer(amount: int, ctx: ToolContext) -> dict[str, object]:
+    """Move money: a write that a person must approve first."""
+    with _ledger().open("a") as file:
+        file.write(
+            json.dumps(
+                {
+                    "run_id": ctx.run_id,
+                    "tool": "transfer",
+                    "amount": amount,
+                    "key": ctx.idempotency_key,
+                    "pid": os.getpid(),
+                    "t": time.time(),
+                }
+            )
+            + "\n"
+        )
+    return {"transferred": amount}
+
+
+@app.agent(name="approver", max_steps=10, timeout_s=2.0, approval_timeout_s=60)
+async def approver(ctx: Context, input: Transfer) -> TransferResult:
+    """Records a step, asks to transfer (paused for approval), then records another step.
+
+    Its two-second wall-time cap is far shorter than the waits in the tests: time spent
+    waiting for a person must not count against it.
+    """
+    await ctx.tool("record_step", {"index": 0, "sleep_s": input.sleep_s})
+    try:
+        result = await ctx.tool("transfer", {"amount": input.amount})
+    except ToolError as exc:
+        return TransferResult(outcome="refused", detail=str(exc))
+    await ctx.tool("record_step", {"index": 1, "sleep_s": 0})
+    return TransferResult(outcome="done", detail=result)
+
+
+class Note(BaseModel):
+    text: str = Field(min_length=1, max_length=200)
+    sleep_s: float = Field(default=0.0, ge=0, le=60)
+
+
+class Notes(BaseModel):
+    notes: list[str]
+
+
+@app.agent(name="notebook", max_steps=10, timeout_s=60)
+async def notebook(ctx: Context, input: Note) -> Notes:
+    """Appends to the notes its thread already holds: a conversation's state across runs."""
+    notes = list(ctx.thread_state.get("notes", []))
+    await ctx.tool("record_step", {"index": len(notes), "sleep_s": input.sleep_s})
+    return Notes(notes=[*notes, input.text])
+
+
+@app.agent(name="impatient", max_steps=10, timeout_s=60, approval_timeout_s=1.0)
+async def impatient(ctx: Context, input: Transfer) -> TransferResult:
+    """Asks for a transfer but gives the reviewer only one second."""
+    try:
+        result = await ctx.tool("transfer", {"amount": input.amount})
+    except ToolError as exc:
+        return TransferResult(outcome="refused", detail=str(exc))
+    return TransferResult(outcome="done", detail=result)

@@ -401,9 +401,8 @@ def test_body_of_the_wrong_shape_fails_the_request_schema(
     [
         ("webhook", "https://example.com/hook"),
         ("after_seconds", 5),
-        ("command", {"resume": "yes"}),
+        ("command", {"goto": "somewhere"}),
         ("checkpoint_id", "abc"),
-        ("multitask_strategy", "enqueue"),
     ],
 )
 def test_unsupported_run_option_is_refused_not_ignored(
@@ -477,7 +476,7 @@ def test_malformed_json_is_a_bad_request(http: httpx.Client, runs_url: str, cont
 
 
 def test_wrong_method_is_not_allowed(http: httpx.Client, runs_url: str) -> None:
-    response = http.delete(runs_url)
+    response = http.put(runs_url, json=valid_run())
 
     assert_problem(response, 405, "method-not-allowed")
     assert response.headers["allow"] == "POST"

@@ -162,6 +162,19 @@ class DBOSEngine:
             raise RunCancelled(str(exc)) from exc
         return result
 
+    async def receive(self, topic: str, timeout_s: float) -> JsonObject | None:
+        try:
+            message: JsonObject | None = await DBOS.recv_async(topic, timeout_seconds=timeout_s)
+        except DBOSWorkflowCancelledError as exc:
+            raise RunCancelled(str(exc)) from exc
+        return message
+
+    async def send(self, run_id: str, topic: str, message: JsonObject) -> None:
+        if self._client is not None:
+            await self._client.send_async(run_id, message, topic)
+        else:
+            await DBOS.send_async(run_id, message, topic)
+
     async def cancel(self, run_id: str) -> None:
         if self._client is not None:
             await self._client.cancel_workflow_async(run_id)

@@ -40,6 +40,15 @@ class DurableEngine(Protocol):
     async def step(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
         """Run `fn` as a journaled step, or return its recorded result on replay."""
 
+    async def receive(self, topic: str, timeout_s: float) -> JsonObject | None:
+        """Inside a run: wait durably for a message on `topic`; None when `timeout_s` passes.
+
+        A received message (or the timeout) is journaled like a step, so a replay returns it.
+        """
+
+    async def send(self, run_id: str, topic: str, message: JsonObject) -> None:
+        """Deliver `message` to the run waiting (or about to wait) on `topic`."""
+
     async def cancel(self, run_id: str) -> None:
         """Stop the run at its next step boundary; its in-flight step is abandoned."""
 

@@ -25,6 +25,7 @@ from steward.observe.context import current_run_id, current_tenant_id
 from steward.observe.exporter import DatabaseSpanExporter
 from steward.observe.genai import STEWARD_RUN_ID, STEWARD_TENANT_ID
 from steward.observe.spans import GenAISpans
+from steward.policy.trace_redaction import RedactingSpanExporter
 from steward.store.database import Database
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,11 @@ class Tracing(GenAISpans):
         if otlp is not None:
             exporters.append(otlp)
         for exporter in exporters:
+            # Secrets and personal data never enter a trace (DESIGN invariant 6).
             self._provider.add_span_processor(
-                BatchSpanProcessor(exporter, schedule_delay_millis=flush_interval_ms)
+                BatchSpanProcessor(
+                    RedactingSpanExporter(exporter), schedule_delay_millis=flush_interval_ms
+                )
             )
         self.tracer = self._provider.get_tracer("steward")
 

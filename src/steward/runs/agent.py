@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
 from steward.errors import UserError
+from steward.policy.declaration import AgentPolicy
 
 AgentFn = Callable[[Any, Any], Awaitable[Any]]
 
@@ -21,12 +22,14 @@ class Limits:
     max_steps: int = 30
     timeout_s: float = 300.0
     max_cost_usd: float | None = None
+    approval_timeout_s: float = 86_400.0  # a paused call not decided by then is rejected
 
     def to_json(self) -> dict[str, Any]:
         return {
             "max_steps": self.max_steps,
             "timeout_s": self.timeout_s,
             "max_cost_usd": self.max_cost_usd,
+            "approval_timeout_s": self.approval_timeout_s,
         }
 
 
@@ -40,6 +43,7 @@ class Agent:
     model: str | None
     tools: tuple[str, ...] | None  # allowlist; None means every tool of the app
     description: str
+    policy: AgentPolicy = field(default_factory=AgentPolicy)
 
     def parse_input(self, data: Any) -> BaseModel:
         """Validate run input; raises pydantic's ValidationError for the API to answer 422."""
@@ -70,6 +74,7 @@ class Agent:
             "limits": self.limits.to_json(),
             "model": self.model,
             "tools": list(self.tools) if self.tools is not None else None,
+            "policy": self.policy.to_json(),
         }
 
 
@@ -81,6 +86,7 @@ def make_agent(
     model: str | None,
     tools: tuple[str, ...] | None,
     description: str | None,
+    policy: AgentPolicy | None = None,
 ) -> Agent:
     """Read the input and output models off `async def f(ctx, input: Model) -> Model | str`."""
     if not inspect.iscoroutinefunction(fn):
@@ -110,4 +116,5 @@ def make_agent(
         model=model,
         tools=tools,
         description=description or (inspect.getdoc(fn) or "").split("\n\n")[0],
+        policy=policy or AgentPolicy(),
     )

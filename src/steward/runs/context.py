@@ -6,17 +6,19 @@ again, with the same idempotency key. Caps are checked before every step.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steward.durable.types import JsonObject
 from steward.errors import (
     CostLimitExceeded,
     ModelError,
     ModelStreamError,
+    PolicyBlocked,
     RunError,
     StepLimitExceeded,
     ToolError,
@@ -34,9 +36,13 @@ from steward.models.types import (
     Usage,
 )
 from steward.observe.tracing import Tracing
+from steward.policy.guard import RunGuard
 from steward.runs.agent import Agent
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
+
+if TYPE_CHECKING:
+    from steward.runs.approval import ApprovalGate
 
 Journal = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObject]]
 Emit = Callable[[str, Any], None]
@@ -47,6 +53,7 @@ _ERRORS: dict[str, type[RunError]] = {
     "ModelError": ModelError,
     "ModelHTTPError": ModelError,
     "ModelStreamError": ModelError,
+    "PolicyBlocked": PolicyBlocked,
 }
 
 
@@ -76,6 +83,10 @@ class Context:
         tracing: Tracing,
         emit: Emit,
         deadline: float,
+        guard: RunGuard | None = None,
+        approvals: ApprovalGate | None = None,
+        thread_state: dict[str, Any] | None = None,
+        approval_credits: dict[str, float] | None = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -87,8 +98,15 @@ class Context:
         self._journal = journal
         self._resolve_model = resolve_model
         self._tracing = tracing
-        self._emit = emit
         self._deadline = deadline  # time.time() seconds
+        self._guard = guard
+        self._emit = emit if guard is None else _filtered_emit(emit, guard)
+        self._approvals = approvals
+        # Waits already added to `deadline` by the engine when this run was (re)started.
+        self._approval_credits = dict(approval_credits or {})
+        self._timeout: asyncio.Timeout | None = None
+        self.thread_state: dict[str, Any] = dict(thread_state or {})
+        """The thread's values when this run started: the previous run's output on the thread."""
 
     # -- effects ------------------------------------------------------------------------------
 
@@ -107,6 +125,8 @@ class Context:
         if limit is not None and self.totals.cost_usd >= limit:
             raise CostLimitExceeded(f"run spent ${self.totals.cost_usd:.4f} of ${limit:.4f}")
         step = self._next_step()
+        if system and self._guard is not None:
+            self._guard.trust(system)
         provider, model_name = self._resolve_model(model or self.agent.model)
         request = ModelRequest(
             model=model_name,
@@ -127,17 +147,35 @@ class Context:
         response = ModelResponse.from_json(data["response"])
         self._account(response.usage, float(data["cost_usd"]))
         self._emit("updates", {"model": {"step": step, "message": response.message().to_json()}})
+        if self._guard is not None:
+            self._guard.after_model(response)
         return response
 
     async def tool(
         self, name: str, arguments: dict[str, Any] | None = None, *, call_id: str | None = None
     ) -> Any:
-        """One tool call, journaled as one step; raises `ToolError` on failure."""
+        """One tool call, journaled as one step; raises `ToolError` on failure.
+
+        With a policy, the call is decided before its step (refusals raise `PolicyBlocked`, a
+        needs-approval verdict waits for a person) and the result is cleaned and marked
+        untrusted before the model can see it.
+        """
+        guard = self._guard
         tool = self._tools.get(name)
-        if tool is None:
+        arguments = arguments or {}
+        if tool is None and guard is None:
             raise ToolError(f"tool {name!r} is not available to agent {self.agent.name!r}")
+        if guard is not None:
+            guard.before_tool(name, arguments)
         step = self._next_step()
         call_id = call_id or f"call_{self.run_id}_{step}"
+        if guard is not None:
+            tool, arguments = await self._police(guard, step, name, tool, arguments, call_id)
+        elif tool is not None and tool.needs_approval:
+            arguments = await self.request_approval(
+                step, tool, arguments, call_id, reason=f"tool {name!r} requires approval"
+            )
+        assert tool is not None  # unknown tools were refused above, by the policy or here
         context = ToolContext(
             run_id=self.run_id,
             tenant_id=self.tenant_id,
@@ -148,11 +186,77 @@ class Context:
 
         async def call() -> JsonObject:
             with self._tracing.execute_tool(name, call_id, step=step):
-                return {"result": await tool.invoke(arguments or {}, context)}
+                if guard is None:
+                    return {"result": await tool.invoke(arguments, context)}
+                return guard.admit_result(name, await tool.invoke(arguments, context))
 
-        data = await self._step(f"tool {name}", call)
+        try:
+            data = await self._step(f"tool {name}", call)
+        except ToolError as exc:
+            if guard is not None:
+                guard.after_tool(name, None, exc)
+            raise
+        if guard is not None:
+            guard.after_tool(name, data, None)
         self._emit("updates", {"tool": {"step": step, "name": name, "result": data["result"]}})
         return data["result"]
+
+    async def _police(
+        self,
+        guard: RunGuard,
+        step: int,
+        name: str,
+        tool: Tool | None,
+        arguments: dict[str, Any],
+        call_id: str,
+    ) -> tuple[Tool, dict[str, Any]]:
+        """The policy's decision, made from journaled state; approval waits for a person."""
+        try:
+            decision = guard.check_tool(name, arguments)
+            assert tool is not None  # the allowlist rule refuses unknown tools
+            if decision.verdict == "needs_approval":
+                reason = f"policy ({decision.rule}): {decision.reason}"
+                arguments = await self.request_approval(
+                    step, tool, arguments, call_id, reason=reason
+                )
+        except ToolError as exc:
+            guard.after_tool(name, None, exc)
+            raise
+        return tool, arguments
+
+    def plan(self, tools: Sequence[str]) -> None:
+        """Plan-then-execute: fix the tools this run may use once untrusted content arrives."""
+        if self._guard is not None and not self._guard.taint.tainted:
+            self._guard.taint.freeze(list(tools))
+
+    async def request_approval(
+        self, step: int, tool: Tool, arguments: dict[str, Any], call_id: str, *, reason: str
+    ) -> dict[str, Any]:
+        """Pause until a person decides this call; the approved (maybe edited) arguments.
+
+        The wall-time cap stops while the run waits and resumes with the time it had left.
+        Raises `ToolError` when the call is rejected or the approval expires.
+        """
+        if self._approvals is None:
+            raise ToolError(f"tool {tool.name!r} needs approval, which this runtime cannot ask")
+        if self._timeout is not None:
+            self._timeout.reschedule(None)
+        decision = await self._approvals.review(
+            step=step, tool=tool.name, call_id=call_id, arguments=arguments, reason=reason
+        )
+        credited = self._approval_credits.pop(decision.approval_id, 0.0)
+        self._deadline += max(0.0, decision.waited_s - credited)
+        if self._timeout is not None:
+            remaining = max(0.0, self._deadline - time.time())
+            self._timeout.reschedule(asyncio.get_running_loop().time() + remaining)
+        if not decision.approved:
+            comment = f": {decision.comment}" if decision.comment else ""
+            raise ToolError(f"the call to {tool.name!r} was {decision.status}{comment}")
+        return decision.arguments
+
+    def bind_timeout(self, scope: asyncio.Timeout) -> None:
+        """Let approval waits pause the run's wall-time scope (set by the engine)."""
+        self._timeout = scope
 
     def emit(self, data: Any) -> None:
         """Send a `custom` event to the run's stream (not journaled; may repeat on resume)."""
@@ -175,6 +279,8 @@ class Context:
         the run's step, time and cost caps bound the loop.
         """
         messages = list(_as_messages(prompt, system))
+        if system and self._guard is not None:
+            self._guard.trust(system)
         tool_results: list[dict[str, Any]] = []
         while True:
             response = await self.model(messages, tools=tools, model=model, max_tokens=max_tokens)
@@ -241,12 +347,27 @@ class Context:
         return [self._tools[name] for name in tools]
 
     async def _stream(self, provider: ModelProvider, request: ModelRequest) -> ModelResponse:
+        deltas = self._guard.stream_filter() if self._guard is not None else None
         async for event in provider.stream(request):
             if isinstance(event, TextDelta):
-                self._emit("messages", {"delta": event.text})
+                text = deltas.feed(event.text) if deltas is not None else event.text
+                if text:
+                    self._emit("messages", {"delta": text})
             elif isinstance(event, StreamDone):
+                rest = deltas.flush() if deltas is not None else ""
+                if rest:
+                    self._emit("messages", {"delta": rest})
                 return event.response
         raise ModelStreamError("the model stream ended without a final response")
+
+
+def _filtered_emit(emit: Emit, guard: RunGuard) -> Emit:
+    """Events leave the run filtered; message deltas were filtered by their stream filter."""
+
+    def filtered(event: str, data: Any) -> None:
+        emit(event, data if event == "messages" else guard.filter_event(data))
+
+    return filtered
 
 
 def _as_messages(messages: str | Sequence[Message], system: str | None) -> list[Message]:

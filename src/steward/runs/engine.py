@@ -7,11 +7,12 @@ this engine publishes on the hot-state channel `run:{run_id}`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from steward.errors import (
     ConfigError,
     Conflict,
     NotFound,
+    PolicyBlocked,
     RunCancelled,
     RunError,
     RunSignal,
@@ -31,16 +33,22 @@ from steward.errors import (
 from steward.models.router import ModelRouter
 from steward.observe.context import run_scope
 from steward.observe.tracing import Tracing
+from steward.policy.guard import UNTRUSTED_INPUT, RunGuard
 from steward.runs.agent import Agent
+from steward.runs.approval import ApprovalGate, approval_topic
 from steward.runs.context import Context
+from steward.store.approvals import DECISIONS, ApprovalStore
 from steward.store.hot import HEARTBEAT, Event, HotState
 from steward.store.outage import retry_while_unreachable
-from steward.store.runs import ACTIVE, RunStore, RunTotals, ThreadBusy
-from steward.store.schema import Run, utcnow
+from steward.store.runs import AWAITING_APPROVAL, RunStore, RunTotals, ThreadBusy, is_open
+from steward.store.schema import Approval, Run, utcnow
+from steward.store.threads import ThreadStore
 
 log = logging.getLogger("steward.runs")
 
 TERMINAL_EVENT = "end"
+PAUSE_EVENT = "interrupt"  # the run paused for approval: watchers re-read its status
+STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
 
 
 def run_channel(run_id: str) -> str:
@@ -77,9 +85,12 @@ class RunEngine:
         tracing: Tracing,
         models: ModelRouter,
         execute: bool,
+        approvals: ApprovalStore | None = None,
     ) -> None:
         self.app = app
         self.store = store
+        self.approvals = approvals or ApprovalStore(store.db)
+        self.threads = ThreadStore(store.db)
         self._durable = durable
         self.hot = hot
         self._tracing = tracing
@@ -87,6 +98,7 @@ class RunEngine:
         self._execute_here = execute
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._cancelling: set[str] = set()
+        self._detached: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -118,8 +130,15 @@ class RunEngine:
         return agent
 
     async def submit(self, request: RunRequest) -> Run:
-        """Validate and accept a run; it is durable once this returns."""
+        """Validate and accept a run; it is durable once this returns.
+
+        A second run on a busy thread follows `multitask_strategy`: `reject` answers 409,
+        `enqueue` waits its turn, `interrupt` cancels the active run first and `rollback`
+        also deletes it.
+        """
         agent = self.agent(request.agent)
+        if request.multitask_strategy not in STRATEGIES:
+            raise UserError(f"unknown multitask_strategy {request.multitask_strategy!r}")
         validated = agent.parse_input(request.input).model_dump(mode="json")
         thread_id = request.thread_id
         if thread_id is None:
@@ -127,30 +146,76 @@ class RunEngine:
             await asyncio.to_thread(
                 self.store.create_thread, request.tenant_id, thread_id, {"temporary": True}
             )
-        run = Run(
-            id=str(uuid.uuid4()),
-            tenant_id=request.tenant_id,
-            thread_id=thread_id,
-            agent=agent.name,
-            status="pending",
-            input=validated,
-            meta=request.metadata or {},
-            user_id=request.user_id,
-            multitask_strategy=request.multitask_strategy,
-        )
-        try:
-            await asyncio.to_thread(self.store.create_run, run)
-        except ThreadBusy as exc:
-            active = await asyncio.to_thread(
-                self.store.active_run_on_thread, request.tenant_id, thread_id
+        strategy = request.multitask_strategy
+        for _ in range(5):  # each retry follows a run that another request just started
+            run = Run(
+                id=str(uuid.uuid4()),
+                tenant_id=request.tenant_id,
+                thread_id=thread_id,
+                agent=agent.name,
+                status="pending",
+                active=True,
+                input=validated,
+                meta=request.metadata or {},
+                user_id=request.user_id,
+                multitask_strategy=strategy,
             )
-            detail = f"thread {thread_id!r} has run {active.id if active else '?'!r} active"
-            raise Conflict("thread-busy", detail) from exc
+            try:
+                await asyncio.to_thread(self.store.create_run, run)
+            except ThreadBusy:
+                active = await asyncio.to_thread(
+                    self.store.active_run_on_thread, request.tenant_id, thread_id
+                )
+                if strategy == "enqueue":
+                    return await self._enqueue_behind(run)
+                if strategy == "reject" or active is None:
+                    if active is None:
+                        continue  # it ended between our insert and our look
+                    detail = f"thread {thread_id!r} has run {active.id!r} active"
+                    raise Conflict("thread-busy", detail) from None
+                await self._stop(active, delete=strategy == "rollback")
+                continue
+            await self._dispatch(run)
+            return run
+        raise Conflict("thread-busy", f"thread {thread_id!r} kept getting new runs; retry")
+
+    async def _enqueue_behind(self, run: Run) -> Run:
+        run.active = False
+        await asyncio.to_thread(self.store.create_run, run)
+        await self._promote_next(run.tenant_id, run.thread_id)
+        return await self.get(run.tenant_id, run.id)
+
+    async def _dispatch(self, run: Run) -> None:
         if self._execute_here:
             await self._durable.start(run.id, _payload(run))
         else:
             await self._durable.enqueue(run.id, _payload(run))
-        return run
+
+    async def _promote_next(self, tenant_id: str, thread_id: str | None) -> None:
+        """Start the next run queued on a thread that has just been freed."""
+        if thread_id is None:
+            return
+        run = await asyncio.to_thread(self.store.promote_next, tenant_id, thread_id)
+        if run is not None:
+            await self._dispatch(run)
+
+    async def _stop(self, run: Run, *, delete: bool) -> None:
+        """Cancel an open run (multitask `interrupt`), and with `delete`, remove it (`rollback`)."""
+        task = self._tasks.get(run.id)
+        if task is not None:
+            self._cancelling.add(run.id)
+            task.cancel()
+        else:
+            await self._durable.cancel(run.id)
+        if await asyncio.to_thread(self.store.mark_cancelled, run.tenant_id, run.id):
+            if run.stop_reason == AWAITING_APPROVAL:  # wake its durable wait to notice
+                for approval in await asyncio.to_thread(
+                    self.approvals.for_run, run.tenant_id, run.id, pending_only=True
+                ):
+                    await self._durable.send(run.id, approval_topic(approval.id), {})
+            self.hot.publish_nowait(run_channel(run.id), {"event": TERMINAL_EVENT, "data": {}})
+        if delete:
+            await asyncio.to_thread(self.store.delete_run, run.tenant_id, run.id)
 
     async def get(self, tenant_id: str, run_id: str, thread_id: str | None = None) -> Run:
         run = await asyncio.to_thread(self.store.get_run, tenant_id, run_id, thread_id)
@@ -158,19 +223,79 @@ class RunEngine:
             raise NotFound("run", run_id)
         return run
 
-    async def cancel(self, tenant_id: str, run_id: str, thread_id: str | None = None) -> Run:
+    async def cancel(
+        self, tenant_id: str, run_id: str, thread_id: str | None = None, *, delete: bool = False
+    ) -> Run:
         run = await self.get(tenant_id, run_id, thread_id)
-        if run.status not in ACTIVE:
+        if not is_open(run):
+            if delete:
+                await asyncio.to_thread(self.store.delete_run, tenant_id, run_id)
             return run
-        task = self._tasks.get(run_id)
-        if task is not None:
-            self._cancelling.add(run_id)
-            task.cancel()
-        else:
-            await self._durable.cancel(run_id)
-        if await asyncio.to_thread(self.store.mark_cancelled, tenant_id, run_id):
-            self.hot.publish_nowait(run_channel(run_id), {"event": TERMINAL_EVENT, "data": {}})
+        await self._stop(run, delete=delete)
+        await self._promote_next(tenant_id, run.thread_id)
+        if delete:
+            return run
         return await self.get(tenant_id, run_id)
+
+    async def delete_thread(self, tenant_id: str, thread_id: str) -> None:
+        """Cancel the thread's unfinished runs, then delete it with its runs and approvals."""
+        if await asyncio.to_thread(self.store.get_thread, tenant_id, thread_id) is None:
+            raise NotFound("thread", thread_id)
+        runs = await asyncio.to_thread(
+            self.store.list_runs, tenant_id, thread_id=thread_id, limit=10_000
+        )
+        for run in runs:
+            if is_open(run):
+                await self._stop(run, delete=False)
+        await asyncio.to_thread(self.threads.delete, tenant_id, thread_id)
+
+    # -- approvals ----------------------------------------------------------------------------
+
+    async def decide(
+        self,
+        tenant_id: str,
+        approval_id: str,
+        *,
+        approve: bool,
+        arguments: dict[str, Any] | None = None,
+        comment: str | None = None,
+        decided_by: str | None = None,
+    ) -> Approval:
+        """Approve (optionally with edited arguments) or reject a paused tool call."""
+        approval = await asyncio.to_thread(self.approvals.get, tenant_id, approval_id)
+        if approval is None:
+            raise NotFound("approval", approval_id)
+        if approval.status != "pending":
+            raise Conflict("approval-decided", f"approval {approval_id!r} is {approval.status}")
+        if arguments is not None:
+            tool = self.app.tools.get(approval.tool)
+            if tool is None:
+                raise NotFound("tool", approval.tool)
+            try:
+                tool.validate(arguments)
+            except ToolError as exc:
+                raise UserError(str(exc)) from exc
+        status = DECISIONS[0] if approve else DECISIONS[1]
+        decided = await asyncio.to_thread(
+            self.approvals.decide,
+            tenant_id,
+            approval_id,
+            status=status,
+            arguments=arguments if approve else None,
+            comment=comment,
+            decided_by=decided_by,
+        )
+        if decided is None:
+            raise Conflict("approval-decided", f"approval {approval_id!r} was decided meanwhile")
+        # Only a wake-up: the paused run re-reads the row, and re-checks it periodically anyway.
+        await self._durable.send(decided.run_id, approval_topic(decided.id), {})
+        return decided
+
+    async def pending_approval_on_thread(self, tenant_id: str, thread_id: str) -> Approval:
+        pending = await asyncio.to_thread(self.approvals.pending_on_thread, tenant_id, thread_id)
+        if not pending:
+            raise Conflict("nothing-to-resume", f"thread {thread_id!r} has no paused tool call")
+        return pending[0]
 
     async def wait(self, tenant_id: str, run_id: str) -> Run:
         """Return the run once it has ended, woken by its terminal event.
@@ -179,32 +304,47 @@ class RunEngine:
         process that shares no hot state with this one.
         """
         run = await self.get(tenant_id, run_id)
-        if run.status not in ACTIVE:
+        if _settled(run):
             return run
         async for _, event in self.hot.read(run_channel(run_id), heartbeat_s=1.0):
-            if event["event"] == TERMINAL_EVENT:
-                return await self.get(tenant_id, run_id)
-            if event is HEARTBEAT:
+            if event["event"] in (TERMINAL_EVENT, PAUSE_EVENT) or event is HEARTBEAT:
                 run = await self.get(tenant_id, run_id)
-            if run.status not in ACTIVE:
-                return run
+                if _settled(run):
+                    return run
         return run  # pragma: no cover - read() never ends
 
-    async def events(self, tenant_id: str, run_id: str) -> AsyncIterator[Event]:
-        """The run's events from its start until it ends; the last is always `values` or `error`."""
-        async for _, event in self.hot.read(run_channel(run_id), heartbeat_s=1.0):
+    async def events(
+        self, tenant_id: str, run_id: str, *, after: int | str = 0
+    ) -> AsyncIterator[tuple[int | str, Event]]:
+        """The run's (id, event) pairs after `after` until it ends or pauses for approval.
+
+        A finished run's stream ends with `values` or `error`; a paused one with an
+        `updates` event carrying `__interrupt__`.
+        """
+        async for event_id, event in self.hot.read(
+            run_channel(run_id), after=int(after), heartbeat_s=1.0
+        ):
             if event["event"] == TERMINAL_EVENT:
                 return
-            if event is HEARTBEAT:
-                run = await self.get(tenant_id, run_id)
-                if run.status not in ACTIVE:  # ended where this process could not hear it
-                    if run.output is not None:
-                        yield {"event": "values", "data": run.output}
-                    else:
-                        yield {"event": "error", "data": run.error or {"error": run.status}}
+            if event["event"] == PAUSE_EVENT:
+                approval = await asyncio.to_thread(
+                    self.approvals.get, tenant_id, event["data"]["approval_id"]
+                )
+                if approval is not None and approval.status == "pending":
                     return
                 continue
-            yield event
+            if event is HEARTBEAT:
+                run = await self.get(tenant_id, run_id)
+                if run.stop_reason == AWAITING_APPROVAL and is_open(run):
+                    return
+                if not is_open(run):  # ended out of this process's hearing
+                    if run.output is not None:
+                        yield 0, {"event": "values", "data": run.output}
+                    else:
+                        yield 0, {"event": "error", "data": run.error or {"error": run.status}}
+                    return
+                continue
+            yield event_id, event
 
     # -- the workflow body --------------------------------------------------------------------
 
@@ -212,7 +352,7 @@ class RunEngine:
         run = await asyncio.to_thread(
             retry_while_unreachable, self.store.mark_running, run_id, utcnow()
         )
-        if run is None or run.status not in ACTIVE:
+        if run is None or not is_open(run):
             return {"status": run.status if run else "missing"}
         task = asyncio.current_task()
         if task is not None:
@@ -239,7 +379,15 @@ class RunEngine:
         elif outcome.error is not None:
             self.hot.publish_nowait(channel, {"event": "error", "data": outcome.error})
         self.hot.publish_nowait(channel, {"event": TERMINAL_EVENT, "data": {}})
+        self._start_detached(self._promote_next(run.tenant_id, run.thread_id))
         return {"status": outcome.status, "stop_reason": outcome.stop_reason}
+
+    def _start_detached(self, work: Any) -> None:
+        """Run `work` outside this workflow's context, so the durable core does not see it as
+        a step of the finished run (a crash before it runs is covered by recovery at start)."""
+        task = asyncio.get_running_loop().create_task(work, context=contextvars.Context())
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
 
     async def _run_agent(self, run: Run, payload: JsonObject) -> tuple[Outcome, RunTotals]:
         agent = self.app.agents.get(payload["agent"])
@@ -249,39 +397,77 @@ class RunEngine:
         started = run.started_at or utcnow()
         if started.tzinfo is None:  # SQLite hands back naive UTC datetimes
             started = started.replace(tzinfo=UTC)
-        deadline = (started + timedelta(seconds=agent.limits.timeout_s)).timestamp()
+        # Time spent waiting for people does not count against the wall-time cap; a run
+        # recovered after (or during) a pause gets that time back before it replays.
+        credits = await asyncio.to_thread(self.approvals.waits, run.tenant_id, run.id)
+        limit = timedelta(seconds=agent.limits.timeout_s + sum(credits.values()))
+        deadline = (started + limit).timestamp()
         channel = run_channel(run.id)
 
         def emit(event: str, data: Any) -> None:
             self.hot.publish_nowait(channel, {"event": event, "data": data})
 
+        tools = self.app.tools_for(agent)
+        guard = RunGuard(
+            agent.policy,
+            tools=tools,
+            emit=emit,
+            output_model=agent.output_model,
+            input_untrusted=bool((run.meta or {}).get(UNTRUSTED_INPUT)),
+        )
+
+        def publish(event: str, data: Any) -> int | str:
+            return self.hot.publish_nowait(channel, {"event": event, "data": data})
+
+        thread_state = await asyncio.to_thread(
+            self.store.thread_values, run.tenant_id, run.thread_id
+        )
+        gate = ApprovalGate(
+            store=self.approvals,
+            journal=self._durable.step,
+            receive=self._durable.receive,
+            publish=publish,
+            tenant_id=run.tenant_id,
+            run_id=run.id,
+            thread_id=run.thread_id,
+            timeout_s=agent.limits.approval_timeout_s,
+        )
         ctx = Context(
             run_id=run.id,
             tenant_id=run.tenant_id,
             thread_id=run.thread_id,
             user_id=run.user_id,
             agent=agent,
-            tools=self.app.tools_for(agent),
+            tools=tools,
             journal=self._durable.step,
             resolve_model=self._models.resolve,
             tracing=self._tracing,
             emit=emit,
             deadline=deadline,
+            guard=guard,
+            approvals=gate,
+            thread_state=thread_state,
+            approval_credits=credits,
         )
         with self._tracing.invoke_agent(agent.name, conversation_id=run.thread_id) as span:
-            outcome = await self._call_agent(agent, ctx, payload["input"], deadline)
+            outcome = await self._call_agent(agent, ctx, guard, payload["input"], deadline)
+            if outcome.error is not None:
+                outcome = replace(outcome, error=guard.filter_error(outcome.error))
             if outcome.status != "success":
                 span.set_attribute("error.type", outcome.stop_reason)
             span.set_attribute("steward.run.status", outcome.status)
         return outcome, ctx.totals
 
     async def _call_agent(
-        self, agent: Agent, ctx: Context, raw_input: Any, deadline: float
+        self, agent: Agent, ctx: Context, guard: RunGuard, raw_input: Any, deadline: float
     ) -> Outcome:
         try:
             async with asyncio.timeout(max(0.0, deadline - time.time())) as scope:
-                result = await agent.fn(ctx, agent.input_model.model_validate(raw_input))
-            return Outcome("success", "completed", output=agent.dump_output(result))
+                ctx.bind_timeout(scope)
+                clean_input = guard.screen_input(raw_input)
+                result = await agent.fn(ctx, agent.input_model.model_validate(clean_input))
+            output = guard.filter_output(agent.dump_output(result))
+            return Outcome("success", "completed", output=output)
         except TimeoutError:
             if not scope.expired():
                 return _failure("agent_error", TimeoutError("the agent raised TimeoutError"))
@@ -292,6 +478,8 @@ class RunEngine:
             if ctx.run_id not in self._cancelling:
                 raise  # shutting down: leave the run pending for recovery
             return _signal(RunCancelled("cancelled"))
+        except PolicyBlocked as exc:
+            return _failure("policy_blocked", exc)
         except ToolError as exc:
             return _failure("tool_error", exc)
         except RunError as exc:
@@ -303,6 +491,11 @@ class RunEngine:
         except Exception as exc:
             log.exception("agent %s raised in run %s", agent.name, ctx.run_id)
             return _failure("agent_error", exc)
+
+
+def _settled(run: Run) -> bool:
+    """Whether a waiter is done: the run ended, or it is paused waiting for a person."""
+    return not is_open(run) or run.stop_reason == AWAITING_APPROVAL
 
 
 def _signal(signal: RunSignal) -> Outcome:

@@ -13,7 +13,6 @@ StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom"
 _UNSUPPORTED = (
     "webhook",
     "after_seconds",
-    "command",
     "interrupt_before",
     "interrupt_after",
     "checkpoint",
@@ -70,21 +69,58 @@ class RunCreate(BaseModel):
     interrupt_after: Any = None
     checkpoint: Any = None
     checkpoint_id: str | None = None
+    stream_resumable: bool = False
 
-    _bounded = field_validator("input", "metadata", "config", "context")(_bounded_depth)
+    _bounded = field_validator("input", "metadata", "config", "context", "command")(_bounded_depth)
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> RunCreate:
         given = [name for name in _UNSUPPORTED if getattr(self, name) is not None]
         if given:
             raise ValueError(f"not supported by this Steward version: {', '.join(given)}")
-        if self.multitask_strategy not in (None, "reject"):
-            raise ValueError("only multitask_strategy='reject' is supported by this version")
+        if self.command is not None:
+            unknown = set(self.command) - {"resume"}
+            if unknown or "resume" not in self.command:
+                raise ValueError("command supports only {'resume': <decision>}")
+            Resume.from_command(self.command["resume"])
         return self
+
+    def resume(self) -> Resume | None:
+        return None if self.command is None else Resume.from_command(self.command["resume"])
 
     def stream_modes(self) -> set[str]:
         modes = self.stream_mode if isinstance(self.stream_mode, list) else [self.stream_mode]
         return {"messages" if m == "messages-tuple" else m for m in modes}
+
+
+class ApprovalDecision(BaseModel):
+    """A person's decision on a paused tool call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    arguments: dict[str, Any] | None = None  # edited arguments; only with approve
+    comment: str | None = Field(default=None, max_length=4000)
+
+    _bounded = field_validator("arguments")(_bounded_depth)
+
+    @model_validator(mode="after")
+    def _arguments_only_when_approving(self) -> ApprovalDecision:
+        if self.arguments is not None and self.decision != "approve":
+            raise ValueError("edited arguments come only with decision='approve'")
+        return self
+
+
+class Resume(ApprovalDecision):
+    """LangGraph's `command: {"resume": …}`: a decision object, or "approve"/"reject"/bool."""
+
+    @classmethod
+    def from_command(cls, value: Any) -> Resume:
+        if isinstance(value, bool):
+            return cls(decision="approve" if value else "reject")
+        if isinstance(value, str):
+            return cls.model_validate({"decision": value})
+        return cls.model_validate(value)
 
 
 class ThreadCreate(BaseModel):
@@ -95,6 +131,40 @@ class ThreadCreate(BaseModel):
     if_exists: Literal["raise", "do_nothing"] | None = None
 
     _bounded = field_validator("metadata")(_bounded_depth)
+
+
+class ThreadSearch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+
+    _bounded = field_validator("metadata", "values")(_bounded_depth)
+
+
+class ThreadPatch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: dict[str, Any]
+
+    _bounded = field_validator("metadata")(_bounded_depth)
+
+
+class ThreadStateUpdate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    values: dict[str, Any]
+
+    _bounded = field_validator("values")(_bounded_depth)
+
+
+class ThreadHistory(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=10, ge=1, le=1000)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -131,7 +201,9 @@ def run_json(run: Run) -> dict[str, Any]:
     }
 
 
-def thread_json(thread: Thread) -> dict[str, Any]:
+def thread_json(
+    thread: Thread, interrupts: dict[str, list[dict[str, Any]]] | None = None
+) -> dict[str, Any]:
     return {
         "thread_id": thread.id,
         "created_at": iso(thread.created_at),
@@ -139,14 +211,17 @@ def thread_json(thread: Thread) -> dict[str, Any]:
         "metadata": thread.meta,
         "status": thread.status,
         "values": thread.values,
-        "interrupts": {},
+        "interrupts": interrupts or {},
     }
 
 
-def run_result(run: Run) -> dict[str, Any]:
-    """What `runs.wait` and `runs.join` answer: the output, or LangGraph's `__error__` shape."""
+def run_result(run: Run, interrupts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What `runs.wait` and `runs.join` answer: the output, LangGraph's `__interrupt__` for a
+    run paused for approval, or its `__error__` shape."""
     if run.status == "success":
         return run.output or {}
+    if interrupts:
+        return {"__interrupt__": interrupts}
     error = run.error or {}
     return {
         "__error__": {

@@ -13,6 +13,14 @@ from steward.store.database import Database
 from steward.store.schema import Run, Thread, utcnow
 
 ACTIVE = ("pending", "running")
+AWAITING_APPROVAL = "awaiting_approval"  # stop_reason of a run paused at a tool call
+
+
+def is_open(run: Run) -> bool:
+    """Whether the run can still do work: queued, pending, running or paused for approval."""
+    return run.status in ACTIVE or (
+        run.status == "interrupted" and run.stop_reason == AWAITING_APPROVAL
+    )
 
 
 class ThreadBusy(Exception):
@@ -51,7 +59,7 @@ class RunStore:
             )
 
     def create_run(self, run: Run) -> Run:
-        """Insert a pending run; raises `ThreadBusy` if its thread already has an active run."""
+        """Insert a pending run; an active one raises `ThreadBusy` if its thread is held."""
         try:
             return self._insert_run(run)
         except IntegrityError as exc:
@@ -60,12 +68,60 @@ class RunStore:
     def _insert_run(self, run: Run) -> Run:
         with self.db.session() as session:
             session.add(run)
-            session.execute(
-                update(Thread)
-                .where(Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id)
-                .values(status="busy", updated_at=utcnow())
-            )
+            if run.active:
+                session.execute(
+                    update(Thread)
+                    .where(Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id)
+                    .values(status="busy", updated_at=utcnow())
+                )
         return run
+
+    def promote_next(self, tenant_id: str, thread_id: str) -> Run | None:
+        """Hand a free thread to its oldest queued run; None if it is held or nothing waits.
+
+        Called by whoever frees a thread and by whoever queues on one, so a run queued while
+        the thread was being freed is never stranded; the unique index lets only one win.
+        """
+        try:
+            with self.db.session() as session:
+                held = session.scalar(
+                    select(Run.id).where(
+                        Run.tenant_id == tenant_id, Run.thread_id == thread_id, Run.active
+                    )
+                )
+                if held is not None:
+                    return None
+                run = session.scalar(
+                    select(Run)
+                    .where(
+                        Run.tenant_id == tenant_id,
+                        Run.thread_id == thread_id,
+                        Run.status == "pending",
+                        Run.active.is_(False),
+                    )
+                    .order_by(Run.created_at, Run.id)
+                    .limit(1)
+                )
+                if run is None:
+                    return None
+                run.active = True
+                run.updated_at = utcnow()
+                session.execute(
+                    update(Thread)
+                    .where(Thread.tenant_id == tenant_id, Thread.id == thread_id)
+                    .values(status="busy", updated_at=utcnow())
+                )
+                return run
+        except IntegrityError:
+            return None
+
+    def delete_run(self, tenant_id: str, run_id: str) -> bool:
+        with self.db.session() as session:
+            run = session.scalar(select(Run).where(Run.tenant_id == tenant_id, Run.id == run_id))
+            if run is None:
+                return False
+            session.delete(run)
+            return True
 
     def get_run(self, tenant_id: str, run_id: str, thread_id: str | None = None) -> Run | None:
         query = select(Run).where(Run.tenant_id == tenant_id, Run.id == run_id)
@@ -78,11 +134,7 @@ class RunStore:
         with self.db.session() as session:
             return session.scalar(
                 select(Run)
-                .where(
-                    Run.tenant_id == tenant_id,
-                    Run.thread_id == thread_id,
-                    Run.status.in_(ACTIVE),
-                )
+                .where(Run.tenant_id == tenant_id, Run.thread_id == thread_id, Run.active)
                 .limit(1)
             )
 
@@ -133,8 +185,9 @@ class RunStore:
             run = session.get(Run, run_id)
             if run is None:
                 return
-            if run.status not in ACTIVE and run.stop_reason == "cancelled":
+            if not is_open(run):
                 return  # a cancel already decided this run's fate
+            run.active = False
             run.status = status
             run.stop_reason = stop_reason
             run.output = output
@@ -165,13 +218,15 @@ class RunStore:
             run = session.scalar(
                 select(Run).where(Run.tenant_id == tenant_id, Run.id == run_id).with_for_update()
             )
-            if run is None or run.status not in ACTIVE:
+            if run is None or not is_open(run):
                 return False
+            held = run.active
+            run.active = False
             run.status = "interrupted"
             run.stop_reason = "cancelled"
             run.ended_at = now
             run.updated_at = now
-            if run.thread_id is not None:
+            if run.thread_id is not None and held:
                 session.execute(
                     update(Thread)
                     .where(Thread.tenant_id == tenant_id, Thread.id == run.thread_id)
@@ -180,6 +235,15 @@ class RunStore:
             return True
 
     def pending_runs(self) -> list[Run]:
-        """Runs accepted but not finished, across tenants: the recovery sweep's input."""
+        """Runs holding their thread but not finished, across tenants: recovery's input."""
         with self.db.session() as session:
-            return list(session.scalars(select(Run).where(Run.status.in_(ACTIVE))))
+            return list(session.scalars(select(Run).where(Run.status.in_(ACTIVE), Run.active)))
+
+    def thread_values(self, tenant_id: str, thread_id: str | None) -> dict[str, Any]:
+        if thread_id is None:
+            return {}
+        with self.db.session() as session:
+            values = session.scalar(
+                select(Thread.values).where(Thread.tenant_id == tenant_id, Thread.id == thread_id)
+            )
+        return dict(values or {})

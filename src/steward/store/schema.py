@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -81,6 +82,9 @@ class Run(Base):
     agent: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(32), default="pending")
     stop_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Whether this run holds its thread: pending-to-start, running or paused for approval.
+    # A run queued behind another (multitask_strategy="enqueue") is pending but not active.
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
     input: Mapped[dict[str, Any]] = mapped_column(default=dict)
     output: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
@@ -106,10 +110,37 @@ class Run(Base):
             "tenant_id",
             "thread_id",
             unique=True,
-            sqlite_where=text("status IN ('pending', 'running')"),
-            postgresql_where=text("status IN ('pending', 'running')"),
+            sqlite_where=text("active = true"),
+            postgresql_where=text("active = true"),
         ),
+        Index("ix_runs_tenant_thread_created", "tenant_id", "thread_id", "created_at"),
     )
+
+
+class Approval(Base):
+    """A tool call waiting for (or decided by) a person; its run is paused while pending."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(96), primary_key=True)  # "{run_id}:{step}"
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    thread_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    step: Mapped[int] = mapped_column(Integer)
+    tool: Mapped[str] = mapped_column(String(200))
+    call_id: Mapped[str] = mapped_column(String(200))
+    arguments: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)  # why approval is needed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    decided_arguments: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    stream_after: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("ix_approvals_tenant_status", "tenant_id", "status"),)
 
 
 class Span(Base):

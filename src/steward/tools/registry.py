@@ -36,6 +36,7 @@ class Tool:
     arguments_model: type[BaseModel]
     context_param: str | None
     writes: bool
+    needs_approval: bool = False
 
     @property
     def read_only(self) -> bool:
@@ -75,6 +76,7 @@ def make_tool(
     name: str | None = None,
     description: str | None = None,
     writes: bool = False,
+    needs_approval: bool = False,
 ) -> Tool:
     """Build a `Tool` from a typed function; every parameter but a `ToolContext` needs a type."""
     hints = get_type_hints(fn)
@@ -100,4 +102,5 @@ def make_tool(
         arguments_model=model,
         context_param=context_param,
         writes=writes,
+        needs_approval=needs_approval,
     )

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from steward.errors import NotFound
+from steward.errors import ApiError, NotFound, UserError
+from steward.runs.approval import approval_json, interrupt_json
 from steward.runs.engine import RunEngine, RunRequest
 from steward.security.keys import Principal
 from steward.server.auth import Reader, Writer
-from steward.server.schemas import RunCreate, run_json, run_result
+from steward.server.schemas import ApprovalDecision, RunCreate, run_json, run_result
+from steward.store.runs import AWAITING_APPROVAL
+from steward.store.schema import Run
 
 router = APIRouter(tags=["runs"])
 
@@ -28,6 +31,16 @@ def _location(run_id: str, thread_id: str | None) -> str:
     return f"/threads/{thread_id}/runs/{run_id}" if thread_id else f"/runs/{run_id}"
 
 
+async def _result(engine: RunEngine, run: Run) -> dict[str, Any]:
+    interrupts = None
+    if run.stop_reason == AWAITING_APPROVAL:
+        pending = await asyncio.to_thread(
+            engine.approvals.for_run, run.tenant_id, run.id, pending_only=True
+        )
+        interrupts = [interrupt_json(approval) for approval in pending]
+    return run_result(run, interrupts)
+
+
 async def _ensure_thread(engine: RunEngine, principal: Principal, thread_id: str) -> None:
     if await asyncio.to_thread(engine.store.get_thread, principal.tenant_id, thread_id) is None:
         raise NotFound("thread", thread_id)
@@ -39,10 +52,26 @@ async def _submit(
     body: RunCreate,
     thread_id: str | None,
     request: Request,
-) -> Any:
+) -> tuple[Run, int | str]:
+    """Start a run, or resume a paused one (`command.resume`); with where its stream starts."""
     if thread_id is not None:
         await _ensure_thread(engine, principal, thread_id)
-    return await engine.submit(
+    resume = body.resume()
+    if resume is not None:  # LangGraph's way to answer an interrupt: decide, then follow it
+        if thread_id is None:
+            raise UserError("command.resume needs a thread: use /threads/{thread_id}/runs…")
+        approval = await engine.pending_approval_on_thread(principal.tenant_id, thread_id)
+        await engine.decide(
+            principal.tenant_id,
+            approval.id,
+            approve=resume.decision == "approve",
+            arguments=resume.arguments,
+            comment=resume.comment,
+            decided_by=principal.key_id,
+        )
+        run = await engine.get(principal.tenant_id, approval.run_id)
+        return run, approval.stream_after or 0
+    run = await engine.submit(
         RunRequest(
             tenant_id=principal.tenant_id,
             agent=body.assistant_id,
@@ -53,6 +82,7 @@ async def _submit(
             multitask_strategy=body.multitask_strategy or "reject",
         )
     )
+    return run, 0
 
 
 # -- background --------------------------------------------------------------------------------
@@ -62,7 +92,7 @@ async def _submit(
 async def create_thread_run(
     thread_id: str, body: RunCreate, principal: Writer, request: Request
 ) -> JSONResponse:
-    run = await _submit(_engine(request), principal, body, thread_id, request)
+    run, _ = await _submit(_engine(request), principal, body, thread_id, request)
     return JSONResponse(
         run_json(run), headers={"Content-Location": _location(run.id, run.thread_id)}
     )
@@ -70,7 +100,7 @@ async def create_thread_run(
 
 @router.post("/runs")
 async def create_run(body: RunCreate, principal: Writer, request: Request) -> JSONResponse:
-    run = await _submit(_engine(request), principal, body, None, request)
+    run, _ = await _submit(_engine(request), principal, body, None, request)
     return JSONResponse(
         run_json(run), headers={"Content-Location": _location(run.id, run.thread_id)}
     )
@@ -83,10 +113,11 @@ async def _wait(
     request: Request, principal: Principal, body: RunCreate, thread_id: str | None
 ) -> JSONResponse:
     engine = _engine(request)
-    run = await _submit(engine, principal, body, thread_id, request)
+    run, _ = await _submit(engine, principal, body, thread_id, request)
     finished = await engine.wait(principal.tenant_id, run.id)
     return JSONResponse(
-        run_result(finished), headers={"Content-Location": _location(run.id, run.thread_id)}
+        await _result(engine, finished),
+        headers={"Content-Location": _location(run.id, run.thread_id)},
     )
 
 
@@ -105,32 +136,49 @@ async def wait_run(body: RunCreate, principal: Writer, request: Request) -> JSON
 # -- stream ------------------------------------------------------------------------------------
 
 
-def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+def _sse(event: str, data: Any, event_id: int | str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
-async def _stream(
-    request: Request, principal: Principal, body: RunCreate, thread_id: str | None
+def _event_stream(
+    request: Request,
+    principal: Principal,
+    run: Run,
+    modes: set[str] | None,
+    after: int | str,
+    *,
+    metadata: bool,
 ) -> StreamingResponse:
+    """SSE of a run's events after `after`, with `id:` lines so a client can resume."""
     engine = _engine(request)
-    modes = body.stream_modes()
-    run = await _submit(engine, principal, body, thread_id, request)
+    stream = f"/threads/{run.thread_id}/runs/{run.id}/stream"
 
     async def events() -> AsyncIterator[bytes]:
-        yield _sse("metadata", {"run_id": run.id, "thread_id": run.thread_id, "attempt": 1})
-        # The run's event log is replayed from its start, so nothing sent before now is lost.
-        async for message in engine.events(principal.tenant_id, run.id):
-            if message["event"] == "error" or message["event"] in modes:
-                yield _sse(message["event"], message["data"])
+        if metadata:
+            yield _sse("metadata", {"run_id": run.id, "thread_id": run.thread_id, "attempt": 1})
+        async for event_id, message in engine.events(principal.tenant_id, run.id, after=after):
+            if modes is None or message["event"] == "error" or message["event"] in modes:
+                yield _sse(message["event"], message["data"], event_id)
 
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
         headers={
             "Content-Location": _location(run.id, run.thread_id),
+            "Location": stream,  # where langgraph-sdk reconnects with Last-Event-ID
             "Cache-Control": "no-store",
         },
     )
+
+
+async def _stream(
+    request: Request, principal: Principal, body: RunCreate, thread_id: str | None
+) -> StreamingResponse:
+    # A new run's log is replayed from its start, so nothing sent before now is lost; a
+    # resumed one continues after the pause.
+    run, after = await _submit(_engine(request), principal, body, thread_id, request)
+    return _event_stream(request, principal, run, body.stream_modes(), after, metadata=True)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
@@ -188,7 +236,29 @@ async def join_run(
 ) -> dict[str, Any]:
     engine = _engine(request)
     await engine.get(principal.tenant_id, run_id, thread_id)
-    return run_result(await engine.wait(principal.tenant_id, run_id))
+    return await _result(engine, await engine.wait(principal.tenant_id, run_id))
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(
+    thread_id: str,
+    run_id: str,
+    principal: Reader,
+    request: Request,
+    stream_mode: Annotated[list[str] | None, Query()] = None,
+) -> StreamingResponse:
+    """Follow a run's events; with `Last-Event-ID`, only those after it (a resumed stream)."""
+    run = await _engine(request).get(principal.tenant_id, run_id, thread_id)
+    last = request.headers.get("last-event-id", "0").strip() or "0"
+    if not last.isdigit() or len(last) > 19:
+        raise ApiError(
+            400,
+            "invalid-last-event-id",
+            "Invalid Last-Event-ID",
+            f"Last-Event-ID must be an event id from this stream, not {last[:40]!r}",
+        )
+    modes = set(stream_mode) if stream_mode else None
+    return _event_stream(request, principal, run, modes, int(last), metadata=False)
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel")
@@ -201,8 +271,47 @@ async def cancel_run(
     action: str = Query("interrupt", pattern="^(interrupt|rollback)$"),
 ) -> Response:
     engine = _engine(request)
-    await engine.cancel(principal.tenant_id, run_id, thread_id)
-    if wait:
+    await engine.cancel(principal.tenant_id, run_id, thread_id, delete=action == "rollback")
+    if wait and action != "rollback":
         await engine.wait(principal.tenant_id, run_id)
         return Response(status_code=204)
     return Response(status_code=202)
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}")
+async def delete_run(thread_id: str, run_id: str, principal: Writer, request: Request) -> Response:
+    """Delete a run; an unfinished one is cancelled first."""
+    await _engine(request).cancel(principal.tenant_id, run_id, thread_id, delete=True)
+    return Response(status_code=204)
+
+
+# -- approvals ---------------------------------------------------------------------------------
+
+
+@router.get("/runs/{run_id}/approvals")
+async def list_approvals(run_id: str, principal: Reader, request: Request) -> list[dict[str, Any]]:
+    """The run's approvals, pending and decided, oldest first."""
+    engine = _engine(request)
+    await engine.get(principal.tenant_id, run_id)
+    approvals = await asyncio.to_thread(engine.approvals.for_run, principal.tenant_id, run_id)
+    return [approval_json(approval) for approval in approvals]
+
+
+@router.post("/runs/{run_id}/approvals/{approval_id}")
+async def decide_approval(
+    run_id: str, approval_id: str, body: ApprovalDecision, principal: Writer, request: Request
+) -> dict[str, Any]:
+    """Approve (optionally with edited arguments) or reject a paused tool call."""
+    engine = _engine(request)
+    approval = await asyncio.to_thread(engine.approvals.get, principal.tenant_id, approval_id)
+    if approval is None or approval.run_id != run_id:
+        raise NotFound("approval", approval_id)
+    decided = await engine.decide(
+        principal.tenant_id,
+        approval_id,
+        approve=body.decision == "approve",
+        arguments=body.arguments,
+        comment=body.comment,
+        decided_by=principal.key_id,
+    )
+    return approval_json(decided)

@@ -1,0 +1,41 @@
+"""The output filter: redaction and link stripping applied to whatever leaves Steward.
+
+Built once per agent from its `OutputPolicy`; tallies what it removed so the run can record it
+(kinds and counts only, never the removed text).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from steward.policy.declaration import OutputPolicy
+from steward.policy.links import LinkFilter
+from steward.policy.redact import PII_KINDS, SECRET_KINDS, Redactor
+
+
+class OutputFilter:
+    def __init__(self, policy: OutputPolicy) -> None:
+        kinds = (SECRET_KINDS if policy.redact_secrets else frozenset()) | (
+            PII_KINDS if policy.redact_pii else frozenset()
+        )
+        self.redactor = Redactor(kinds)
+        self.links = LinkFilter(policy.allowed_link_hosts) if policy.strip_foreign_links else None
+
+    def text(self, text: str, counts: Counter[str] | None = None) -> str:
+        text = self.redactor.redact(text, counts)
+        if self.links is not None:
+            text = self.links.filter(text, counts)
+        return text
+
+    def json(self, value: Any, counts: Counter[str] | None = None) -> Any:
+        if isinstance(value, str):
+            return self.text(value, counts)
+        if isinstance(value, dict):
+            return {
+                (self.text(k, counts) if isinstance(k, str) else k): self.json(v, counts)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.json(v, counts) for v in value]
+        return value
