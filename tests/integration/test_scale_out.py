@@ -19,7 +19,6 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, STEWARD, free_port
-from tests.integration.test_engine_backends import postgres_database  # noqa: F401
 
 TESTING_APP = str(ROOT / "tests" / "apps" / "testing_app.py")
 
