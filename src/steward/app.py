@@ -104,6 +104,12 @@ class Steward:
 
         return register
 
+    def add_tool(self, tool: Tool) -> None:
+        """Register a ready-made tool, e.g. `app.add_tool(steward.sandbox.run_code)`."""
+        if tool.name in self.tools:
+            raise UserError(f"tool {tool.name!r} is declared twice")
+        self.tools[tool.name] = tool
+
     def tools_for(self, agent: Agent) -> dict[str, Tool]:
         if agent.tools is None:
             return dict(self.tools)

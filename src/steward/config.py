@@ -84,6 +84,15 @@ class Settings(BaseSettings):
         default=0.05, description="How often a separate `steward worker` looks for queued runs."
     )
 
+    sandbox_backend: str | None = Field(
+        default=None,
+        description="Sandbox backend: `bwrap`, `gvisor` or `process`; default: the best available.",
+    )
+    sandbox_allow_unisolated: bool = Field(
+        default=False,
+        description="Allow the `process` sandbox backend, which isolates nothing (development).",
+    )
+
     @field_validator("apps", mode="before")
     @classmethod
     def _split_apps(cls, value: Any) -> Any:

@@ -13,6 +13,10 @@ StewardError
 ├── RunError                  a failure during a run
 │   ├── ToolError             a tool raised or got bad arguments
 │   │   └── PolicyBlocked     policy refused the call or holds it for a human's approval
+│   ├── SandboxError          a sandbox refused or failed an operation
+│   │   ├── SandboxUnavailable  the backend cannot run here or is not enabled
+│   │   ├── SandboxPathRefused  a file path leaves the sandbox's work directory
+│   │   └── SandboxStateError   the sandbox is gone, failed, or cannot do that in its state
 │   └── ModelError            a provider call failed (after the gateway's retries)
 │       ├── ModelHTTPError    the provider answered with an error status
 │       └── ModelStreamError  the stream broke or was malformed
@@ -90,6 +94,22 @@ class PolicyBlocked(ToolError):
     def __init__(self, message: str, decision: Any = None) -> None:
         super().__init__(message)
         self.decision = decision
+
+
+class SandboxError(RunError):
+    """A sandbox refused or failed an operation."""
+
+
+class SandboxUnavailable(SandboxError):
+    """The sandbox backend cannot run on this machine, or is not enabled."""
+
+
+class SandboxPathRefused(SandboxError):
+    """A file path is absolute, climbs with `..`, holds NUL, or crosses a symlink."""
+
+
+class SandboxStateError(SandboxError):
+    """The sandbox is deleted or failed, or its backend cannot do that (e.g. cold standby)."""
 
 
 class ModelError(RunError):

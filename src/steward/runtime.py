@@ -20,6 +20,7 @@ from steward.models.router import ModelRouter
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import MemoryRateLimiter
 from steward.runs.engine import RunEngine, _payload
+from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
 from steward.store import migrate
 from steward.store.database import Database
@@ -35,6 +36,7 @@ class Runtime:
     tracing: Tracing
     engine: RunEngine
     rate_limiter: MemoryRateLimiter
+    sandboxes: SandboxManager
     durable: DBOSEngine | None = None
     registry: WorkerRegistry | None = None
     sweeper: Sweeper | None = None
@@ -67,6 +69,12 @@ class Runtime:
             sweeper = Sweeper(
                 db, registry, durable.recover, interval_s=settings.heartbeat_interval_s
             )
+        sandboxes = SandboxManager(
+            db,
+            settings.home,
+            default_backend=settings.sandbox_backend,
+            allow_unisolated=settings.sandbox_allow_unisolated,
+        )
         engine = RunEngine(
             app,
             store=RunStore(db),
@@ -75,6 +83,7 @@ class Runtime:
             tracing=tracing,
             models=ModelRouter(settings.model),
             execute=execute,
+            sandboxes=sandboxes,
         )
         return cls(
             settings=settings,
@@ -83,12 +92,14 @@ class Runtime:
             tracing=tracing,
             engine=engine,
             rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
+            sandboxes=sandboxes,
             durable=durable,
             registry=registry,
             sweeper=sweeper,
         )
 
     async def start(self) -> None:
+        await self.sandboxes.start()
         if self.registry is not None and self.durable is not None:
             # Claim the executor id before DBOS recovers the runs pending under it.
             self.durable.set_executor_id(await asyncio.to_thread(self.registry.register))
@@ -100,6 +111,9 @@ class Runtime:
             self._sweeping = asyncio.create_task(self.sweeper.run_forever())
 
     async def stop(self) -> None:
+        # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal, so
+        # it must be thawed and killed before anything slower can delay or abort the shutdown.
+        await self.sandboxes.close()
         if self._sweeping is not None:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):

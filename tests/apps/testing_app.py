@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from steward import Context, Steward, ToolContext, ToolError
+from steward.sandbox import run_code
 
 app = Steward()
 
@@ -83,6 +84,33 @@ async def broken(ctx: Context, input: Steps) -> Done:
     """Raises from agent code after one step."""
     await ctx.tool("record_step", {"index": 0, "sleep_s": 0})
     raise RuntimeError("the agent's own bug")
+
+
+class Snippet(BaseModel):
+    code: str = "print(6 * 7)"
+
+
+app.add_tool(run_code)
+
+
+class SandboxReport(BaseModel):
+    doubled: str
+    state: str
+    tool: dict[str, object]
+    again: dict[str, object]
+
+
+@app.agent(name="sandboxed", max_steps=20, timeout_s=120, tools=["run_code"])
+async def sandboxed(ctx: Context, input: Snippet) -> SandboxReport:
+    """Uses a run sandbox step by step, then the one-line `run_code` tool."""
+    async with ctx.sandbox() as box:
+        await box.write_file("input.txt", "21")
+        doubled = await box.exec(code="print(int(open('input.txt').read()) * 2)")
+        await box.exec("echo -n kept > state.txt")
+        state = (await box.read_file("state.txt")).decode()
+    tool = await ctx.tool("run_code", {"code": input.code})
+    again = await ctx.tool("run_code", {"code": "import os; print(os.path.exists('x'))"})
+    return SandboxReport(doubled=doubled.stdout.strip(), state=state, tool=tool, again=again)
 
 
 class Transfer(BaseModel):

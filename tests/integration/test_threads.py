@@ -5,6 +5,7 @@ history, and resumable streams (`Last-Event-ID`)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -174,11 +175,11 @@ async def test_thread_state_cannot_be_replaced_while_a_run_holds_it(
 # -- resumable streams -------------------------------------------------------------------------
 
 
-def _sse_events(text: str) -> list[tuple[str | None, str]]:
+def _sse_events(text: str) -> list[tuple[str | None, str, Any]]:
     events = []
     for block in text.replace("\r\n", "\n").strip().split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        events.append((fields.get("id"), fields["event"]))
+        events.append((fields.get("id"), fields["event"], json.loads(fields["data"])))
     return events
 
 
@@ -196,9 +197,10 @@ async def test_join_stream_with_last_event_id_replays_only_what_came_after(
 
     async with httpx.AsyncClient(timeout=30) as http:
         whole = _sse_events((await http.get(url, headers=headers)).text)
-        ids = [event_id for event_id, _ in whole]
+        ids = [event_id for event_id, _, _ in whole]
         assert all(ids) and ids == sorted(ids, key=int)
-        assert [event for _, event in whole].count("updates") == 4
+        tool_updates = [data for _, event, data in whole if event == "updates" and "tool" in data]
+        assert [update["tool"]["result"] for update in tool_updates] == [0, 1, 2, 3]
         assert whole[-1][1] == "values"
 
         cut = whole[1][0]

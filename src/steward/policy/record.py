@@ -31,7 +31,11 @@ class DecisionSink(Protocol):
 
 
 class RunEventSink:
-    """Adds a span event to the current span and publishes an `updates` run event."""
+    """Adds a span event to the current span and publishes a run event.
+
+    Routine decisions (a tool call allowed) go to the `debug` stream mode only, so clients
+    streaming `updates` see the run's own progress plus what the policy changed or flagged.
+    """
 
     def __init__(self, emit: Callable[[str, Any], None]) -> None:
         self._emit = emit
@@ -40,7 +44,8 @@ class RunEventSink:
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(EVENT_PREFIX + event.kind, _attributes(event.data))
-        self._emit("updates", {"policy": event.to_json()})
+        routine = event.kind == "tool_decision" and event.data.get("verdict") == "allow"
+        self._emit("debug" if routine else "updates", {"policy": event.to_json()})
 
 
 class Sinks:

@@ -20,6 +20,10 @@ from steward.errors import (
     ModelStreamError,
     PolicyBlocked,
     RunError,
+    SandboxError,
+    SandboxPathRefused,
+    SandboxStateError,
+    SandboxUnavailable,
     StepLimitExceeded,
     ToolError,
     WallTimeExceeded,
@@ -38,6 +42,7 @@ from steward.models.types import (
 from steward.observe.tracing import Tracing
 from steward.policy.guard import RunGuard
 from steward.runs.agent import Agent
+from steward.sandbox.run_sandbox import RunSandbox
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
 
@@ -54,6 +59,10 @@ _ERRORS: dict[str, type[RunError]] = {
     "ModelHTTPError": ModelError,
     "ModelStreamError": ModelError,
     "PolicyBlocked": PolicyBlocked,
+    "SandboxError": SandboxError,
+    "SandboxPathRefused": SandboxPathRefused,
+    "SandboxStateError": SandboxStateError,
+    "SandboxUnavailable": SandboxUnavailable,
 }
 
 
@@ -84,6 +93,7 @@ class Context:
         emit: Emit,
         deadline: float,
         guard: RunGuard | None = None,
+        sandboxes: Any = None,
         approvals: ApprovalGate | None = None,
         thread_state: dict[str, Any] | None = None,
         approval_credits: dict[str, float] | None = None,
@@ -101,6 +111,7 @@ class Context:
         self._deadline = deadline  # time.time() seconds
         self._guard = guard
         self._emit = emit if guard is None else _filtered_emit(emit, guard)
+        self._sandboxes = sandboxes  # a SandboxManager, when this process offers sandboxes
         self._approvals = approvals
         # Waits already added to `deadline` by the engine when this run was (re)started.
         self._approval_credits = dict(approval_credits or {})
@@ -182,6 +193,7 @@ class Context:
             step=step,
             idempotency_key=f"{self.run_id}:{step}",
             call_id=call_id,
+            sandboxes=self._sandboxes,
         )
 
         async def call() -> JsonObject:
@@ -228,6 +240,39 @@ class Context:
         """Plan-then-execute: fix the tools this run may use once untrusted content arrives."""
         if self._guard is not None and not self._guard.taint.tainted:
             self._guard.taint.freeze(list(tools))
+
+    def sandbox(
+        self,
+        *,
+        backend: str | None = None,
+        limits: Any = None,
+        env: dict[str, str] | None = None,
+        idle_timeout_s: float = 15.0,
+        volumes: Sequence[str] = (),
+    ) -> RunSandbox:
+        """A sandbox for this run: `async with ctx.sandbox() as sb: await sb.exec(code=...)`.
+
+        Creating it, each exec, each file read or write and deleting it are journaled steps.
+        """
+        return RunSandbox(
+            self,
+            backend=backend,
+            limits=limits,
+            env=dict(env or {}),
+            idle_timeout_s=idle_timeout_s,
+            volumes=list(volumes),
+        )
+
+    async def effect(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
+        """Run `fn` as one journaled step (caps checked first); used by sandbox handles."""
+        self._next_step()
+        return await self._step(name, fn)
+
+    @property
+    def sandboxes(self) -> Any:
+        if self._sandboxes is None:
+            raise SandboxUnavailable("this Steward process offers no sandboxes")
+        return self._sandboxes
 
     async def request_approval(
         self, step: int, tool: Tool, arguments: dict[str, Any], call_id: str, *, reason: str

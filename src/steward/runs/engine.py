@@ -37,6 +37,7 @@ from steward.policy.guard import UNTRUSTED_INPUT, RunGuard
 from steward.runs.agent import Agent
 from steward.runs.approval import ApprovalGate, approval_topic
 from steward.runs.context import Context
+from steward.sandbox.manager import SandboxManager
 from steward.store.approvals import DECISIONS, ApprovalStore
 from steward.store.hot import HEARTBEAT, Event, HotState
 from steward.store.outage import retry_while_unreachable
@@ -85,6 +86,7 @@ class RunEngine:
         tracing: Tracing,
         models: ModelRouter,
         execute: bool,
+        sandboxes: SandboxManager | None = None,
         approvals: ApprovalStore | None = None,
     ) -> None:
         self.app = app
@@ -96,6 +98,7 @@ class RunEngine:
         self._tracing = tracing
         self._models = models
         self._execute_here = execute
+        self._sandboxes = sandboxes
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._cancelling: set[str] = set()
         self._detached: set[asyncio.Task[Any]] = set()
@@ -445,6 +448,7 @@ class RunEngine:
             emit=emit,
             deadline=deadline,
             guard=guard,
+            sandboxes=self._sandboxes,
             approvals=gate,
             thread_state=thread_state,
             approval_credits=credits,

@@ -17,7 +17,7 @@ from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.outage import DatabaseOutageGuard
 from steward.server.problems import install_problem_handlers
-from steward.server.routes import assistants, health, runs, threads, traces
+from steward.server.routes import assistants, health, runs, sandboxes, threads, traces
 
 
 def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> FastAPI:
@@ -32,6 +32,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.engine = runtime.engine
         api.state.tracing = runtime.tracing
         api.state.rate_limiter = runtime.rate_limiter
+        api.state.sandboxes = runtime.sandboxes
         await runtime.start()
         try:
             yield
@@ -49,6 +50,6 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
     api.add_middleware(DatabaseOutageGuard)  # outermost: covers authentication too
-    for module in (health, assistants, threads, runs, traces):
+    for module in (health, assistants, threads, runs, traces, sandboxes):
         api.include_router(module.router)
     return api

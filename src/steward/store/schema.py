@@ -165,6 +165,33 @@ class Span(Base):
     __table_args__ = (Index("ix_spans_tenant_run", "tenant_id", "run_id"),)
 
 
+class SandboxRecord(Base):
+    """A sandbox's durable metadata; its processes live in the Steward process named `owner`."""
+
+    __tablename__ = "sandboxes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    backend: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32), default="starting")
+    standby_mode: Mapped[str | None] = mapped_column(String(16), default=None)
+    limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    env_keys: Mapped[dict[str, Any]] = mapped_column(default=dict)  # names only: may be secret
+    volumes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idle_timeout_s: Mapped[float] = mapped_column(Float, default=15.0)
+    timeout_s: Mapped[float | None] = mapped_column(Float, default=None)
+    run_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Unique while live (NULL once deleted): one unprivileged host uid per sandbox.
+    host_uid: Mapped[int | None] = mapped_column(BigInteger, default=None, unique=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("ix_sandboxes_tenant_created", "tenant_id", "created_at"),)
+
+
 class Worker(Base):
     """One executor id's registration: which process holds it and when it last beat.
 

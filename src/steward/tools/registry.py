@@ -26,6 +26,8 @@ class ToolContext:
     step: int
     idempotency_key: str
     call_id: str
+    # The run's sandbox manager (a `steward.sandbox.SandboxManager`), for sandbox tools.
+    sandboxes: Any = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,143 @@
+"""Sandbox costs per backend against a bare `subprocess` of the same command, in the same run.
+
+Create-to-first-exec, exec round trip, warm and cold resume, idle PSS per sandbox, and how many
+idle sandboxes fit (PSS of N idle ones, extrapolated to memory). Last line: key=value figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from steward.sandbox.manager import CreateOptions, SandboxManager
+from steward.sandbox.types import ExecRequest, Limits
+from steward.store import migrate
+from steward.store.database import Database
+from steward.store.schema import Tenant
+
+TENANT = "bench"
+COMMAND = ["true"]
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def pss_mib(pids: list[int]) -> float:
+    total_kib = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kib += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kib / 1024
+
+
+def available_mib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bare_subprocess_ms(rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        subprocess.run(COMMAND, check=True)
+        samples.append(time.perf_counter() - started)
+    return ms(statistics.median(samples))
+
+
+async def exec_once(manager: SandboxManager, sandbox_id: str) -> float:
+    started = time.perf_counter()
+    done = await manager.run(TENANT, sandbox_id, ExecRequest(COMMAND, {}, "/work", b"", 30))
+    assert done.result.exit_code == 0, done
+    return time.perf_counter() - started
+
+
+async def bench_backend(
+    manager: SandboxManager, backend: str, rounds: int, idle: int
+) -> dict[str, float]:
+    options = CreateOptions(backend=backend, limits=Limits(), idle_timeout_s=3600)
+    figures: dict[str, float] = {}
+    creates, execs = [], []
+    for _ in range(max(3, rounds // 10)):
+        started = time.perf_counter()
+        info = await manager.create(TENANT, options)
+        await exec_once(manager, info.id)
+        creates.append(time.perf_counter() - started)
+        await manager.delete(TENANT, info.id)
+    figures["create_exec_ms"] = ms(statistics.median(creates))
+    info = await manager.create(TENANT, options)
+    for _ in range(rounds):
+        execs.append(await exec_once(manager, info.id))
+    figures["exec_ms"] = ms(statistics.median(execs))
+    backend_impl = manager.backends[backend]
+    for mode in backend_impl.standby_modes:
+        resumes = []
+        for _ in range(max(3, rounds // 10) if mode == "warm" else 3):
+            await manager.standby(TENANT, info.id, mode)
+            started = time.perf_counter()
+            await manager.resume(TENANT, info.id)
+            resumes.append(time.perf_counter() - started)
+        figures[f"{mode}_resume_ms"] = ms(statistics.median(resumes))
+    await manager.delete(TENANT, info.id)
+    ids = [(await manager.create(TENANT, options)).id for _ in range(idle)]
+    await asyncio.sleep(1)
+    pss = sum(pss_mib(manager._live[i].instance.pids()) for i in ids) / idle
+    figures["idle_pss_mib"] = round(pss, 2)
+    figures["idle_100_mib"] = round(pss * 100, 1)
+    figures["idle_fit"] = int(available_mib() / pss) if pss else 0
+    for sandbox_id in ids:
+        await manager.delete(TENANT, sandbox_id)
+    return figures
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--idle", type=int, default=10, help="idle sandboxes to measure PSS on")
+    parser.add_argument("--backends", default="bwrap,gvisor")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        migrate.upgrade(url)
+        db = Database(url)
+        with db.session() as session:
+            session.add(Tenant(id=TENANT, name=TENANT))
+        manager = SandboxManager(db, Path(tmp) / "home")
+        await manager.start()
+        results: dict[str, float] = {"subprocess_exec_ms": bare_subprocess_ms(args.rounds)}
+        try:
+            for backend in args.backends.split(","):
+                reason = manager.backends[backend].unavailable_reason()
+                if reason:
+                    print(f"{backend}: unavailable ({reason})", file=sys.stderr)
+                    continue
+                figures = await bench_backend(manager, backend, args.rounds, args.idle)
+                for key, value in figures.items():
+                    results[f"{backend}_{key}"] = value
+                print(backend, figures, flush=True)
+        finally:
+            await manager.close()
+            db.dispose()
+    bare = results["subprocess_exec_ms"]
+    for backend in args.backends.split(","):
+        if f"{backend}_exec_ms" in results:
+            results[f"{backend}_exec_vs_subprocess"] = round(
+                results[f"{backend}_exec_ms"] / bare, 2
+            )
+    print(" ".join(f"{key}={value}" for key, value in results.items()))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,267 @@
+"""The default backend: bubblewrap namespaces, seccomp and cgroup v1 limits, one resident each.
+
+Each sandbox gets its own unprivileged host uid, a sized tmpfs as /work, cgroups created before
+launch, and a resident process that forks every exec (no per-exec bwrap or cgroup join).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from steward.errors import SandboxStateError, SandboxUnavailable
+from steward.sandbox import cgroups, launcher, resident
+from steward.sandbox.cgroups import CgroupSet
+from steward.sandbox.channel import LINE_LIMIT, ResidentChannel
+from steward.sandbox.seccomp import build_filter
+from steward.sandbox.types import (
+    ExecEvent,
+    ExecRequest,
+    ExecResult,
+    Instance,
+    SandboxSpec,
+    StandbyMode,
+)
+
+BWRAP = "/usr/bin/bwrap"
+SANDBOX_UID = 65534  # "nobody" inside the user namespace
+RESIDENT_PATH = "/run/steward/resident.py"
+PYTHON = "/usr/bin/python3"
+CGROUP_PREFIX = "sbx-"
+MS_NOSUID, MS_NODEV, MS_BIND = 0x2, 0x4, 0x1000
+# Where sandboxes' work dirs are mounted: reachable by every sandbox uid, wherever `home` is.
+RUNTIME_ROOT = Path("/run/steward-sandboxes")
+MNT_DETACH = 0x2
+ETC_FILES = ("/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/certs")
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def mount_tmpfs(target: Path, size_mib: int, uid: int) -> None:
+    options = f"size={size_mib}m,mode=0700,uid={uid},gid={uid}".encode()
+    if _libc().mount(b"tmpfs", str(target).encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options):
+        raise OSError(ctypes.get_errno(), f"mount tmpfs on {target}")
+
+
+def unmount(target: Path) -> None:
+    _libc().umount2(str(target).encode(), MNT_DETACH)  # EINVAL when not mounted: fine
+
+
+def traversable_dirs(work_dir: Path) -> None:
+    """Create the sandbox's state dir under RUNTIME_ROOT, searchable (not listable) by others:
+    bwrap runs as the sandbox's uid and must reach its mount sources."""
+    for directory in (RUNTIME_ROOT, work_dir.parent, work_dir):
+        directory.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(directory, 0o711)
+
+
+def public_resident() -> Path:
+    """A world-readable copy of the resident script (the package may sit in a private dir)."""
+    target = RUNTIME_ROOT / "resident.py"
+    source = Path(resident.__file__).read_bytes()
+    if not target.exists() or target.read_bytes() != source:
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_bytes(source)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    return target
+
+
+def mount_volumes(spec: SandboxSpec, uid: int) -> None:
+    """Bind each volume (in a private dir) beside the work dir, owned by the sandbox's uid."""
+    for name, host_dir in spec.volumes.items():
+        target = spec.work_dir.parent / "volumes" / name
+        target.mkdir(parents=True, mode=0o711, exist_ok=True)
+        os.chmod(target.parent, 0o711)
+        os.chown(host_dir, uid, uid)
+        if _libc().mount(str(host_dir).encode(), str(target).encode(), None, MS_BIND, None):
+            raise OSError(ctypes.get_errno(), f"bind-mount volume {name}")
+
+
+def unmount_all(spec: SandboxSpec) -> None:
+    for name in spec.volumes:
+        unmount(spec.work_dir.parent / "volumes" / name)
+    unmount(spec.work_dir)
+
+
+def bwrap_arguments(spec: SandboxSpec, seccomp_fd: int, sources: dict[str, Path]) -> list[str]:
+    """`sources`: in-sandbox path -> host path, each reachable by the sandbox's host uid."""
+    limits = spec.limits
+    args = [
+        "--unshare-all",
+        "--unshare-user",
+        "--uid", str(SANDBOX_UID),
+        "--gid", str(SANDBOX_UID),
+        "--disable-userns",
+        "--cap-drop", "ALL",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname", "sandbox",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/lib64", "/lib64",
+        "--symlink", "usr/bin", "/bin",
+        "--symlink", "usr/sbin", "/sbin",
+    ]  # fmt: skip
+    for path in ETC_FILES:
+        args += ["--ro-bind-try", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--size", str(limits.tmp_mib * 1024 * 1024), "--tmpfs", "/tmp"]
+    args += ["--bind", str(sources["/work"]), "/work"]
+    for name in sorted(spec.volumes):
+        args += ["--bind", str(sources[f"/volumes/{name}"]), f"/volumes/{name}"]
+    args += ["--ro-bind", str(sources[RESIDENT_PATH]), RESIDENT_PATH]
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
+    args += ["--seccomp", str(seccomp_fd), "--clearenv"]
+    args += ["--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/work"]
+    args += ["--setenv", "LANG", "C.UTF-8", "--chdir", "/work"]
+    return args
+
+
+RESIDENT_COMMAND = [PYTHON, "-I", "-S", RESIDENT_PATH, "serve"]
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, 0)  # no CLOEXEC: the launcher hands it on to bwrap
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+class BwrapBackend:
+    name = "bwrap"
+    isolated = True
+    standby_modes: tuple[StandbyMode, ...] = ("warm",)
+
+    def unavailable_reason(self) -> str | None:
+        if not Path(BWRAP).exists():
+            return "bubblewrap is not installed (apt-get install bubblewrap)"
+        if not Path(PYTHON).exists():
+            return f"{PYTHON} is needed inside the sandbox"
+        if os.geteuid() != 0:
+            return "the bwrap backend starts sandboxes as per-sandbox host uids: run as root"
+        return cgroups.unavailable_reason()
+
+    async def start(self, spec: SandboxSpec) -> Instance:
+        reason = self.unavailable_reason()
+        if reason:
+            raise SandboxUnavailable(reason)
+        traversable_dirs(spec.work_dir)
+        mount_tmpfs(spec.work_dir, spec.limits.disk_mib, spec.host_uid)
+        group: CgroupSet | None = None
+        try:
+            mount_volumes(spec, spec.host_uid)
+            group = await asyncio.to_thread(CgroupSet.create, CGROUP_PREFIX + spec.id, spec.limits)
+            instance = await BwrapInstance.launch(spec, group)
+        except BaseException:
+            if group is not None:
+                await asyncio.to_thread(group.remove)
+            unmount_all(spec)
+            raise
+        return instance
+
+
+class BwrapInstance:
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        group: CgroupSet,
+        process: asyncio.subprocess.Process,
+        channel: ResidentChannel,
+    ) -> None:
+        self.spec = spec
+        self.group = group
+        self.process = process
+        self.channel = channel
+        self._stderr_tail = b""
+        self._stderr_task = asyncio.create_task(self._collect_stderr())
+
+    @classmethod
+    async def launch(cls, spec: SandboxSpec, group: CgroupSet) -> BwrapInstance:
+        seccomp_fd = _memfd("steward-seccomp", build_filter())
+        sources = {"/work": spec.work_dir, RESIDENT_PATH: public_resident()}
+        sources |= {
+            f"/volumes/{name}": spec.work_dir.parent / "volumes" / name for name in spec.volumes
+        }
+        args = bwrap_arguments(spec, seccomp_fd, sources)
+        args_fd = _memfd("steward-bwrap-args", b"".join(a.encode() + b"\0" for a in args))
+        passed = (seccomp_fd, args_fd)
+        config = {
+            "cgroup_procs": [str(p) for p in group.procs_files()],
+            "uid": spec.host_uid,
+            "gid": spec.host_uid,
+            "open_files": spec.limits.open_files,
+            "keep_fds": list(passed),
+            # Arguments by descriptor: /proc/1/cmdline inside shows no host paths.
+            "exec": [BWRAP, "--args", str(args_fd), *RESIDENT_COMMAND],
+        }
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-S", launcher.__file__, json.dumps(config),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=passed,
+                env={},
+                limit=LINE_LIMIT,
+            )  # fmt: skip
+        finally:
+            for fd in passed:
+                os.close(fd)
+        assert process.stdin is not None and process.stdout is not None
+        instance = cls(spec, group, process, ResidentChannel(process.stdout, process.stdin))
+        try:
+            await instance.channel.ping()
+        except SandboxStateError as exc:
+            await instance.destroy()
+            detail = instance._stderr_tail.decode(errors="replace").strip()
+            raise SandboxStateError(f"the sandbox did not start: {detail or exc}") from exc
+        return instance
+
+    async def _collect_stderr(self) -> None:
+        assert self.process.stderr is not None
+        while chunk := await self.process.stderr.read(4096):
+            self._stderr_tail = (self._stderr_tail + chunk)[-4096:]
+
+    async def exec(self, request: ExecRequest) -> AsyncIterator[ExecEvent]:
+        if self.process.returncode is not None:
+            raise SandboxStateError("the sandbox's processes have exited")
+        ooms = self.group.oom_kills()
+        async for event in self.channel.exec(request, self.spec.limits):
+            if isinstance(event, ExecResult) and self.group.oom_kills() > ooms:
+                event = ExecResult(**{**event.__dict__, "oom_killed": True})
+            yield event
+
+    async def standby(self, mode: StandbyMode) -> None:
+        if mode != "warm":
+            raise SandboxStateError("bwrap sandboxes support warm standby (freezer) only")
+        self.group.freeze()
+
+    async def resume(self) -> None:
+        self.group.thaw()
+
+    def cpu_seconds(self) -> float:
+        return self.group.cpu_seconds()
+
+    def pids(self) -> list[int]:
+        return self.group.pids()
+
+    async def destroy(self) -> None:
+        await asyncio.to_thread(self.group.remove)  # kills every process first
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        await self.process.wait()
+        self._stderr_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._stderr_task
+        unmount_all(self.spec)
+        shutil.rmtree(self.spec.work_dir.parent, ignore_errors=True)

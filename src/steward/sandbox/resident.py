@@ -1,0 +1,196 @@
+"""The resident process inside every sandbox: it forks and runs commands for the host.
+
+Stdlib only, run by the sandbox's own `python3 -I -S`. It reads one JSON request per line on
+stdin and answers with JSON lines on stdout (`out` chunks, then one `result`). Modes: `serve`
+(resident, many requests), `once` (one request, for `runsc exec`), `idle` (a reaping pid 1).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import resource
+import selectors
+import signal
+import sys
+import time
+from typing import Any
+
+CHUNK = 65536
+DRAIN_AFTER_EXIT_S = 0.05  # background processes may keep the pipes open: stop reading then
+RLIMITS = {
+    "nofile": resource.RLIMIT_NOFILE,
+    "fsize": resource.RLIMIT_FSIZE,
+    "core": resource.RLIMIT_CORE,
+    "nproc": resource.RLIMIT_NPROC,
+    "as": resource.RLIMIT_AS,
+    "cpu": resource.RLIMIT_CPU,
+}
+
+
+def send(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def exec_child(request: dict[str, Any], stdin_fd: int, out_fd: int, err_fd: int) -> None:
+    """In the forked child: new session, stdio, limits, then exec. Never returns."""
+    try:
+        os.setsid()  # its own session and group: a timeout kills exactly this command's tree
+        os.dup2(stdin_fd, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.closerange(3, 65536)
+        for name, value in request.get("rlimits", {}).items():
+            resource.setrlimit(RLIMITS[name], (value, value))
+        os.chdir(request.get("cwd", "/"))
+        argv = request["argv"]
+        os.execvpe(argv[0], argv, request.get("env", {}))
+    except BaseException as exc:
+        os.write(2, f"steward sandbox: cannot run {request.get('argv')!r}: {exc}\n".encode())
+    os._exit(127)
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of the command's session, including ones that changed group."""
+    for _ in range(50):
+        victims = [pid for pid in _pids() if _session_of(pid) == sid]
+        if not victims:
+            return
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.001)
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _session_of(pid: int) -> int:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return -1
+
+
+def run(request: dict[str, Any]) -> None:
+    started = time.monotonic()
+    deadline = started + float(request.get("timeout_s", 30))
+    stdin_r, stdin_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(stdin_w)
+        os.close(out_r)
+        os.close(err_r)
+        exec_child(request, stdin_r, out_w, err_w)
+    for fd in (stdin_r, out_w, err_w):
+        os.close(fd)
+    data = base64.b64decode(request.get("stdin", ""))
+    with contextlib.suppress(OSError):  # larger stdin belongs in a file, not a pipe
+        os.write(stdin_w, data[:CHUNK])
+    os.close(stdin_w)
+    status, usage, timed_out = _pump(pid, {out_r: "stdout", err_r: "stderr"}, deadline)
+    wall = time.monotonic() - started
+    code = os.waitstatus_to_exitcode(status)
+    send(
+        {
+            "result": {
+                "exit_code": code,
+                "wall_s": wall,
+                "cpu_s": usage.ru_utime + usage.ru_stime if usage else 0.0,
+                "timed_out": timed_out,
+            }
+        }
+    )
+
+
+def _pump(
+    pid: int, streams: dict[int, str], deadline: float
+) -> tuple[int, resource.struct_rusage | None, bool]:
+    """Forward output until the command exits (plus a short drain) or its deadline passes."""
+    selector = selectors.DefaultSelector()
+    for fd in streams:
+        selector.register(fd, selectors.EVENT_READ)
+    status: int | None = None
+    usage: resource.struct_rusage | None = None
+    timed_out = False
+    drain_until: float | None = None
+    while streams:
+        now = time.monotonic()
+        if status is None and now >= deadline:
+            timed_out = True
+            kill_session(pid)
+        if drain_until is not None and now >= drain_until:
+            break
+        limit = drain_until if drain_until is not None else deadline
+        for key, _ in selector.select(timeout=max(0.0, min(0.02, limit - now))):
+            fd = int(key.fd)
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                selector.unregister(fd)
+                os.close(fd)
+                del streams[fd]
+                continue
+            send({"out": streams[fd], "data": base64.b64encode(chunk).decode()})
+        if status is None:
+            status, usage = _reap(pid)
+            if status is not None and streams:
+                drain_until = time.monotonic() + DRAIN_AFTER_EXIT_S
+    for fd in streams:
+        selector.unregister(fd)
+        os.close(fd)
+    while status is None:
+        status, usage = _reap(pid, block=True)
+    return status, usage, timed_out
+
+
+def _reap(pid: int, block: bool = False) -> tuple[int | None, resource.struct_rusage | None]:
+    """Reap any exited child (we may be a subreaper); report `pid`'s status if it was one."""
+    found: tuple[int | None, resource.struct_rusage | None] = (None, None)
+    while True:
+        try:
+            done, status, usage = os.wait4(-1, 0 if block and found[0] is None else os.WNOHANG)
+        except ChildProcessError:
+            return found
+        if done == 0:
+            return found
+        if done == pid:
+            found = (status, usage)
+            if block:
+                return found
+
+
+def idle() -> None:
+    """pid 1 of a gVisor sandbox: reap orphans forever."""
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # so pause() wakes when an orphan exits
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            signal.pause()
+
+
+def serve(once: bool) -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("op") == "ping":
+            send({"pong": os.getpid()})
+        else:
+            run(request)
+        if once:
+            return
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else "serve"
+    if mode == "idle":
+        idle()
+    else:
+        serve(once=mode == "once")
