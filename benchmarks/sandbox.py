@@ -1,7 +1,7 @@
 """Sandbox costs per backend against a bare `subprocess` of the same command, in the same run.
 
-Create-to-first-exec, exec round trip, warm and cold resume, idle PSS per sandbox, and how many
-idle sandboxes fit (PSS of N idle ones, extrapolated to memory). Last line: key=value figures.
+Create-to-first-exec (bwrap: with the warm pool off and on), exec round trip, warm and cold
+resume, idle PSS per sandbox, and how many idle sandboxes fit. Last line: key=value figures.
 """
 
 from __future__ import annotations
@@ -102,11 +102,35 @@ async def bench_backend(
     return figures
 
 
+async def bench_pooled(db: Database, home: Path, rounds: int, size: int) -> dict[str, float]:
+    """bwrap create-to-first-exec served by a full warm pool (creates spaced by its refill)."""
+    manager = SandboxManager(db, home, pool_size=size)
+    await manager.start()
+    options = CreateOptions(backend="bwrap", limits=Limits(), idle_timeout_s=3600)
+    creates, handouts = [], []
+    try:
+        for _ in range(max(3, rounds // 5)):
+            await manager.pool.wait_full()
+            started = time.perf_counter()
+            info = await manager.create(TENANT, options)
+            handouts.append(time.perf_counter() - started)
+            await exec_once(manager, info.id)
+            creates.append(time.perf_counter() - started)
+            await manager.delete(TENANT, info.id)
+    finally:
+        await manager.close()
+    return {
+        "pooled_create_exec_ms": ms(statistics.median(creates)),
+        "pooled_create_ms": ms(statistics.median(handouts)),
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--idle", type=int, default=10, help="idle sandboxes to measure PSS on")
     parser.add_argument("--backends", default="bwrap,gvisor")
+    parser.add_argument("--pool", type=int, default=2, help="warm pool size for the pooled run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
@@ -114,7 +138,7 @@ async def main() -> None:
         db = Database(url)
         with db.session() as session:
             session.add(Tenant(id=TENANT, name=TENANT))
-        manager = SandboxManager(db, Path(tmp) / "home")
+        manager = SandboxManager(db, Path(tmp) / "home", pool_size=0)  # cold figures first
         await manager.start()
         results: dict[str, float] = {"subprocess_exec_ms": bare_subprocess_ms(args.rounds)}
         try:
@@ -124,6 +148,8 @@ async def main() -> None:
                     print(f"{backend}: unavailable ({reason})", file=sys.stderr)
                     continue
                 figures = await bench_backend(manager, backend, args.rounds, args.idle)
+                if backend == "bwrap" and args.pool > 0:
+                    figures |= await bench_pooled(db, Path(tmp) / "home", args.rounds, args.pool)
                 for key, value in figures.items():
                     results[f"{backend}_{key}"] = value
                 print(backend, figures, flush=True)

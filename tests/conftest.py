@@ -23,6 +23,7 @@ APPS = [
     str(ROOT / "examples" / "research.py"),
     str(ROOT / "tests" / "apps" / "testing_app.py"),
     str(ROOT / "tests" / "apps" / "policy_app.py"),
+    str(ROOT / "tests" / "apps" / "security_app.py"),
 ]
 
 
@@ -134,10 +135,14 @@ def make_process(tmp: Path, **extra_env: str) -> StewardProcess:
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEWARD_")}
     env.update(
-        STEWARD_HOME=str(home),
-        STEWARD_TEST_LEDGER=str(home / "ledger.jsonl"),
-        STEWARD_MODEL="local",
-        **extra_env,
+        {
+            "STEWARD_HOME": str(home),
+            "STEWARD_TEST_LEDGER": str(home / "ledger.jsonl"),
+            "STEWARD_MODEL": "local",
+            # Test servers launch no warm sandboxes unless a test asks for them.
+            "STEWARD_SANDBOX_POOL_SIZE": "0",
+            **extra_env,
+        }
     )
     return StewardProcess(home=home, port=free_port(), env=env)
 

@@ -10,7 +10,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -92,6 +92,68 @@ class Settings(BaseSettings):
         default=False,
         description="Allow the `process` sandbox backend, which isolates nothing (development).",
     )
+    # -- security (identities, secrets, audit, transport) -----------------------------------
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="AES-256 keys of the secret store, `id:base64[,id:base64…]`; the last "
+        "encrypts. Unset: keys are read from `secret_key_file`.",
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="Key file of the secret store (`id base64` per line, the last encrypts); "
+        "default `home/secret.key`, created with one key if missing.",
+    )
+    audit_key_dir: Path | None = Field(
+        default=None,
+        description="Directory of the Ed25519 keys that sign audit checkpoints; "
+        "default `home/audit-keys`.",
+    )
+    audit_checkpoint_every: int = Field(
+        default=100, ge=1, description="Sign a checkpoint after this many events per tenant."
+    )
+    audit_checkpoint_interval_s: float = Field(
+        default=60.0, gt=0, description="…or when unsigned events are older than this."
+    )
+    jwt_algorithm: str | None = Field(
+        default=None,
+        description="Enables JWT bearer tokens, pinned to this one algorithm (RS256, ES256, "
+        "EdDSA, HS256, …). Unset: only API keys authenticate.",
+    )
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of JWTs.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of JWTs.")
+    jwt_jwks_url: str | None = Field(default=None, description="JWKS URL of the JWT issuer.")
+    jwt_public_key_file: Path | None = Field(
+        default=None, description="Static PEM public key for asymmetric JWTs (instead of JWKS)."
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="Shared secret for HS256/384/512 JWTs (at least 32 bytes)."
+    )
+    jwt_leeway_s: float = Field(
+        default=30.0, ge=0, le=300, description="Clock skew allowed on `exp` and `nbf`."
+    )
+    jwt_tenant_claim: str = Field(default="tenant", description="JWT claim naming the tenant.")
+    jwt_role_claim: str = Field(default="role", description="JWT claim naming the role.")
+    jwt_default_role: str = Field(default="runner", description="Role of a JWT that names none.")
+    webhook_tolerance_s: int = Field(
+        default=300, ge=1, description="Largest clock difference accepted on signed webhooks."
+    )
+    tls_certfile: Path | None = Field(
+        default=None, description="PEM certificate (chain): serve HTTPS, TLS 1.2 or newer."
+    )
+    tls_keyfile: Path | None = Field(
+        default=None, description="PEM private key of the certificate."
+    )
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="Proxies trusted for X-Forwarded-For/-Proto (comma-separated IPs or CIDRs, "
+        "`*` for any); unset trusts none.",
+    )
+    sandbox_pool_size: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Launched bwrap sandboxes kept ready for fast creates (0 disables the pool).",
+    )
 
     @field_validator("apps", mode="before")
     @classmethod
@@ -116,6 +178,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'steward.db').resolve()}"
+
+    @property
+    def resolved_secret_key_file(self) -> Path:
+        return self.secret_key_file or self.home / "secret.key"
+
+    @property
+    def resolved_audit_key_dir(self) -> Path:
+        return self.audit_key_dir or self.home / "audit-keys"
 
     @property
     def durable_database_url(self) -> str:

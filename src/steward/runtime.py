@@ -22,6 +22,7 @@ from steward.policy.rate_limit import MemoryRateLimiter
 from steward.runs.engine import RunEngine, _payload
 from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
+from steward.security.services import Security
 from steward.store import migrate
 from steward.store.database import Database
 from steward.store.hot import MemoryHotState
@@ -37,6 +38,7 @@ class Runtime:
     engine: RunEngine
     rate_limiter: MemoryRateLimiter
     sandboxes: SandboxManager
+    security: Security
     durable: DBOSEngine | None = None
     registry: WorkerRegistry | None = None
     sweeper: Sweeper | None = None
@@ -47,6 +49,7 @@ class Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(settings.resolved_database_url)
         db = Database(settings.resolved_database_url)
+        security = Security.build(settings, db)
         tracing = Tracing(
             db,
             flush_interval_ms=settings.trace_flush_interval_ms,
@@ -74,6 +77,7 @@ class Runtime:
             settings.home,
             default_backend=settings.sandbox_backend,
             allow_unisolated=settings.sandbox_allow_unisolated,
+            pool_size=settings.sandbox_pool_size,
         )
         engine = RunEngine(
             app,
@@ -84,15 +88,17 @@ class Runtime:
             models=ModelRouter(settings.model),
             execute=execute,
             sandboxes=sandboxes,
+            secrets=security.secrets,
         )
         return cls(
             settings=settings,
             db=db,
-            keys=KeyStore(db),
+            keys=security.keys,
             tracing=tracing,
             engine=engine,
             rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
             sandboxes=sandboxes,
+            security=security,
             durable=durable,
             registry=registry,
             sweeper=sweeper,
@@ -106,6 +112,7 @@ class Runtime:
             self.durable.set_fence(self.registry)
             self.registry.start()
         await self.engine.launch()
+        self.security.start()
         if self.sweeper is not None:
             self.sweeper.after_sweep = self._start_orphans
             self._sweeping = asyncio.create_task(self.sweeper.run_forever())
@@ -119,6 +126,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeping
         await self.engine.shutdown()
+        await self.security.stop()
         if self.registry is not None:
             # Blocking, briefly: DBOS's shutdown also shut the loop's default thread pool.
             self.registry.stop()

@@ -25,14 +25,16 @@ def require(manager: SandboxManager, backend: str) -> None:
         pytest.skip(f"sandbox backend {backend!r} unavailable on this machine: {reason}")
 
 
-async def open_manager(tmp_path: Path, **options: bool) -> SandboxManager:
+async def open_manager(tmp_path: Path, **options: bool | int) -> SandboxManager:
     url = f"sqlite:///{tmp_path / 'steward.db'}"
     migrate.upgrade(url)
     db = Database(url)
     with db.session() as session:
         session.add_all([Tenant(id=TENANT, name=TENANT), Tenant(id=OTHER, name=OTHER)])
-    manager = SandboxManager(db, tmp_path / "home", **options)
+    manager = SandboxManager(db, tmp_path / "home", **options)  # type: ignore[arg-type]
     await manager.start()
+    if manager.pool.size and manager.backends["bwrap"].unavailable_reason() is None:
+        await manager.pool.wait_full()
     return manager
 
 

@@ -43,11 +43,13 @@ START_COUNTER = f'nohup python3 -c "{COUNTER}" > /dev/null 2>&1 &'
 
 @pytest.fixture
 async def manager(tmp_path: Path) -> AsyncIterator[SandboxManager]:
-    manager = await open_manager(tmp_path)
+    # A full warm pool: a test's first two bwrap sandboxes are pooled ones whose limits were
+    # applied at hand-out (the pids, memory, CPU and disk tests check those limits hold).
+    manager = await open_manager(tmp_path, pool_size=2)
     try:
         yield manager
     finally:
-        ids = [
+        ids = manager.pool.ids() + [
             info.id
             for t in (TENANT, OTHER)
             for info in manager.list_sandboxes(t, include_ended=True)

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from steward.cli.loader import load_apps
+from steward.cli.security import audit_cli, open_security, secrets_cli
+from steward.cli.transport import serve_with_tls_floor, transport_options
 from steward.config import Settings
 from steward.errors import UserError
 from steward.observe.trace_store import list_run_spans
@@ -27,6 +29,8 @@ keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 runs_cli = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(runs_cli, name="runs")
+cli.add_typer(secrets_cli, name="secrets")
+cli.add_typer(audit_cli, name="audit")
 console = Console(width=200) if not sys.stdout.isatty() else Console()
 
 Apps = Annotated[
@@ -54,17 +58,20 @@ def _serve(apps: list[str] | None, host: str, port: int, *, execute: bool) -> No
     except UserError as exc:
         raise typer.BadParameter(str(exc)) from exc
     mode = "API + worker" if execute else "API only"
+    scheme = "https" if settings.tls_certfile else "http"
     console.print(
-        f"[bold]steward[/] serving {', '.join(sorted(app.agents))} on http://{host}:{port} "
+        f"[bold]steward[/] serving {', '.join(sorted(app.agents))} on {scheme}://{host}:{port} "
         f"({mode}; data in {settings.home}; model {settings.model})"
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, app, execute=execute),
         host=host,
         port=port,
         log_level="warning",
         timeout_graceful_shutdown=5,
+        **transport_options(settings),
     )
+    serve_with_tls_floor(config)
 
 
 @cli.command()
@@ -145,7 +152,7 @@ def keys_create(
     """Create an API key; its secret is printed once, as the last line."""
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
-    created = KeyStore(_database(_settings())).create(name, tenant_id=tenant, role=role)
+    created = open_security().keys.create(name, tenant_id=tenant, role=role)
     console.print(f"created key {created.id} ({created.name}, tenant {tenant}, role {role})")
     print(created.secret)
 
@@ -170,7 +177,7 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.
 @keys_cli.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
     """Revoke an API key; requests with it get 401 from then on."""
-    if not KeyStore(_database(_settings())).revoke(key_id):
+    if not open_security().keys.revoke(key_id):
         console.print(f"[red]no active key {key_id}[/]")
         raise typer.Exit(1)
     console.print(f"revoked {key_id}")

@@ -16,6 +16,7 @@ from sqlalchemy import Insert
 from sqlalchemy.dialects import postgresql, sqlite
 
 from steward.observe.genai import STEWARD_RUN_ID, STEWARD_TENANT_ID
+from steward.security.redaction import REDACTOR
 from steward.store.database import Database
 from steward.store.schema import Span as SpanRow
 
@@ -31,7 +32,7 @@ class DatabaseSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             # Keyed by span id: a span repeated within a batch is written once.
-            rows = {row["span_id"]: row for row in map(span_to_row, spans)}
+            rows = {row["span_id"]: REDACTOR.scrub(row) for row in map(span_to_row, spans)}
             if rows:
                 with self._db.session() as session:
                     session.execute(self._insert_ignoring_duplicates(), list(rows.values()))

@@ -43,6 +43,8 @@ from steward.observe.tracing import Tracing
 from steward.policy.guard import RunGuard
 from steward.runs.agent import Agent
 from steward.sandbox.run_sandbox import RunSandbox
+from steward.security.redaction import REDACTOR
+from steward.security.secrets import Secret, SecretStore
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
 
@@ -94,6 +96,7 @@ class Context:
         deadline: float,
         guard: RunGuard | None = None,
         sandboxes: Any = None,
+        secrets: SecretStore | None = None,
         approvals: ApprovalGate | None = None,
         thread_state: dict[str, Any] | None = None,
         approval_credits: dict[str, float] | None = None,
@@ -110,8 +113,14 @@ class Context:
         self._tracing = tracing
         self._deadline = deadline  # time.time() seconds
         self._guard = guard
-        self._emit = emit if guard is None else _filtered_emit(emit, guard)
+
+        # Secrets this process decrypted never reach the stream, whatever the agent emits.
+        def scrubbed(event: str, data: Any) -> None:
+            emit(event, REDACTOR.scrub(data))
+
+        self._emit: Emit = scrubbed if guard is None else _filtered_emit(scrubbed, guard)
         self._sandboxes = sandboxes  # a SandboxManager, when this process offers sandboxes
+        self._secrets = secrets
         self._approvals = approvals
         # Waits already added to `deadline` by the engine when this run was (re)started.
         self._approval_credits = dict(approval_credits or {})
@@ -152,7 +161,7 @@ class Context:
                 response = await self._stream(provider, request)
                 cost = cost_usd(provider.name, response.model, response.usage)
                 recorder.record(response, cost.usd, cost.known)
-            return {"response": response.to_json(), "cost_usd": cost.usd}
+            return {"response": REDACTOR.scrub(response.to_json()), "cost_usd": cost.usd}
 
         data = await self._step(f"model {model_name}", call)
         response = ModelResponse.from_json(data["response"])
@@ -194,13 +203,16 @@ class Context:
             idempotency_key=f"{self.run_id}:{step}",
             call_id=call_id,
             sandboxes=self._sandboxes,
+            secrets=self._secret_reader(tool=name, step=step),
         )
 
         async def call() -> JsonObject:
             with self._tracing.execute_tool(name, call_id, step=step):
+                # Scrubbed before the journal records it: a tool echoing a secret leaks nothing.
+                result = REDACTOR.scrub(await tool.invoke(arguments, context))
                 if guard is None:
-                    return {"result": await tool.invoke(arguments, context)}
-                return guard.admit_result(name, await tool.invoke(arguments, context))
+                    return {"result": result}
+                return guard.admit_result(name, result)
 
         try:
             data = await self._step(f"tool {name}", call)
@@ -273,6 +285,21 @@ class Context:
         if self._sandboxes is None:
             raise SandboxUnavailable("this Steward process offers no sandboxes")
         return self._sandboxes
+
+    def secret(self, name: str) -> Secret:
+        """A tenant secret by name, decrypted now and not journaled; `.reveal()` it at use."""
+        return self._secret_reader()(name)
+
+    def _secret_reader(self, **purpose: object) -> Callable[[str], Secret]:
+        store = self._secrets
+        where: dict[str, object] = {"run_id": self.run_id, "agent": self.agent.name, **purpose}
+
+        def read(name: str) -> Secret:
+            if store is None:
+                raise ToolError("no secret store is configured for this run")
+            return store.secret_for_agent(self.tenant_id, name, purpose=where)
+
+        return read
 
     async def request_approval(
         self, step: int, tool: Tool, arguments: dict[str, Any], call_id: str, *, reason: str
@@ -366,7 +393,8 @@ class Context:
             try:
                 return {"ok": await fn()}
             except RunError as exc:
-                return {"error": {"type": type(exc).__name__, "message": str(exc)}}
+                message = REDACTOR.scrub_text(str(exc))
+                return {"error": {"type": type(exc).__name__, "message": message}}
 
         data = await self._journal(name, guarded)
         if "error" in data:

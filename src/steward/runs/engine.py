@@ -38,6 +38,8 @@ from steward.runs.agent import Agent
 from steward.runs.approval import ApprovalGate, approval_topic
 from steward.runs.context import Context
 from steward.sandbox.manager import SandboxManager
+from steward.security.redaction import REDACTOR
+from steward.security.secrets import SecretStore
 from steward.store.approvals import DECISIONS, ApprovalStore
 from steward.store.hot import HEARTBEAT, Event, HotState
 from steward.store.outage import retry_while_unreachable
@@ -87,9 +89,11 @@ class RunEngine:
         models: ModelRouter,
         execute: bool,
         sandboxes: SandboxManager | None = None,
+        secrets: SecretStore | None = None,
         approvals: ApprovalStore | None = None,
     ) -> None:
         self.app = app
+        self.secrets = secrets
         self.store = store
         self.approvals = approvals or ApprovalStore(store.db)
         self.threads = ThreadStore(store.db)
@@ -363,6 +367,12 @@ class RunEngine:
         try:
             with run_scope(run_id, run.tenant_id):
                 outcome, totals = await self._run_agent(run, payload)
+            outcome = Outcome(  # no secret this process decrypted leaves in a result
+                outcome.status,
+                outcome.stop_reason,
+                REDACTOR.scrub(outcome.output),
+                REDACTOR.scrub(outcome.error),
+            )
         finally:
             self._tasks.pop(run_id, None)
             self._cancelling.discard(run_id)
@@ -449,6 +459,7 @@ class RunEngine:
             deadline=deadline,
             guard=guard,
             sandboxes=self._sandboxes,
+            secrets=self.secrets,
             approvals=gate,
             thread_state=thread_state,
             approval_credits=credits,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ SANDBOX_UID = 65534  # "nobody" inside the user namespace
 RESIDENT_PATH = "/run/steward/resident.py"
 PYTHON = "/usr/bin/python3"
 CGROUP_PREFIX = "sbx-"
-MS_NOSUID, MS_NODEV, MS_BIND = 0x2, 0x4, 0x1000
+MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 0x2, 0x4, 0x20, 0x1000
 # Where sandboxes' work dirs are mounted: reachable by every sandbox uid, wherever `home` is.
 RUNTIME_ROOT = Path("/run/steward-sandboxes")
 MNT_DETACH = 0x2
@@ -52,6 +53,13 @@ def mount_tmpfs(target: Path, size_mib: int, uid: int) -> None:
         raise OSError(ctypes.get_errno(), f"mount tmpfs on {target}")
 
 
+def resize_tmpfs(target: Path, size_mib: int) -> None:
+    """Change a mounted tmpfs's size; the sandbox's bind mount of it shares the superblock."""
+    flags = MS_REMOUNT | MS_NOSUID | MS_NODEV
+    if _libc().mount(b"tmpfs", str(target).encode(), b"tmpfs", flags, f"size={size_mib}m".encode()):
+        raise OSError(ctypes.get_errno(), f"resize tmpfs on {target}")
+
+
 def unmount(target: Path) -> None:
     _libc().umount2(str(target).encode(), MNT_DETACH)  # EINVAL when not mounted: fine
 
@@ -65,9 +73,10 @@ def traversable_dirs(work_dir: Path) -> None:
 
 
 def public_resident() -> Path:
-    """A world-readable copy of the resident script (the package may sit in a private dir)."""
-    target = RUNTIME_ROOT / "resident.py"
+    """A world-readable copy of the resident script (the package may sit in a private dir),
+    named by its content: Steward processes of different versions on one host share /run."""
     source = Path(resident.__file__).read_bytes()
+    target = RUNTIME_ROOT / f"resident-{hashlib.sha256(source).hexdigest()[:16]}.py"
     if not target.exists() or target.read_bytes() != source:
         temporary = target.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_bytes(source)
@@ -226,6 +235,26 @@ class BwrapInstance:
             detail = instance._stderr_tail.decode(errors="replace").strip()
             raise SandboxStateError(f"the sandbox did not start: {detail or exc}") from exc
         return instance
+
+    def hand_over(self, spec: SandboxSpec) -> None:
+        """Give a pooled sandbox its owner's limits and environment (same id, uid and dirs).
+
+        Only what can change on a running sandbox may differ from the pool's launch spec:
+        memory, pids, CPU rate and disk size (the kernel enforces them from the next write or
+        fork on); `/tmp`'s size, open files and volumes are fixed at launch (see `pool.py`).
+        """
+        if (spec.id, spec.work_dir, spec.host_uid) != (
+            self.spec.id,
+            self.spec.work_dir,
+            self.spec.host_uid,
+        ) or spec.volumes:
+            raise SandboxStateError("a pooled sandbox keeps its id, uid, directories and mounts")
+        if self.process.returncode is not None:
+            raise SandboxStateError("the pooled sandbox's processes have exited")
+        self.group.apply(spec.limits)
+        if spec.limits.disk_mib != self.spec.limits.disk_mib:
+            resize_tmpfs(spec.work_dir, spec.limits.disk_mib)
+        self.spec = spec
 
     async def _collect_stderr(self) -> None:
         assert self.process.stderr is not None

@@ -70,17 +70,31 @@ class CgroupSet:
         try:
             for directory in dirs.values():
                 directory.mkdir(parents=True, exist_ok=True)
-            memory = str(limits.memory_mib * 1024 * 1024)
-            group._write("memory", "memory.limit_in_bytes", memory)
-            if (dirs["memory"] / "memory.memsw.limit_in_bytes").exists():
-                group._write("memory", "memory.memsw.limit_in_bytes", memory)  # no swap escape
-            group._write("pids", "pids.max", str(limits.pids))
             group._write("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US))
-            group._write("cpu", "cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
+            group.apply(limits)
         except BaseException:
             group.remove()
             raise
         return group
+
+    def apply(self, limits: Limits) -> None:
+        """Set memory, pids and CPU rate; also on a running group (a pooled sandbox's hand-out)."""
+        memory = limits.memory_mib * 1024 * 1024
+        memsw = self.dirs["memory"] / "memory.memsw.limit_in_bytes"
+        # The kernel keeps memory <= memory+swap at every step: order the two writes by direction.
+        steps = [("memory.limit_in_bytes", memory)]
+        if memsw.exists():  # memory+swap = memory: no escape into swap
+            current = int(self._read("memory", "memory.limit_in_bytes"))
+            raising = memory > current
+            steps = (
+                [("memory.memsw.limit_in_bytes", memory), *steps]
+                if raising
+                else [*steps, ("memory.memsw.limit_in_bytes", memory)]
+            )
+        for file, value in steps:
+            self._write("memory", file, str(value))
+        self._write("pids", "pids.max", str(limits.pids))
+        self._write("cpu", "cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
 
     def procs_files(self) -> list[Path]:
         """The `cgroup.procs` files a launcher writes its pid into before exec'ing the sandbox."""

@@ -11,7 +11,10 @@ import json
 import os
 import resource
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # not importing `typing` saves milliseconds of every sandbox start
+if TYPE_CHECKING:
+    from typing import Any
 
 CLONE_NEWTIME = 0x80
 SYS_KEYCTL = 250  # x86_64

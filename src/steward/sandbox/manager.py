@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import socket
 import time
@@ -19,14 +21,16 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from steward.errors import SandboxStateError, SandboxUnavailable, UserError
 from steward.sandbox import cgroups
-from steward.sandbox.bwrap import RUNTIME_ROOT, BwrapBackend, unmount
+from steward.sandbox.bwrap import RUNTIME_ROOT, BwrapBackend, BwrapInstance, unmount
 from steward.sandbox.files import FileEntry, list_files, read_file, write_file
 from steward.sandbox.gvisor import GVisorBackend
+from steward.sandbox.pool import Pooled, WarmPool
 from steward.sandbox.process import ProcessBackend
-from steward.sandbox.records import SandboxInfo, SandboxRecords
+from steward.sandbox.records import UID_BASE, UID_SPAN, SandboxInfo, SandboxRecords
 from steward.sandbox.types import (
     ExecEvent,
     ExecRequest,
@@ -44,6 +48,7 @@ log = logging.getLogger("steward.sandbox")
 VOLUME_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/work", "LANG": "C.UTF-8"}
 WATCH_INTERVAL_S = 0.25
+OWNER_FILE = "owner.json"  # in each state dir: which Steward process made it (crash recovery)
 MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
@@ -90,6 +95,7 @@ class SandboxManager:
         *,
         default_backend: str | None = None,
         allow_unisolated: bool = False,
+        pool_size: int = 0,
     ) -> None:
         self.records = SandboxRecords(db)
         self.home = home.resolve()
@@ -105,6 +111,7 @@ class SandboxManager:
         self._run_locks: dict[str, asyncio.Lock] = {}
         self._state_writes: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self.pool = WarmPool(pool_size, self._launch_pooled, self._discard_pooled)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -112,6 +119,8 @@ class SandboxManager:
         await asyncio.to_thread(self._reap_orphans)
         self._watchdog = asyncio.create_task(self._watch())
         self._writer = asyncio.create_task(self._write_states())
+        if self.backends["bwrap"].unavailable_reason() is None:
+            self.pool.start()
 
     async def close(self) -> None:
         for task in (self._watchdog, self._writer):
@@ -119,6 +128,7 @@ class SandboxManager:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.pool.close()
         for sandbox_id in list(self._live):
             await self._end(sandbox_id, "deleted", "the server shut down")
 
@@ -131,13 +141,35 @@ class SandboxManager:
                 continue
             log.warning("sandbox %s outlived its Steward process; cleaning up", sandbox_id)
             for state in (RUNTIME_ROOT / sandbox_id, self.home / "sandboxes" / sandbox_id):
-                _clean_state_dir(state, sandbox_id)
+                parents = (_read_owner(state) or {}).get("cgroup_parents")
+                _clean_state_dir(state, sandbox_id, parents)
             self.records.set_state(sandbox_id, "failed", reason="its Steward process ended")
+        # Then whatever a dead Steward process left under /run, recorded or not (pooled ones).
+        for state in RUNTIME_ROOT.iterdir() if RUNTIME_ROOT.is_dir() else ():
+            owner = _read_owner(state)
+            if owner is None or not owner["owner"].startswith(f"{host}:"):
+                continue
+            if not _alive(int(owner["owner"].rsplit(":", 1)[1])):
+                log.warning("cleaning up sandbox %s of a dead Steward process", state.name)
+                _clean_state_dir(state, state.name, owner.get("cgroup_parents", {}))
 
     def _state_dir(self, backend: SandboxBackend, sandbox_id: str) -> Path:
         if backend.isolated:  # the isolating backends run as root and mount under /run
             return RUNTIME_ROOT / sandbox_id
         return self.home / "sandboxes" / sandbox_id
+
+    def _claim_state_dir(self, backend: SandboxBackend, sandbox_id: str) -> Path:
+        """Create the state dir with an owner file first: after a crash (even a SIGKILL while a
+        sandbox is frozen) the next start finds and removes everything it leads to."""
+        state = self._state_dir(backend, sandbox_id)
+        state.mkdir(parents=True, mode=0o711, exist_ok=True)
+        try:
+            parents = {c: str(d) for c, d in cgroups.parent_dirs().items()}
+        except SandboxUnavailable:
+            parents = {}
+        owner = {"owner": self.owner, "cgroup_parents": parents}
+        (state / OWNER_FILE).write_text(json.dumps(owner))
+        return state
 
     def pick_backend(self, name: str | None) -> SandboxBackend:
         if name is not None:
@@ -165,6 +197,12 @@ class SandboxManager:
         for name in options.volumes:
             if not VOLUME_NAME.match(name):
                 raise UserError(f"volume name {name!r} must match {VOLUME_NAME.pattern}")
+        if backend.name == "bwrap":
+            pooled = self.pool.take(options.limits, options.volumes)
+            if pooled is not None:
+                info = await self._hand_out(tenant_id, pooled, options)
+                if info is not None:
+                    return info
         sandbox_id = "sbx_" + uuid.uuid4().hex[:20]
         host_uid = await asyncio.to_thread(
             self.records.insert,
@@ -192,6 +230,7 @@ class SandboxManager:
             host_uid=host_uid,
         )
         try:
+            self._claim_state_dir(backend, sandbox_id)
             instance = await backend.start(spec)
         except BaseException as exc:
             await asyncio.to_thread(
@@ -199,12 +238,88 @@ class SandboxManager:
             )
             shutil.rmtree(spec.work_dir.parent, ignore_errors=True)
             raise
+        return self._hold(tenant_id, spec, backend, instance, options)
+
+    def _hold(
+        self,
+        tenant_id: str,
+        spec: SandboxSpec,
+        backend: SandboxBackend,
+        instance: Instance,
+        options: CreateOptions,
+    ) -> SandboxInfo:
         deadline = time.monotonic() + options.timeout_s if options.timeout_s else None
-        self._live[sandbox_id] = _Live(
+        self._live[spec.id] = _Live(
             spec, backend, instance, tenant_id, options.idle_timeout_s, deadline, options.run_id
         )
-        self._record_state(sandbox_id, "running")
-        return self.get(tenant_id, sandbox_id)
+        self._record_state(spec.id, "running")
+        return self.get(tenant_id, spec.id)
+
+    # -- warm pool ------------------------------------------------------------------------------
+
+    async def _launch_pooled(self) -> Pooled:
+        """A complete bwrap sandbox with the pool's limits, its uid not held by any record."""
+        backend = self.backends["bwrap"]
+        sandbox_id = "sbx_" + uuid.uuid4().hex[:20]
+        uid = await asyncio.to_thread(self._free_uid)
+        spec = SandboxSpec(
+            id=sandbox_id,
+            work_dir=self._state_dir(backend, sandbox_id) / "work",
+            limits=self.pool.limits,
+            env=dict(BASE_ENV),
+            host_uid=uid,
+        )
+        try:
+            self._claim_state_dir(backend, sandbox_id)
+            instance = await backend.start(spec)
+        except BaseException:
+            shutil.rmtree(spec.work_dir.parent, ignore_errors=True)
+            raise
+        assert isinstance(instance, BwrapInstance)
+        return Pooled(spec, instance)
+
+    def _free_uid(self) -> int:
+        pooled = self.pool.uids()
+        for _ in range(20):
+            uid = UID_BASE + secrets.randbelow(UID_SPAN)
+            if uid not in pooled and not self.records.uid_in_use(uid):
+                return uid
+        raise RuntimeError("could not find a free host uid for a pooled sandbox")
+
+    async def _discard_pooled(self, pooled: Pooled) -> None:
+        try:
+            await pooled.instance.destroy()
+        finally:
+            shutil.rmtree(pooled.spec.work_dir.parent, ignore_errors=True)
+
+    async def _hand_out(
+        self, tenant_id: str, pooled: Pooled, options: CreateOptions
+    ) -> SandboxInfo | None:
+        """Make a pooled sandbox the tenant's; None (and it is destroyed) if it cannot be."""
+        spec = dataclasses.replace(
+            pooled.spec, limits=options.limits, env={**BASE_ENV, **options.env}
+        )
+        try:
+            pooled.instance.hand_over(spec)  # limits first: the record then describes the truth
+            await asyncio.to_thread(
+                self.records.insert,
+                sandbox_id=spec.id,
+                tenant_id=tenant_id,
+                backend="bwrap",
+                limits=options.limits,
+                env_keys=list(options.env),
+                volumes=[],
+                idle_timeout_s=options.idle_timeout_s,
+                timeout_s=options.timeout_s,
+                run_id=options.run_id,
+                owner=self.owner,
+                host_uid=spec.host_uid,
+            )
+        except Exception as exc:  # e.g. its uid was taken meanwhile by another Steward process
+            log.warning("pooled sandbox %s not handed out (%s); launching one", spec.id, exc)
+            await self._discard_pooled(pooled)
+            return None
+        return self._hold(tenant_id, spec, self.backends["bwrap"], pooled.instance, options)
 
     async def sandbox_for_run(self, tenant_id: str, run_id: str, options: CreateOptions) -> str:
         """The live sandbox of a run held here, created on first use (for `run_code`)."""
@@ -429,8 +544,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _clean_state_dir(state: Path, sandbox_id: str) -> None:
-    """Undo what a dead process's backend left: containers, cgroups, mounts, files."""
+def _read_owner(state: Path) -> dict[str, Any] | None:
+    try:
+        owner = json.loads((state / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) and isinstance(owner.get("owner"), str) else None
+
+
+def _clean_state_dir(
+    state: Path, sandbox_id: str, cgroup_parents: dict[str, str] | None = None
+) -> None:
+    """Undo what a dead process's backend left: containers, cgroups, mounts, files.
+
+    Frozen (standby) processes ignore SIGKILL until thawed, so cgroups are frozen, killed and
+    thawed (`CgroupSet.remove`), in the hierarchy places the dead process recorded and ours."""
     runsc_root = state / "runsc"
     if runsc_root.exists():
         import subprocess
@@ -441,6 +569,13 @@ def _clean_state_dir(state: Path, sandbox_id: str) -> None:
             timeout=60,
             check=False,
         )
+    if cgroup_parents:
+        recorded = {c: Path(parent) / f"sbx-{sandbox_id}" for c, parent in cgroup_parents.items()}
+        if set(recorded) == set(cgroups.CONTROLLERS):
+            try:
+                cgroups.CgroupSet(recorded).remove()
+            except Exception:
+                log.exception("could not remove the cgroups of sandbox %s", sandbox_id)
     with contextlib.suppress(Exception):
         cgroups.sweep(f"sbx-{sandbox_id}")
         cgroups.remove_everywhere(f"{cgroups.GROUP_PARENT}/gv-{sandbox_id}")

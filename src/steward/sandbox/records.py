@@ -84,10 +84,13 @@ class SandboxRecords:
         timeout_s: float | None,
         run_id: str | None,
         owner: str,
+        host_uid: int | None = None,
     ) -> int:
-        """Insert the record with a fresh unique host uid; returns that uid."""
+        """Insert the record with `host_uid` or a fresh unique host uid; returns that uid.
+
+        An explicit `host_uid` already in use raises IntegrityError (uids are never shared)."""
         for _ in range(20):
-            uid = UID_BASE + secrets.randbelow(UID_SPAN)
+            uid = host_uid if host_uid is not None else UID_BASE + secrets.randbelow(UID_SPAN)
             try:
                 with self.db.session() as session:
                     session.add(
@@ -107,7 +110,7 @@ class SandboxRecords:
                     )
                 return uid
             except IntegrityError:
-                if self.find(sandbox_id) is not None:
+                if host_uid is not None or self.find(sandbox_id) is not None:
                     raise
         raise RuntimeError("could not allocate a free host uid for the sandbox")
 
@@ -148,6 +151,11 @@ class SandboxRecords:
             session.execute(
                 update(SandboxRecord).where(SandboxRecord.id == sandbox_id).values(**values)
             )
+
+    def uid_in_use(self, uid: int) -> bool:
+        with self.db.session() as session:
+            query = select(SandboxRecord.id).where(SandboxRecord.host_uid == uid)
+            return session.scalars(query).first() is not None
 
     def live_of_owner_prefix(self, prefix: str) -> list[str]:
         with self.db.session() as session:

@@ -11,6 +11,7 @@ import hmac
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -21,15 +22,18 @@ from steward.store.schema import ApiKey, Tenant, utcnow
 DEFAULT_TENANT = "default"
 ROLES = ("admin", "developer", "runner", "viewer")
 _KEY_SHAPE = re.compile(r"^stw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_PREFIX_SHAPE = re.compile(r"^stw_([0-9a-f]{12})_")
+AuditHook = Callable[[str, str, dict[str, object]], object]
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the tenant every query is scoped to, and the key's role."""
+    """Who is calling: the tenant every query is scoped to, the key's role, the end user if any."""
 
     tenant_id: str
     key_id: str
     role: str
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,9 @@ def _hash(secret: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: AuditHook | None = None) -> None:
         self.db = db
+        self._audit = audit
 
     def create(
         self, name: str, *, tenant_id: str = DEFAULT_TENANT, role: str = "admin"
@@ -69,6 +74,7 @@ class KeyStore:
                 session.add(Tenant(id=tenant_id, name=tenant_id))
                 session.flush()
             session.add(key)
+        self._record(tenant_id, "key.created", {"key_id": key.id, "name": name, "role": role})
         return CreatedKey(key.id, name, tenant_id, role, f"stw_{prefix}_{secret}")
 
     def list(self, tenant_id: str | None = None) -> list[ApiKey]:
@@ -87,7 +93,21 @@ class KeyStore:
             if key is None:
                 return False
             key.revoked_at = utcnow()
-            return True
+            tenant = key.tenant_id
+        self._record(tenant, "key.revoked", {"key_id": key_id})
+        return True
+
+    def tenant_of_presented(self, presented: str) -> str | None:
+        """The tenant whose key prefix a (failed) key carries, to file the failure under."""
+        match = _PREFIX_SHAPE.match(presented)
+        if match is None:
+            return None
+        with self.db.session() as session:
+            return session.scalar(select(ApiKey.tenant_id).where(ApiKey.prefix == match[1]))
+
+    def _record(self, tenant_id: str, kind: str, data: dict[str, object]) -> None:
+        if self._audit is not None:
+            self._audit(tenant_id, kind, data)
 
     def authenticate(self, presented: str) -> Principal | None:
         """The principal for a presented key, or None for any unknown, revoked or malformed key."""

@@ -17,7 +17,16 @@ from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.outage import DatabaseOutageGuard
 from steward.server.problems import install_problem_handlers
-from steward.server.routes import assistants, health, runs, sandboxes, threads, traces
+from steward.server.routes import (
+    admin,
+    assistants,
+    health,
+    hooks,
+    runs,
+    sandboxes,
+    threads,
+    traces,
+)
 
 
 def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> FastAPI:
@@ -33,6 +42,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.tracing = runtime.tracing
         api.state.rate_limiter = runtime.rate_limiter
         api.state.sandboxes = runtime.sandboxes
+        api.state.security = runtime.security
         await runtime.start()
         try:
             yield
@@ -50,6 +60,6 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
     api.add_middleware(DatabaseOutageGuard)  # outermost: covers authentication too
-    for module in (health, assistants, threads, runs, traces, sandboxes):
+    for module in (health, assistants, threads, runs, traces, sandboxes, admin, hooks):
         api.include_router(module.router)
     return api

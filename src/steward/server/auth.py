@@ -2,7 +2,9 @@
 else reads the request, then hands the principal to routes through `request.state`.
 
 Keys come in `x-api-key` or `Authorization: Bearer`; unknown, revoked and malformed keys get the
-same 401. Only the health probes and the API description are public.
+same 401. A Bearer JWT (when `jwt_algorithm` is set) identifies an end user. Only the health
+probes, the API description and signed webhook ingress (`/hooks/…`, which checks its own HMAC
+signature) are public. Every failure is recorded in the audit log.
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from steward import audit
 from steward.errors import ApiError, Forbidden, Unauthenticated
 from steward.policy.rate_limit import MemoryRateLimiter
+from steward.security.jwt_auth import JwtVerifier, TokenRejected, looks_like_jwt
 from steward.security.keys import KeyStore, Principal
 from steward.server.problems import problem
 
 WRITE_ROLES = ("admin", "developer", "runner")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
+HOOKS_PREFIX = "/hooks/"
+# Failures that belong to no tenant (no key prefix we know) go to this chain of their own.
+UNATTRIBUTED_TENANT = "*"
 USER_HEADER = "x-steward-user"
 
 
@@ -39,13 +46,16 @@ class AuthGate:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(HOOKS_PREFIX):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             principal = await self._authenticate(scope, headers)
         except ApiError as exc:
+            if exc.status == 401:
+                await _record_failure(scope, headers, exc.detail or exc.title)
             response = problem(
                 exc.status,
                 exc.kind,
@@ -64,10 +74,18 @@ class AuthGate:
         if key is None:
             raise Unauthenticated("send an API key in the x-api-key header or as a Bearer token")
         state = scope["app"].state
-        keys: KeyStore = state.keys
-        principal = await asyncio.to_thread(keys.authenticate, key)
-        if principal is None:
-            raise Unauthenticated("the API key is unknown or revoked")
+        jwt: JwtVerifier | None = state.security.jwt
+        if jwt is not None and looks_like_jwt(key):
+            try:
+                principal = await asyncio.to_thread(jwt.verify, key)
+            except TokenRejected as exc:
+                raise Unauthenticated(str(exc)) from exc
+        else:
+            keys: KeyStore = state.keys
+            authenticated = await asyncio.to_thread(keys.authenticate, key)
+            if authenticated is None:
+                raise Unauthenticated("the API key is unknown or revoked")
+            principal = authenticated
         limiter: MemoryRateLimiter = state.rate_limiter
         for bucket in _buckets(principal, headers.get(USER_HEADER)):
             decision = limiter.take(bucket)
@@ -81,6 +99,25 @@ class AuthGate:
                     headers={"Retry-After": str(retry)},
                 )
         return principal
+
+
+async def _record_failure(scope: Scope, headers: dict[str, str], reason: str) -> None:
+    key = presented_key(headers) or ""
+    tenant = None
+    if key.startswith("stw_"):
+        tenant = await asyncio.to_thread(scope["app"].state.keys.tenant_of_presented, key)
+    client = scope.get("client")
+    await audit.record_async(
+        tenant or UNATTRIBUTED_TENANT,
+        "auth.failure",
+        {
+            "reason": reason,
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "client": client[0] if client else None,
+            "key_prefix": key[:17] if key.startswith("stw_") else None,
+        },
+    )
 
 
 def _buckets(principal: Principal, user: str | None) -> list[str]:
@@ -98,6 +135,12 @@ async def authenticated(request: Request) -> Principal:
     return principal
 
 
+async def require_admin(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    if principal.role != "admin":
+        raise Forbidden(f"role {principal.role!r} may not use admin endpoints; an admin key may")
+    return principal
+
+
 async def require_writer(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
     if principal.role not in WRITE_ROLES:
         raise Forbidden(f"role {principal.role!r} may read but not create or cancel runs")
@@ -106,3 +149,4 @@ async def require_writer(principal: Annotated[Principal, Depends(authenticated)]
 
 Reader = Annotated[Principal, Depends(authenticated)]
 Writer = Annotated[Principal, Depends(require_writer)]
+Admin = Annotated[Principal, Depends(require_admin)]

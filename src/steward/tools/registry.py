@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from steward.errors import ToolError, UserError
 from steward.models.types import ToolDefinition
+from steward.security.secrets import Secret
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,13 @@ class ToolContext:
     call_id: str
     # The run's sandbox manager (a `steward.sandbox.SandboxManager`), for sandbox tools.
     sandboxes: Any = None
+    secrets: Callable[[str], Secret] | None = field(default=None, repr=False, compare=False)
+
+    def secret(self, name: str) -> Secret:
+        """A tenant secret by name, decrypted now; `.reveal()` it only where it is used."""
+        if self.secrets is None:
+            raise ToolError("no secret store is available to this tool call")
+        return self.secrets(name)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ async def _submit(
             input=body.input,
             thread_id=thread_id,
             metadata=body.metadata,
-            user_id=body.user or request.headers.get("x-steward-user"),
+            # An end user signed in by JWT is who the token says, whatever the body claims.
+            user_id=principal.user_id or body.user or request.headers.get("x-steward-user"),
             multitask_strategy=body.multitask_strategy or "reject",
         )
     )

@@ -1,0 +1,236 @@
+"""The audit log: an append-only, per-tenant sequence of canonical-JSON events, Merkle-hashed,
+with signed checkpoints (tree heads) every N events or T seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from steward.audit.canonical import canonical_json
+from steward.audit.merkle import leaf_hash, root_hash
+from steward.audit.signing import CheckpointSigner
+from steward.store.database import Database
+from steward.store.security_tables import AuditCheckpoint, AuditRecord
+
+log = logging.getLogger("steward.audit")
+ENTRY_VERSION = 1
+_APPEND_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    tenant_id: str
+    tree_size: int
+    root_hash: str
+    key_id: str
+    statement: str
+    signature: str
+
+
+def entry_bytes(tenant_id: str, seq: int, kind: str, at: str, data: Any) -> bytes:
+    entry = {"v": ENTRY_VERSION, "tenant": tenant_id, "seq": seq, "kind": kind, "time": at}
+    return canonical_json({**entry, "data": data})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AuditLog:
+    def __init__(
+        self,
+        db: Database,
+        signer: CheckpointSigner,
+        *,
+        checkpoint_every: int = 100,
+        checkpoint_interval_s: float = 60.0,
+    ) -> None:
+        self.db = db
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval_s = checkpoint_interval_s
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def record(self, tenant_id: str, kind: str, data: dict[str, Any] | None = None) -> int:
+        """Append one event to the tenant's log; returns its sequence number (from 1)."""
+        # A JSON round trip turns datetimes and other stray types into strings up front, so
+        # the hashed bytes are exactly what an export later shows.
+        payload = json.loads(json.dumps(data or {}, default=str))
+        for _ in range(_APPEND_ATTEMPTS):
+            try:
+                seq = self._append(tenant_id, kind, payload)
+            except IntegrityError:  # another writer took this sequence number: take the next
+                time.sleep(0.005)
+                continue
+            if seq % self.checkpoint_every == 0:
+                self.checkpoint(tenant_id)
+            return seq
+        raise RuntimeError(f"could not append to the audit log of tenant {tenant_id!r}")
+
+    def _append(self, tenant_id: str, kind: str, payload: Any) -> int:
+        with self.db.session() as session:
+            last = session.scalar(
+                select(func.max(AuditRecord.seq)).where(AuditRecord.tenant_id == tenant_id)
+            )
+            seq = (last or 0) + 1
+            entry = entry_bytes(tenant_id, seq, kind, _now(), payload)
+            session.add(
+                AuditRecord(
+                    tenant_id=tenant_id,
+                    seq=seq,
+                    kind=kind,
+                    entry=entry.decode("utf-8"),
+                    leaf_hash=leaf_hash(entry).hex(),
+                )
+            )
+        return seq
+
+    def checkpoint(self, tenant_id: str) -> Checkpoint | None:
+        """Sign the tree head over all of the tenant's records; None if nothing is new."""
+        with self.db.session() as session:
+            leaves = list(
+                session.scalars(
+                    select(AuditRecord.leaf_hash)
+                    .where(AuditRecord.tenant_id == tenant_id)
+                    .order_by(AuditRecord.seq)
+                )
+            )
+            latest = self._latest_size(session, tenant_id)
+        if len(leaves) <= latest:
+            return None
+        size = len(leaves)
+        root = root_hash([bytes.fromhex(h) for h in leaves]).hex()
+        statement = canonical_json(
+            {
+                "v": ENTRY_VERSION,
+                "tenant": tenant_id,
+                "tree_size": size,
+                "root_hash": root,
+                "key_id": self.signer.key_id,
+                "time": _now(),
+            }
+        )
+        checkpoint = Checkpoint(
+            tenant_id,
+            size,
+            root,
+            self.signer.key_id,
+            statement.decode("utf-8"),
+            base64.b64encode(self.signer.sign(statement)).decode("ascii"),
+        )
+        try:
+            with self.db.session() as session:
+                session.add(
+                    AuditCheckpoint(
+                        tenant_id=tenant_id,
+                        tree_size=size,
+                        root_hash=root,
+                        key_id=checkpoint.key_id,
+                        statement=checkpoint.statement,
+                        signature=checkpoint.signature,
+                    )
+                )
+        except IntegrityError:
+            return None  # another process signed the same tree head first
+        return checkpoint
+
+    def checkpoint_pending(self) -> list[Checkpoint]:
+        """Checkpoint every tenant whose newest records are older than the interval and unsigned."""
+        made: list[Checkpoint] = []
+        for tenant_id in self.tenants_with_unsigned_records(self.checkpoint_interval_s):
+            checkpoint = self.checkpoint(tenant_id)
+            if checkpoint is not None:
+                made.append(checkpoint)
+        return made
+
+    def tenants_with_unsigned_records(self, older_than_s: float = 0.0) -> list[str]:
+        cutoff = time.time() - older_than_s
+        with self.db.session() as session:
+            sizes = dict(
+                session.execute(
+                    select(AuditCheckpoint.tenant_id, func.max(AuditCheckpoint.tree_size)).group_by(
+                        AuditCheckpoint.tenant_id
+                    )
+                ).all()
+            )
+            heads = session.execute(
+                select(AuditRecord.tenant_id, func.max(AuditRecord.seq)).group_by(
+                    AuditRecord.tenant_id
+                )
+            ).all()
+        pending = []
+        for tenant_id, seq in heads:
+            if seq > sizes.get(tenant_id, 0) and self._oldest_unsigned_before(
+                tenant_id, sizes.get(tenant_id, 0), cutoff
+            ):
+                pending.append(tenant_id)
+        return pending
+
+    def _oldest_unsigned_before(self, tenant_id: str, signed: int, cutoff: float) -> bool:
+        with self.db.session() as session:
+            created = session.scalar(
+                select(AuditRecord.created_at).where(
+                    AuditRecord.tenant_id == tenant_id, AuditRecord.seq == signed + 1
+                )
+            )
+        if created is None:
+            return False
+        if created.tzinfo is None:  # SQLite hands back naive UTC datetimes
+            created = created.replace(tzinfo=UTC)
+        return created.timestamp() <= cutoff
+
+    @staticmethod
+    def _latest_size(session: Any, tenant_id: str) -> int:
+        size = session.scalar(
+            select(func.max(AuditCheckpoint.tree_size)).where(
+                AuditCheckpoint.tenant_id == tenant_id
+            )
+        )
+        return int(size or 0)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def tenants(self) -> list[str]:
+        with self.db.session() as session:
+            return list(session.scalars(select(AuditRecord.tenant_id).distinct()))
+
+    def export(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's whole log and checkpoints as JSON, verifiable offline."""
+        with self.db.session() as session:
+            records = session.scalars(
+                select(AuditRecord)
+                .where(AuditRecord.tenant_id == tenant_id)
+                .order_by(AuditRecord.seq)
+            ).all()
+            checkpoints = session.scalars(
+                select(AuditCheckpoint)
+                .where(AuditCheckpoint.tenant_id == tenant_id)
+                .order_by(AuditCheckpoint.tree_size)
+            ).all()
+            return {
+                "tenant": tenant_id,
+                "records": [
+                    {"seq": r.seq, "kind": r.kind, "entry": r.entry, "leaf_hash": r.leaf_hash}
+                    for r in records
+                ],
+                "checkpoints": [
+                    {
+                        "tree_size": c.tree_size,
+                        "root_hash": c.root_hash,
+                        "key_id": c.key_id,
+                        "statement": c.statement,
+                        "signature": c.signature,
+                    }
+                    for c in checkpoints
+                ],
+            }
