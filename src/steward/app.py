@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from steward.errors import UserError
 from steward.policy.declaration import AgentPolicy
+from steward.policy.record import DecisionSink
 from steward.runs.agent import Agent, AgentFn, Limits, make_agent
 from steward.tools.registry import Tool, make_tool
 
@@ -31,6 +32,8 @@ class Steward:
     def __init__(self) -> None:
         self.agents: dict[str, Agent] = {}
         self.tools: dict[str, Tool] = {}
+        self.decision_sinks: list[DecisionSink] = []
+        """Where every run's policy decisions also go (e.g. an audit trail), once per step."""
 
     def agent(
         self,
@@ -130,4 +133,5 @@ class Steward:
                         raise UserError(f"two apps declare different tools named {tool_name!r}")
                     merged.tools[tool_name] = tool
                 merged.agents[agent.name] = replace(agent, tools=tuple(tools))
+            merged.decision_sinks.extend(app.decision_sinks)
         return merged

@@ -8,11 +8,12 @@ from __future__ import annotations
 import tomllib
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -71,8 +72,68 @@ class Settings(BaseSettings):
     )
     rate_limit_per_minute: float = Field(
         default=1200,
-        description="Requests per minute per API key and per end user (burst = 1 min).",
+        gt=0,
+        description="Requests per minute per API key (unless the key has its own limit).",
     )
+    rate_limit_burst: int | None = Field(
+        default=None, gt=0, description="Bucket size per API key; default: one minute's worth."
+    )
+    user_rate_limit_per_minute: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests per minute per end user (`user` field or `x-steward-user` header) "
+        "of a tenant; default: `rate_limit_per_minute`.",
+    )
+    user_rate_limit_burst: int | None = Field(
+        default=None, gt=0, description="Bucket size per end user; default: one minute's worth."
+    )
+    rate_limit_fail_open: bool = Field(
+        default=True,
+        description="When Redis is unreachable: allow requests (true) or refuse them with 503 "
+        "(false).",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="`redis://…` for scale-out hot state (stream fan-out, rate-limit buckets, "
+        "session values); default: in-process memory. Never the system of record.",
+    )
+    redis_prefix: str = Field(
+        default="steward:", description="Prefix of every Redis key, so deployments can share one."
+    )
+    idempotency_ttl_s: int = Field(
+        default=86_400,
+        gt=0,
+        description="How long an Idempotency-Key and its stored response are kept (24 h).",
+    )
+    idempotency_lease_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a key stays locked by a request that never finished (a crash).",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="`whsec_…` secret that signs outgoing webhooks (Standard Webhooks).",
+    )
+    webhook_tenant_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-tenant `whsec_…` secrets (JSON object tenant -> secret); they win over "
+        "`webhook_secret`.",
+    )
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs webhook targets may resolve to even though they are private, "
+        "loopback or link-local (e.g. `127.0.0.0/8`); everything non-public is refused otherwise.",
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Delivery attempts per webhook before it is marked failed."
+    )
+    webhook_backoff_base_s: float = Field(
+        default=2.0, gt=0, description="First retry delay bound; doubles per attempt (full jitter)."
+    )
+    webhook_backoff_cap_s: float = Field(
+        default=600.0, gt=0, description="Largest retry delay bound."
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="Per-attempt HTTP timeout.")
     capture_message_content: bool = Field(
         default=False,
         description="Record prompts and completions on spans (gen_ai.input/output.messages).",
@@ -155,7 +216,7 @@ class Settings(BaseSettings):
         description="Launched bwrap sandboxes kept ready for fast creates (0 disables the pool).",
     )
 
-    @field_validator("apps", mode="before")
+    @field_validator("apps", "webhook_allowed_networks", mode="before")
     @classmethod
     def _split_apps(cls, value: Any) -> Any:
         if isinstance(value, str):

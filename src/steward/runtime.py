@@ -18,15 +18,20 @@ from steward.durable.sweeper import Sweeper
 from steward.durable.workers import WorkerRegistry
 from steward.models.router import ModelRouter
 from steward.observe.tracing import Tracing
-from steward.policy.rate_limit import MemoryRateLimiter
+from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
+from steward.policy.rate_limit_redis import RedisRateLimiter
 from steward.runs.engine import RunEngine, _payload
 from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
 from steward.security.services import Security
+from steward.server.schemas import run_json
 from steward.store import migrate
 from steward.store.database import Database
-from steward.store.hot import MemoryHotState
+from steward.store.hot import HotState, MemoryHotState
+from steward.store.hot_redis import RedisHotState
 from steward.store.runs import RunStore
+from steward.webhooks.dispatcher import WebhookConfig, WebhookDispatcher
+from steward.webhooks.store import WebhookStore
 
 
 @dataclass
@@ -36,7 +41,12 @@ class Runtime:
     keys: KeyStore
     tracing: Tracing
     engine: RunEngine
-    rate_limiter: MemoryRateLimiter
+    hot: HotState
+    rate_limiter: RateLimiter
+    rate_limits: RateLimits
+    webhook_config: WebhookConfig
+    webhook_store: WebhookStore
+    webhooks: WebhookDispatcher | None
     sandboxes: SandboxManager
     security: Security
     durable: DBOSEngine | None = None
@@ -72,6 +82,7 @@ class Runtime:
             sweeper = Sweeper(
                 db, registry, durable.recover, interval_s=settings.heartbeat_interval_s
             )
+        hot = _hot_state(settings)
         sandboxes = SandboxManager(
             db,
             settings.home,
@@ -83,20 +94,31 @@ class Runtime:
             app,
             store=RunStore(db),
             durable=durable,
-            hot=MemoryHotState(),
+            hot=hot,
             tracing=tracing,
             models=ModelRouter(settings.model),
             execute=execute,
             sandboxes=sandboxes,
             secrets=security.secrets,
         )
+        webhook_config = WebhookConfig.from_settings(settings)
+        webhook_store = WebhookStore(db)
+        webhooks = None
+        if execute:
+            webhooks = WebhookDispatcher(webhook_store, webhook_config, run_json)
+            engine.finished_listeners.append(webhooks.notify)
         return cls(
             settings=settings,
             db=db,
             keys=security.keys,
             tracing=tracing,
             engine=engine,
-            rate_limiter=MemoryRateLimiter(settings.rate_limit_per_minute),
+            hot=hot,
+            rate_limiter=_rate_limiter(settings),
+            rate_limits=_rate_limits(settings),
+            webhook_config=webhook_config,
+            webhook_store=webhook_store,
+            webhooks=webhooks,
             sandboxes=sandboxes,
             security=security,
             durable=durable,
@@ -112,6 +134,8 @@ class Runtime:
             self.durable.set_fence(self.registry)
             self.registry.start()
         await self.engine.launch()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         self.security.start()
         if self.sweeper is not None:
             self.sweeper.after_sweep = self._start_orphans
@@ -125,11 +149,15 @@ class Runtime:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeping
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.engine.shutdown()
         await self.security.stop()
         if self.registry is not None:
             # Blocking, briefly: DBOS's shutdown also shut the loop's default thread pool.
             self.registry.stop()
+        await self.hot.aclose()
+        await self.rate_limiter.aclose()
         self.tracing.shutdown()
         self.db.dispose()
 
@@ -157,3 +185,25 @@ class Runtime:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _hot_state(settings: Settings) -> HotState:
+    if settings.redis_url:
+        return RedisHotState(settings.redis_url, prefix=settings.redis_prefix)
+    return MemoryHotState()
+
+
+def _rate_limiter(settings: Settings) -> RateLimiter:
+    if settings.redis_url:
+        return RedisRateLimiter(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            fail_open=settings.rate_limit_fail_open,
+        )
+    return MemoryRateLimiter()
+
+
+def _rate_limits(settings: Settings) -> RateLimits:
+    per_key = Limit.of(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    user_rate = settings.user_rate_limit_per_minute or settings.rate_limit_per_minute
+    return RateLimits(per_key=per_key, per_user=Limit.of(user_rate, settings.user_rate_limit_burst))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from steward import Context, Steward, ToolContext
 from steward.errors import ToolError
 from steward.policy.declaration import AgentPolicy, GoalRule, MonitorPolicy, OutputPolicy
+from steward.policy.record import PolicyEvent
 
 app = Steward()
 
@@ -34,6 +35,19 @@ def _ledger(entry: dict[str, object]) -> None:
     path = Path(os.environ.get("STEWARD_TEST_LEDGER", ".steward/ledger.jsonl"))
     with path.open("a") as file:
         file.write(json.dumps(entry) + "\n")
+
+
+class DecisionLedger:
+    """Appends every policy decision to `decisions.jsonl` beside the ledger, as an audit trail
+    would: a record that outlives the process, so a test sees whether a replay repeats it."""
+
+    def record(self, event: PolicyEvent) -> None:
+        path = Path(os.environ.get("STEWARD_TEST_LEDGER", ".steward/ledger.jsonl"))
+        with path.with_name("decisions.jsonl").open("a") as file:
+            file.write(json.dumps(event.to_json(), default=str) + "\n")
+
+
+app.decision_sinks.append(DecisionLedger())
 
 
 @app.tool()

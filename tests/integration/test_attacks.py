@@ -286,6 +286,8 @@ def alpha_objects(server: StewardProcess, keys: dict[str, str]) -> dict[str, str
         admin.get(f"/threads/{thread}/runs/{run['run_id']}/join")
         key = admin.post("/admin/keys", json={"name": "alpha-extra"}).json()
         hook = admin.post("/admin/hooks", json={"agent": "hook_sink"}).json()
+        created = admin.post("/v1/sandboxes", json={})
+        assert created.status_code in (200, 201), created.text
         paused = admin.post("/runs", json={"assistant_id": "approver", "input": {}}).json()
         approvals: list[dict[str, Any]] = []
         for _ in range(200):
@@ -302,13 +304,19 @@ def alpha_objects(server: StewardProcess, keys: dict[str, str]) -> dict[str, str
         "hook_id": hook["id"],
         "key_secret": key["secret"],
         "hook_secret": hook["secret"],
+        "sandbox_id": created.json()["id"],
     }
 
 
 # Path parameters that name a tenant's object. Anything else is a failure until listed here.
-TENANT_SCOPED = {"thread_id", "run_id", "key_id", "hook_id", "approval_id"}
+TENANT_SCOPED = {"thread_id", "run_id", "key_id", "hook_id", "approval_id", "sandbox_id"}
 # Routes whose body forbids unknown fields get a valid body of their own.
-BODIES = {("POST", "/runs/{run_id}/approvals/{approval_id}"): {"decision": "reject"}}
+BODIES = {
+    ("POST", "/runs/{run_id}/approvals/{approval_id}"): {"decision": "reject"},
+    ("POST", "/v1/sandboxes/{sandbox_id}/exec"): {"command": "true"},
+    ("PUT", "/v1/sandboxes/{sandbox_id}/files/content"): {"content": "x"},
+    ("POST", "/v1/sandboxes/{sandbox_id}/standby"): {},
+}
 # `assistant_id` names an agent: code deployed with the server, the same for every tenant.
 SHARED = {"assistant_id"}
 
@@ -342,9 +350,12 @@ def test_other_tenants_ids_get_404_and_nothing_leaks(
         "values": {},
     }
     body = BODIES.get((method, path), body)
+    query = {"path": "notes.txt"} if "/files" in path else None  # sandbox file routes need one
     with client(server, keys["other_admin"]) as intruder:
-        response = intruder.request(method, url, json=body)
-        unknown_response = intruder.request(method, decoy, json=body) if params else None
+        response = intruder.request(method, url, json=body, params=query)
+        unknown_response = (
+            intruder.request(method, decoy, json=body, params=query) if params else None
+        )
     assert response.status_code < 500, response.text
     leaked = [v for v in alpha_objects.values() if v in response.text and v not in url]
     assert not leaked, f"{method} {path} leaked {leaked}"

@@ -399,7 +399,6 @@ def test_body_of_the_wrong_shape_fails_the_request_schema(
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("webhook", "https://example.com/hook"),
         ("after_seconds", 5),
         ("command", {"goto": "somewhere"}),
         ("checkpoint_id", "abc"),
@@ -412,6 +411,20 @@ def test_unsupported_run_option_is_refused_not_ignored(
         http.post(runs_url, json={**valid_run(), field: value}), 422, "validation-error"
     )
     assert field in body["errors"][0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("webhook", "kind"),
+    [
+        ("https://example.com/hook", "webhook-not-configured"),
+        ("", "validation-error"),
+        ("https://example.com/" + "x" * 2100, "validation-error"),
+    ],
+)
+def test_a_webhook_that_could_never_be_sent_is_refused(
+    http: httpx.Client, runs_url: str, webhook: str, kind: str
+) -> None:
+    assert_problem(http.post(runs_url, json={**valid_run(), "webhook": webhook}), 422, kind)
 
 
 @pytest.mark.parametrize("depth", [100, 500, 900, *range(930, 970, 2), 990])

@@ -362,8 +362,27 @@ def test_taint_survives_a_crash_and_replay(
         assert pending[0]["reason"].startswith("policy (tainted_write)")
         assert not sent_emails(process)
         assert len(control.requests()) == 1  # the model was asked once, after the restart
+        # The replay made every decision again, but each was recorded once: read_inbox's
+        # before the crash, the rest after it (none for the step the replay skipped).
+        decisions = [
+            (d["tool"], d["verdict"], d["step"])
+            for d in decision_ledger(process)
+            if d["kind"] == "tool_decision"
+        ]
+        assert decisions == [
+            ("read_inbox", "allow", 0),
+            ("slow_step", "allow", 1),
+            ("send_email", "needs_approval", 3),
+        ]
+        taints = [d for d in decision_ledger(process) if d["kind"] == "taint"]
+        assert [t["source"] for t in taints] == ["tool:read_inbox"]
     finally:
         process.stop()
+
+
+def decision_ledger(process: StewardProcess) -> list[dict[str, Any]]:
+    path = process.ledger.with_name("decisions.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
 def _wait_for(condition: Any, timeout_s: float = 20.0) -> None:

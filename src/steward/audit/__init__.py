@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+from steward.audit.background import BackgroundRecorder
 from steward.audit.log import AuditLog, Checkpoint
 from steward.audit.verify import Finding, Report, verify_export
 
@@ -25,17 +26,25 @@ __all__ = [
     "install",
     "record",
     "record_async",
+    "record_later",
     "verify_export",
 ]
 
 log = logging.getLogger("steward.audit")
 _installed: AuditLog | None = None
+_background: BackgroundRecorder | None = None
 
 
 def install(audit_log: AuditLog | None) -> None:
-    """Make `audit_log` the process's log (the runtime does this when it starts)."""
-    global _installed
+    """Make `audit_log` the process's log (the runtime does this when it starts); `None`
+    first writes every event still queued by `record_later`."""
+    global _installed, _background
+    if _background is not None:
+        _background.drain()
+        _background = None
     _installed = audit_log
+    if audit_log is not None:
+        _background = BackgroundRecorder(audit_log)
 
 
 def current() -> AuditLog | None:
@@ -53,6 +62,15 @@ def record(tenant_id: str, kind: str, data: dict[str, Any] | None = None) -> int
         log.warning("no audit log installed; dropping %s event for tenant %s", kind, tenant_id)
         return None
     return audit_log.record(tenant_id, kind, data)
+
+
+def record_later(tenant_id: str, kind: str, data: dict[str, Any] | None = None) -> None:
+    """`record` without waiting: for the event loop's hot path; events keep their order."""
+    background = _background
+    if background is None:
+        log.warning("no audit log installed; dropping %s event for tenant %s", kind, tenant_id)
+        return
+    background.record(tenant_id, kind, dict(data or {}))
 
 
 async def record_async(tenant_id: str, kind: str, data: dict[str, Any] | None = None) -> int | None:

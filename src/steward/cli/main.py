@@ -148,11 +148,21 @@ def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key.")],
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")] = "default",
     role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")] = "admin",
+    rate_per_minute: Annotated[
+        float | None, typer.Option(help="This key's request rate; default: the global one.")
+    ] = None,
+    burst: Annotated[int | None, typer.Option(help="This key's burst size.")] = None,
 ) -> None:
     """Create an API key; its secret is printed once, as the last line."""
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
-    created = open_security().keys.create(name, tenant_id=tenant, role=role)
+    created = open_security().keys.create(
+        name,
+        tenant_id=tenant,
+        role=role,
+        rate_limit_per_minute=rate_per_minute,
+        rate_limit_burst=burst,
+    )
     console.print(f"created key {created.id} ({created.name}, tenant {tenant}, role {role})")
     print(created.secret)
 

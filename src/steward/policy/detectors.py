@@ -92,19 +92,79 @@ _RULES: tuple[tuple[str, float, str], ...] = (
 )
 
 
+# Words every match of a rule contains (lower-cased), so a rule runs only on text holding one:
+# ordinary text skips the costly case-insensitive patterns after a few substring tests.
+_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "ignore_instructions": ("ignore", "disregard", "forget", "override", "bypass", "skip"),
+    "new_instructions": ("instruction", "system", "rules", "directive"),
+    "jailbreak_persona": (
+        "anything",
+        "mode",
+        "jailbr",
+        "longer",
+        "unrestricted",
+        "unfiltered",
+        "uncensored",
+        "evil",
+        "pretend",
+        "without",
+    ),
+    "forged_role_tag": ("<", "inst]", "system", "instruction", "assistant"),
+    "exfiltration_request": (
+        "password",
+        "api",
+        "secret",
+        "token",
+        "credential",
+        "system",
+        "conversation",
+    ),
+    "prompt_leak": ("system", "instruction", "prompt"),
+    "tool_instruction": ("tool", "function"),
+}
+# Characters that `re.IGNORECASE` matches to an ASCII letter but `str.lower` does not map to one.
+_CASE_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
 class PatternDetector:
     """Regular-expression rules for known attack shapes, compiled once."""
 
     name = "patterns"
 
-    def __init__(self, rules: Sequence[tuple[str, float, str]] = _RULES) -> None:
+    def __init__(
+        self,
+        rules: Sequence[tuple[str, float, str]] = _RULES,
+        keywords: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        keywords = _KEYWORDS if keywords is None else keywords
         self._rules = [
-            (rule, score, re.compile(src, _I | re.MULTILINE)) for rule, score, src in rules
+            (rule, score, re.compile(src, _I | re.MULTILINE), keywords.get(rule))
+            for rule, score, src in rules
         ]
+        self._ungated = [rule for rule, _, _, words in self._rules if words is None]
+        self._words = tuple(sorted({w for _, _, _, words in self._rules for w in words or ()}))
+        self._rules_of = {
+            word: [rule for rule, _, _, words in self._rules if words and word in words]
+            for word in self._words
+        }
 
-    def classify(self, text: str) -> list[Finding]:
+    def candidates(self, text: str) -> list[str]:
+        """The rules whose keywords occur in `text` (rules without keywords always)."""
+        lower = (text if text.isascii() else text.translate(_CASE_FOLD)).lower()
+        found = [word for word in self._words if word in lower]
+        if not found:
+            return self._ungated
+        rules = {rule for word in found for rule in self._rules_of[word]}
+        return [*self._ungated, *rules]
+
+    def classify(self, text: str, rules: Sequence[str] | None = None) -> list[Finding]:
+        """Findings in `text`, trying only `rules` when given (from `candidates`)."""
+        if rules is None:
+            rules = self.candidates(text)
         findings = []
-        for rule, score, pattern in self._rules:
+        for rule, score, pattern, _ in self._rules:
+            if rule not in rules:
+                continue
             match = pattern.search(text)
             if match is not None:
                 findings.append(Finding(self.name, rule, score, _excerpt(match.group(0))))
@@ -121,6 +181,27 @@ class Screen:
         found: list[Finding] = []
         for classifier in self.classifiers:
             found.extend(classifier.classify(text))
+        return found
+
+    def may_find(self, joined: str) -> bool:
+        """False when no classifier can find anything in the texts `joined` holds."""
+        return any(
+            not isinstance(c, PatternDetector) or c.candidates(joined) for c in self.classifiers
+        )
+
+    def findings_in(self, texts: Sequence[str], joined: str | None = None) -> list[Finding]:
+        """Findings in each of `texts`; pattern rules are pre-filtered once over all of them
+        (`joined`: any text holding each of them, such as `json_text` of their value)."""
+        found: list[Finding] = []
+        for classifier in self.classifiers:
+            if isinstance(classifier, PatternDetector):
+                rules = classifier.candidates("\n".join(texts) if joined is None else joined)
+                if rules:
+                    for text in texts:
+                        found.extend(classifier.classify(text, rules))
+            else:
+                for text in texts:
+                    found.extend(classifier.classify(text))
         return found
 
 

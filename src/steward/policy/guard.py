@@ -6,13 +6,13 @@ behaviour, and filters what leaves the run; every decision goes to its `Decision
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from steward.durable.types import JsonObject
 from steward.errors import PolicyBlocked, PolicyStopped
 from steward.models.types import ModelResponse
 from steward.policy.boundary import Decision, decide
@@ -20,13 +20,14 @@ from steward.policy.declaration import AgentPolicy
 from steward.policy.detectors import Finding, PatternDetector, Screen
 from steward.policy.monitor import Alert, BehaviourMonitor
 from steward.policy.output_filter import OutputFilter
-from steward.policy.record import DecisionSink, PolicyEvent, RunEventSink, Sinks
+from steward.policy.record import DecisionSink, PolicyEvent, RunEventSink, Sinks, StepBuffer
 from steward.policy.stream_filter import StreamFilter
 from steward.policy.taint import TaintState
-from steward.policy.text import Cleaned, clean_json, json_strings
+from steward.policy.text import SORTED_ENCODER, Cleaned, clean_json, json_strings, json_text
 from steward.tools.registry import Tool
 
 Emit = Callable[[str, Any], None]
+Journal = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObject]]
 UNTRUSTED_INPUT = "steward.input.untrusted"
 """Run metadata key an entry point (e.g. webhook ingress) sets when the input is third-party."""
 
@@ -34,7 +35,7 @@ _DEFAULT_SCREEN = Screen([PatternDetector()])
 
 
 def _signature(name: str, arguments: Any) -> str:
-    return name + "\x00" + json.dumps(arguments, sort_keys=True, default=str)
+    return name + "\x00" + SORTED_ENCODER.encode(arguments)
 
 
 def default_screen() -> Screen:
@@ -57,8 +58,8 @@ class RunGuard:
         self.tools = tools
         self.output = OutputFilter(policy.output)
         # Policy events are filtered like any other event: finding excerpts may hold secrets.
-        self.sink = Sinks(
-            [RunEventSink(lambda event, data: emit(event, self.filter_event(data))), *sinks]
+        self.sink = StepBuffer(
+            Sinks([RunEventSink(lambda event, data: emit(event, self.filter_event(data))), *sinks])
         )
         self.output_model = output_model
         self.screen = screen or _DEFAULT_SCREEN
@@ -68,6 +69,41 @@ class RunGuard:
         self._model_calls: set[str] = set()  # tool calls of the latest model response
         if policy.taint == "plan" and policy.plan is not None:
             self.taint.freeze(policy.plan)
+
+    # -- the journal -------------------------------------------------------------------------
+
+    def journaled(self, journal: Journal, *, release_first: bool = False) -> Journal:
+        """`journal`, releasing held decisions after steps that ran and dropping them after
+        steps that were replayed (see `StepBuffer`).
+
+        `release_first` releases them as the step starts instead, for steps whose own events
+        must come after the decision (an approval request ends a paused run's stream); only
+        a crash inside such a step can then repeat them.
+        """
+
+        async def step(name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
+            ran = False
+
+            async def run() -> JsonObject:
+                nonlocal ran
+                ran = True
+                if release_first:
+                    self.sink.flush()
+                return await fn()
+
+            result = await journal(name, run)
+            self.sink.steps += 1
+            if ran:
+                self.sink.flush()
+            else:
+                self.sink.discard()
+            return result
+
+        return step
+
+    def finish(self) -> None:
+        """The run ended in this execution: release what no later step will."""
+        self.sink.flush()
 
     # -- input --------------------------------------------------------------------------------
 
@@ -102,7 +138,10 @@ class RunGuard:
                     raise PolicyStopped(rule.message, reason="goal_refused")
                 raise PolicyStopped(rule.message, reason="escalated", status="interrupted")
 
-    def _findings(self, value: Any, changes: list[Cleaned]) -> list[Finding]:
+    def _findings(
+        self, value: Any, changes: list[Cleaned], text: str | None = None
+    ) -> list[Finding]:
+        """What the screen finds in `value` (`text`: its `json_text`, when already made)."""
         findings: list[Finding] = []
         removed = sum(c.removed for c in changes)
         smuggled = " ".join(c.smuggled for c in changes if c.smuggled)
@@ -110,8 +149,10 @@ class RunGuard:
             findings.append(
                 Finding("unicode", "invisible_characters", 0.9 if smuggled else 0.5, f"{removed}")
             )
-        for text in [*json_strings(value), *([smuggled] if smuggled else [])]:
-            findings.extend(self.screen.findings(text))
+        if text is not None and not smuggled and not self.screen.may_find(text):
+            return findings
+        texts = [*json_strings(value), *([smuggled] if smuggled else [])]
+        findings.extend(self.screen.findings_in(texts, None if smuggled else text))
         return findings
 
     # -- tools --------------------------------------------------------------------------------
@@ -140,8 +181,9 @@ class RunGuard:
         untrusted = name not in self.policy.trusted_tools
         if not untrusted:
             return {"result": result, "untrusted": False}
-        cleaned, changes = clean_json(result)
-        findings = self._findings(cleaned, changes)
+        text = json_text(result)
+        cleaned, changes = (result, []) if text.isascii() else clean_json(result)
+        findings = self._findings(cleaned, changes, text if text.isascii() else None)
         if findings:
             data = {"tool": name, "findings": [f.to_json() for f in findings]}
             self.sink.record(PolicyEvent("untrusted_finding", data))

@@ -44,8 +44,13 @@ class LinkFilter:
         host = (parts.hostname or "").lower()
         return any(host == h or host.endswith("." + h) for h in self.allowed_hosts)
 
+    @staticmethod
+    def may_match(text: str) -> bool:
+        """False when `text` holds no link, image or URL this filter could change."""
+        return "](" in text or "<" in text or "://" in text or "]:" in text
+
     def filter(self, text: str, counts: Counter[str] | None = None) -> str:
-        if "](" not in text and "<" not in text and "://" not in text and "]:" not in text:
+        if not self.may_match(text):
             return text
         tally = counts if counts is not None else Counter()
         text = _MD_IMAGE.sub(partial(self._markdown, tally, "image", 2), text)

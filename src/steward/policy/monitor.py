@@ -6,12 +6,12 @@ raises the same alerts at the same steps.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from steward.policy.declaration import MonitorPolicy
+from steward.policy.text import SORTED_ENCODER
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class BehaviourMonitor:
 
     def before_tool(self, name: str, arguments: dict[str, Any]) -> Alert | None:
         """Counts identical calls; alerts when this one would reach the limit."""
-        signature = name + "\x00" + json.dumps(arguments, sort_keys=True, default=str)
+        signature = name + "\x00" + SORTED_ENCODER.encode(arguments)
         self._calls[signature] += 1
         count = self._calls[signature]
         if count >= self.policy.max_identical_calls:

@@ -12,6 +12,7 @@ from typing import Any
 from steward.policy.declaration import OutputPolicy
 from steward.policy.links import LinkFilter
 from steward.policy.redact import PII_KINDS, SECRET_KINDS, Redactor
+from steward.policy.text import json_text
 
 
 class OutputFilter:
@@ -28,14 +29,32 @@ class OutputFilter:
             text = self.links.filter(text, counts)
         return text
 
+    def may_change(self, text: str) -> bool:
+        """False when neither redaction nor link stripping can change `text`."""
+        if self.redactor.may_match(text):
+            return True
+        return self.links is not None and self.links.may_match(text)
+
     def json(self, value: Any, counts: Counter[str] | None = None) -> Any:
+        """`value` with every string filtered; `value` itself when nothing would change.
+
+        One pre-filter over all its strings at once clears the common event in a single scan;
+        only a value that may hold something is walked string by string.
+        """
+        if isinstance(value, str):
+            return self.text(value, counts)
+        if not self.may_change(json_text(value)):
+            return value
+        return self._walk(value, counts)
+
+    def _walk(self, value: Any, counts: Counter[str] | None) -> Any:
         if isinstance(value, str):
             return self.text(value, counts)
         if isinstance(value, dict):
             return {
-                (self.text(k, counts) if isinstance(k, str) else k): self.json(v, counts)
+                (self.text(k, counts) if isinstance(k, str) else k): self._walk(v, counts)
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):
-            return [self.json(v, counts) for v in value]
+            return [self._walk(v, counts) for v in value]
         return value

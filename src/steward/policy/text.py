@@ -6,6 +6,7 @@ are removed because they hide instructions from people while models still read t
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -77,3 +78,23 @@ def json_strings(value: Any) -> list[str]:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return found
+
+
+# Built once: `json.dumps` with options builds an encoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+SORTED_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str, sort_keys=True)
+"""Canonical text of a JSON value, for comparing tool calls."""
+
+
+def json_text(value: Any) -> str:
+    """One text holding every string of a JSON value, for pre-filters that look for substrings.
+
+    It is the value serialized (in C, without ASCII escapes): JSON escapes only quotes,
+    backslashes and control characters, which no pre-filter substring contains, so any
+    substring of a string is a substring of this text. Values `json` cannot serialize fall
+    back to the strings joined by a line break.
+    """
+    try:
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return "\n".join(json_strings(value))

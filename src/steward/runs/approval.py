@@ -8,18 +8,20 @@ exactly the same path. The database row, not the wake-up message, is the decisio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from steward import audit
 from steward.durable.types import JsonObject
+from steward.policy.redact import SECRET_KINDS, Redactor
 from steward.runs.context import Journal
 from steward.store.approvals import ApprovalRequest, ApprovalStore
 from steward.store.schema import Approval
 
 Receive = Callable[[str, float], Any]  # (topic, timeout_s) -> Awaitable[JsonObject | None]
-Publish = Callable[[str, Any], int | str]  # (event, data) -> the hot-state event id
+Publish = Callable[[str, Any], Awaitable[int | str]]  # (event, data) -> the hot-state event id
 
 # How often a paused run re-reads its approval row, in case a wake-up message was lost.
 CHECK_INTERVAL_S = 30.0
@@ -67,9 +69,23 @@ def approval_json(approval: Approval) -> dict[str, Any]:
     }
 
 
+# What a reviewer sees: secrets never leave, while personal data stays readable, since deciding
+# a call (say, an email) means seeing whom it goes to. Run streams filter further (all kinds).
+_REVIEWER_REDACTOR = Redactor(SECRET_KINDS)
+
+
+def reviewer_json(approval: Approval) -> dict[str, Any]:
+    """`approval_json` for the approvals API: secrets in arguments, reason and comment redacted."""
+    data = approval_json(approval)
+    for field in ("arguments", "decided_arguments", "reason", "comment"):
+        if data[field] is not None:
+            data[field] = _REVIEWER_REDACTOR.redact_json(data[field])
+    return data
+
+
 def interrupt_json(approval: Approval) -> dict[str, Any]:
-    """The pending call in LangGraph's interrupt shape (`{"id", "value"}`)."""
-    return {"id": approval.id, "value": approval_json(approval)}
+    """The pending call in LangGraph's interrupt shape (`{"id", "value"}`), as reviewers see it."""
+    return {"id": approval.id, "value": reviewer_json(approval)}
 
 
 class ApprovalGate:
@@ -113,10 +129,12 @@ class ApprovalGate:
 
         async def pause() -> JsonObject:
             approval = self._store.build(request)
-            self._publish("updates", {"__interrupt__": [interrupt_json(approval)]})
+            await self._publish("updates", {"__interrupt__": [interrupt_json(approval)]})
             # A resumed stream starts after this marker, so it does not repeat the past.
-            approval.stream_after = str(self._publish("interrupt", {"approval_id": approval.id}))
+            marker = await self._publish("interrupt", {"approval_id": approval.id})
+            approval.stream_after = str(marker)
             approval = await asyncio.to_thread(self._store.request, approval)
+            audit.record_later(approval.tenant_id, "approval.requested", reviewer_json(approval))
             return {"approval_id": approval.id}
 
         await self._journal(f"approval {tool}", pause)
@@ -124,7 +142,9 @@ class ApprovalGate:
 
         async def resume() -> JsonObject:
             await asyncio.to_thread(self._store.resume_run, self._run_id)
-            self._publish("updates", {"approval": state})
+            await self._publish("updates", {"approval": _REVIEWER_REDACTOR.redact_json(state)})
+            if state["status"] == "expired":  # nobody decided: the trail says so
+                audit.record_later(self._tenant_id, "approval.expired", {"approval_id": request.id})
             return {}
 
         await self._journal("approval resume", resume)

@@ -108,7 +108,8 @@ class Context:
         self.agent = agent
         self.totals = RunTotals()
         self._tools = tools
-        self._journal = journal
+        # With a policy, decisions are released once per journaled step, never again on replay.
+        self._journal = journal if guard is None else guard.journaled(journal)
         self._resolve_model = resolve_model
         self._tracing = tracing
         self._deadline = deadline  # time.time() seconds

@@ -11,11 +11,12 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, timedelta
 from typing import Any
 
+from steward import audit
 from steward.app import Steward
 from steward.durable.types import DurableEngine, JsonObject
 from steward.errors import (
@@ -34,8 +35,9 @@ from steward.models.router import ModelRouter
 from steward.observe.context import run_scope
 from steward.observe.tracing import Tracing
 from steward.policy.guard import UNTRUSTED_INPUT, RunGuard
+from steward.policy.record import AuditSink
 from steward.runs.agent import Agent
-from steward.runs.approval import ApprovalGate, approval_topic
+from steward.runs.approval import ApprovalGate, approval_topic, reviewer_json
 from steward.runs.context import Context
 from steward.sandbox.manager import SandboxManager
 from steward.security.redaction import REDACTOR
@@ -52,6 +54,11 @@ log = logging.getLogger("steward.runs")
 TERMINAL_EVENT = "end"
 PAUSE_EVENT = "interrupt"  # the run paused for approval: watchers re-read its status
 STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
+# Stop reasons that mean a declared limit ended the run: each is an audited `cap.hit`.
+CAP_REASONS = frozenset({"max_steps", "max_cost", "wall_time", "spend_cap"})
+
+
+CANCEL_CHANNEL = "cancels"
 
 
 def run_channel(run_id: str) -> str:
@@ -67,6 +74,7 @@ class RunRequest:
     metadata: dict[str, Any] | None = None
     user_id: str | None = None
     multitask_strategy: str = "reject"
+    webhook: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,11 @@ class RunEngine:
         self._execute_here = execute
         self._sandboxes = sandboxes
         self._tasks: dict[str, asyncio.Task[Any]] = {}
+        # Called with a run id when a run of this process ends (e.g. to wake webhook delivery).
+        self.finished_listeners: list[Callable[[str], None]] = []
         self._cancelling: set[str] = set()
         self._detached: set[asyncio.Task[Any]] = set()
+        self._cancel_listener: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -114,10 +125,22 @@ class RunEngine:
         await self._durable.launch(execute=self._execute_here)
         if self._execute_here:
             await self._restart_unstarted()
+            self._cancel_listener = asyncio.get_running_loop().create_task(self._hear_cancels())
 
     async def shutdown(self) -> None:
+        if self._cancel_listener is not None:
+            self._cancel_listener.cancel()
         await self._durable.shutdown()
         await self._models.aclose()
+
+    async def _hear_cancels(self) -> None:
+        """Cancel signals from API servers (hot state): interrupt the run if it runs here."""
+        async for _, event in self.hot.read(CANCEL_CHANNEL):
+            run_id = event.get("data", {}).get("run_id")
+            task = self._tasks.get(run_id) if event.get("event") == "cancel" else None
+            if task is not None:
+                self._cancelling.add(run_id)
+                task.cancel()
 
     async def _restart_unstarted(self) -> None:
         """Start accepted runs that never reached the durable engine (a crash in between)."""
@@ -166,6 +189,7 @@ class RunEngine:
                 meta=request.metadata or {},
                 user_id=request.user_id,
                 multitask_strategy=strategy,
+                webhook=request.webhook,
             )
             try:
                 await asyncio.to_thread(self.store.create_run, run)
@@ -214,6 +238,8 @@ class RunEngine:
             task.cancel()
         else:
             await self._durable.cancel(run.id)
+            # The durable core stops it at its next step; this stops it mid-step, wherever it runs.
+            self.hot.publish_nowait(CANCEL_CHANNEL, {"event": "cancel", "data": {"run_id": run.id}})
         if await asyncio.to_thread(self.store.mark_cancelled, run.tenant_id, run.id):
             if run.stop_reason == AWAITING_APPROVAL:  # wake its durable wait to notice
                 for approval in await asyncio.to_thread(
@@ -294,6 +320,7 @@ class RunEngine:
         )
         if decided is None:
             raise Conflict("approval-decided", f"approval {approval_id!r} was decided meanwhile")
+        audit.record_later(tenant_id, "approval.decided", reviewer_json(decided))
         # Only a wake-up: the paused run re-reads the row, and re-checks it periodically anyway.
         await self._durable.send(decided.run_id, approval_topic(decided.id), {})
         return decided
@@ -386,6 +413,17 @@ class RunEngine:
             error=outcome.error,
             totals=totals,
         )
+        if outcome.stop_reason in CAP_REASONS:
+            audit.record_later(
+                run.tenant_id,
+                "cap.hit",
+                {
+                    "run_id": run_id,
+                    "agent": run.agent,
+                    "cap": outcome.stop_reason,
+                    **asdict(totals),
+                },
+            )
         channel = run_channel(run_id)
         if outcome.output is not None:
             self.hot.publish_nowait(channel, {"event": "values", "data": outcome.output})
@@ -393,6 +431,8 @@ class RunEngine:
             self.hot.publish_nowait(channel, {"event": "error", "data": outcome.error})
         self.hot.publish_nowait(channel, {"event": TERMINAL_EVENT, "data": {}})
         self._start_detached(self._promote_next(run.tenant_id, run.thread_id))
+        for listener in self.finished_listeners:
+            listener(run_id)
         return {"status": outcome.status, "stop_reason": outcome.stop_reason}
 
     def _start_detached(self, work: Any) -> None:
@@ -427,17 +467,24 @@ class RunEngine:
             emit=emit,
             output_model=agent.output_model,
             input_untrusted=bool((run.meta or {}).get(UNTRUSTED_INPUT)),
+            sinks=[
+                *self.app.decision_sinks,
+                AuditSink(run.tenant_id, run.id, agent.name, lambda data: guard.filter_event(data)),
+            ],
         )
 
-        def publish(event: str, data: Any) -> int | str:
-            return self.hot.publish_nowait(channel, {"event": event, "data": data})
+        async def publish(event: str, data: Any) -> int | str:
+            # Approval events carry a call's arguments: filtered like every event of the run.
+            return await self.hot.publish(
+                channel, {"event": event, "data": guard.filter_event(data)}
+            )
 
         thread_state = await asyncio.to_thread(
             self.store.thread_values, run.tenant_id, run.thread_id
         )
         gate = ApprovalGate(
             store=self.approvals,
-            journal=self._durable.step,
+            journal=guard.journaled(self._durable.step, release_first=True),
             receive=self._durable.receive,
             publish=publish,
             tenant_id=run.tenant_id,
@@ -468,6 +515,7 @@ class RunEngine:
             outcome = await self._call_agent(agent, ctx, guard, payload["input"], deadline)
             if outcome.error is not None:
                 outcome = replace(outcome, error=guard.filter_error(outcome.error))
+            guard.finish()
             if outcome.status != "success":
                 span.set_attribute("error.type", outcome.stop_reason)
             span.set_attribute("steward.run.status", outcome.status)

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -32,6 +33,8 @@ from steward.sandbox.types import (
 )
 
 BWRAP = "/usr/bin/bwrap"
+WAIT_FOR_EXIT_S = 5.0
+log = logging.getLogger("steward.sandbox")
 SANDBOX_UID = 65534  # "nobody" inside the user namespace
 RESIDENT_PATH = "/run/steward/resident.py"
 PYTHON = "/usr/bin/python3"
@@ -288,7 +291,10 @@ class BwrapInstance:
         await asyncio.to_thread(self.group.remove)  # kills every process first
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
-        await self.process.wait()
+        try:
+            await asyncio.wait_for(self.process.wait(), WAIT_FOR_EXIT_S)
+        except TimeoutError:  # reaped elsewhere or stuck: the cgroups are already gone
+            log.warning("sandbox %s launcher did not report its exit", self.spec.id)
         self._stderr_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._stderr_task

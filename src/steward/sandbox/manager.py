@@ -112,6 +112,7 @@ class SandboxManager:
         self._state_writes: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.pool = WarmPool(pool_size, self._launch_pooled, self._discard_pooled)
+        self._pool_possible = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -119,8 +120,7 @@ class SandboxManager:
         await asyncio.to_thread(self._reap_orphans)
         self._watchdog = asyncio.create_task(self._watch())
         self._writer = asyncio.create_task(self._write_states())
-        if self.backends["bwrap"].unavailable_reason() is None:
-            self.pool.start()
+        self._pool_possible = self.backends["bwrap"].unavailable_reason() is None
 
     async def close(self) -> None:
         for task in (self._watchdog, self._writer):
@@ -198,6 +198,8 @@ class SandboxManager:
             if not VOLUME_NAME.match(name):
                 raise UserError(f"volume name {name!r} must match {VOLUME_NAME.pattern}")
         if backend.name == "bwrap":
+            if self._pool_possible:
+                self.pool.start()  # the first create warms the pool for the next ones
             pooled = self.pool.take(options.limits, options.volumes)
             if pooled is not None:
                 info = await self._hand_out(tenant_id, pooled, options)

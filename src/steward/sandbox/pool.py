@@ -37,7 +37,11 @@ def fits(pool_limits: Limits, limits: Limits, volumes: list[str]) -> bool:
 
 
 class WarmPool:
-    """Up to `size` launched sandboxes; `size` 0 disables the pool."""
+    """Up to `size` launched sandboxes; `size` 0 disables the pool.
+
+    Filling starts with the first sandbox a process creates (or `start`), so processes that
+    never use sandboxes launch none.
+    """
 
     def __init__(
         self,
@@ -80,7 +84,8 @@ class WarmPool:
         return [pooled.spec.id for pooled in self._ready]
 
     async def wait_full(self, timeout_s: float = 60.0) -> None:
-        """Until every slot holds a ready sandbox (for tests and benchmarks)."""
+        """Start filling if needed, then wait until every slot holds a ready sandbox."""
+        self.start()
         async with asyncio.timeout(timeout_s), self._changed:
             await self._changed.wait_for(lambda: len(self._ready) >= self.size)
 

@@ -34,6 +34,8 @@ class Principal:
     key_id: str
     role: str
     user_id: str | None = None
+    rate_limit_per_minute: float | None = None  # this key's own limit, if it has one
+    rate_limit_burst: int | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,13 @@ class KeyStore:
         self._audit = audit
 
     def create(
-        self, name: str, *, tenant_id: str = DEFAULT_TENANT, role: str = "admin"
+        self,
+        name: str,
+        *,
+        tenant_id: str = DEFAULT_TENANT,
+        role: str = "admin",
+        rate_limit_per_minute: float | None = None,
+        rate_limit_burst: int | None = None,
     ) -> CreatedKey:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}")
@@ -68,6 +76,8 @@ class KeyStore:
             prefix=prefix,
             secret_hash=_hash(secret),
             role=role,
+            rate_limit_per_minute=rate_limit_per_minute,
+            rate_limit_burst=rate_limit_burst,
         )
         with self.db.session() as session:
             if session.get(Tenant, tenant_id) is None:
@@ -124,4 +134,10 @@ class KeyStore:
                 return None
             if key.revoked_at is not None:
                 return None
-            return Principal(key.tenant_id, key.id, key.role)
+            return Principal(
+                key.tenant_id,
+                key.id,
+                key.role,
+                rate_limit_per_minute=key.rate_limit_per_minute,
+                rate_limit_burst=key.rate_limit_burst,
+            )

@@ -68,6 +68,8 @@ class Security:
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
+        if audit.current() is self.audit:
+            audit.install(None)  # writes the events still queued before the last checkpoints
         # Sign whatever is still unsigned, so a clean shutdown leaves no unsigned tail. Inline:
         # by now the engine's shutdown may have closed the loop's default thread pool.
         try:
@@ -75,8 +77,6 @@ class Security:
                 self.audit.checkpoint(tenant_id)
         except Exception:
             log.exception("could not sign the final audit checkpoints")
-        if audit.current() is self.audit:
-            audit.install(None)
 
     async def _checkpoint_forever(self) -> None:
         interval = self.audit.checkpoint_interval_s

@@ -15,6 +15,7 @@ from steward.config import Settings
 from steward.runtime import Runtime
 from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
+from steward.server.idempotency import IdempotencyGate
 from steward.server.outage import DatabaseOutageGuard
 from steward.server.problems import install_problem_handlers
 from steward.server.routes import (
@@ -26,7 +27,9 @@ from steward.server.routes import (
     sandboxes,
     threads,
     traces,
+    webhooks,
 )
+from steward.store.idempotency import IdempotencyStore
 
 
 def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> FastAPI:
@@ -41,6 +44,12 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.engine = runtime.engine
         api.state.tracing = runtime.tracing
         api.state.rate_limiter = runtime.rate_limiter
+        api.state.rate_limits = runtime.rate_limits
+        api.state.webhook_config = runtime.webhook_config
+        api.state.webhook_store = runtime.webhook_store
+        api.state.idempotency = IdempotencyStore(
+            runtime.db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s
+        )
         api.state.sandboxes = runtime.sandboxes
         api.state.security = runtime.security
         await runtime.start()
@@ -56,10 +65,12 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         lifespan=lifespan,
     )
     install_problem_handlers(api)
-    # Added last runs first: authenticate before any body is read or checked.
+    # Added last runs first: authenticate before any body is read or checked; idempotency
+    # comes after both, so it sees the principal and a bounded body.
+    api.add_middleware(IdempotencyGate, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
     api.add_middleware(DatabaseOutageGuard)  # outermost: covers authentication too
-    for module in (health, assistants, threads, runs, traces, sandboxes, admin, hooks):
+    for module in (health, assistants, threads, runs, traces, sandboxes, admin, hooks, webhooks):
         api.include_router(module.router)
     return api

@@ -10,7 +10,6 @@ signature) are public. Every failure is recorded in the audit log.
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -18,9 +17,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from steward import audit
 from steward.errors import ApiError, Forbidden, Unauthenticated
-from steward.policy.rate_limit import MemoryRateLimiter
 from steward.security.jwt_auth import JwtVerifier, TokenRejected, looks_like_jwt
 from steward.security.keys import KeyStore, Principal
+from steward.server import rate_limits
 from steward.server.problems import problem
 
 WRITE_ROLES = ("admin", "developer", "runner")
@@ -86,18 +85,7 @@ class AuthGate:
             if authenticated is None:
                 raise Unauthenticated("the API key is unknown or revoked")
             principal = authenticated
-        limiter: MemoryRateLimiter = state.rate_limiter
-        for bucket in _buckets(principal, headers.get(USER_HEADER)):
-            decision = limiter.take(bucket)
-            if not decision.allowed:
-                retry = max(1, math.ceil(decision.retry_after_s))
-                raise ApiError(
-                    429,
-                    "rate-limited",
-                    "Too many requests",
-                    f"rate limit exceeded for this {bucket.split(':', 1)[0]}; retry in {retry}s",
-                    headers={"Retry-After": str(retry)},
-                )
+        await rate_limits.enforce(state, principal, headers.get(USER_HEADER))
         return principal
 
 
@@ -118,13 +106,6 @@ async def _record_failure(scope: Scope, headers: dict[str, str], reason: str) ->
             "key_prefix": key[:17] if key.startswith("stw_") else None,
         },
     )
-
-
-def _buckets(principal: Principal, user: str | None) -> list[str]:
-    buckets = [f"key:{principal.key_id}"]
-    if user:
-        buckets.append(f"user:{principal.tenant_id}:{user}")
-    return buckets
 
 
 async def authenticated(request: Request) -> Principal:

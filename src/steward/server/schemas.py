@@ -11,7 +11,6 @@ from steward.store.schema import Run, Thread
 
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "events", "debug"]
 _UNSUPPORTED = (
-    "webhook",
     "after_seconds",
     "interrupt_before",
     "interrupt_after",
@@ -62,7 +61,7 @@ class RunCreate(BaseModel):
     on_disconnect: Literal["cancel", "continue"] | None = None
     on_completion: Literal["delete", "keep"] | None = None
     user: str | None = Field(default=None, max_length=200)
-    webhook: str | None = None
+    webhook: str | None = Field(default=None, min_length=1, max_length=2048)
     after_seconds: int | None = None
     command: dict[str, Any] | None = None
     interrupt_before: Any = None

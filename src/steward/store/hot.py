@@ -1,9 +1,10 @@
-"""Hot state: short-lived event logs shared between the process running a run and its watchers.
+"""Hot state: short-lived event logs and session values shared between Steward's processes.
 
 Each channel is an append-only log with increasing ids, so a late or reconnecting reader replays
-what it missed (`after=id`) and then follows live. The embedded implementation lives in memory;
-a Redis one (scale-out, Redis Streams) implements the same protocol. Hot state is never the
-system of record: losing it may cost latency, never a run.
+what it missed (`after=id`) and then follows live. Session values are small JSON objects that
+expire on their own. The embedded implementation lives in memory; `hot_redis.RedisHotState`
+(scale-out, Redis Streams) implements the same protocol. Hot state is never the system of
+record: losing it may cost latency, never a run.
 """
 
 from __future__ import annotations
@@ -19,17 +20,31 @@ HEARTBEAT: Event = {"event": "heartbeat"}
 
 
 class HotState(Protocol):
-    def publish_nowait(self, channel: str, event: Event) -> int:
-        """Append an event; returns its id. Events of one publisher keep their order."""
+    def publish_nowait(self, channel: str, event: Event) -> None:
+        """Append an event without waiting. Events of one publisher keep their order."""
+
+    async def publish(self, channel: str, event: Event) -> int:
+        """Append an event and return its id once it is stored."""
 
     def read(
         self, channel: str, *, after: int = 0, heartbeat_s: float | None = None
     ) -> AsyncIterator[tuple[int, Event]]:
         """Yield (id, event) after `after`: the retained backlog, then live events, forever.
 
-        With `heartbeat_s`, yields `(0, HEARTBEAT)` whenever that long passes without an event,
-        so a reader can re-check the system of record.
+        With `heartbeat_s`, yields `(0, HEARTBEAT)` whenever that long passes without an event
+        (or while the store is unreachable), so a reader can re-check the system of record.
         """
+
+    async def put_session(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
+        """Store a small JSON object that disappears `ttl_s` seconds later."""
+
+    async def get_session(self, key: str) -> dict[str, Any] | None:
+        """The stored object, or None when absent or expired."""
+
+    async def drop_session(self, key: str) -> None: ...
+
+    async def aclose(self) -> None:
+        """Release connections; the instance is unusable afterwards."""
 
 
 @dataclass
@@ -45,11 +60,18 @@ class MemoryHotState:
 
     def __init__(self, *, retention_s: float = 600.0, max_events: int = 10_000) -> None:
         self._channels: dict[str, _Channel] = {}
+        self._sessions: dict[str, tuple[float, dict[str, Any]]] = {}
         self._retention_s = retention_s
         self._max_events = max_events
         self._publishes = 0
 
-    def publish_nowait(self, channel: str, event: Event) -> int:
+    def publish_nowait(self, channel: str, event: Event) -> None:
+        self._append(channel, event)
+
+    async def publish(self, channel: str, event: Event) -> int:
+        return self._append(channel, event)
+
+    def _append(self, channel: str, event: Event) -> int:
         log = self._channels.setdefault(channel, _Channel())
         event_id = log.next_id
         log.next_id += 1
@@ -81,7 +103,29 @@ class MemoryHotState:
             except TimeoutError:
                 yield 0, HEARTBEAT
 
+    async def put_session(self, key: str, value: dict[str, Any], ttl_s: float) -> None:
+        self._sessions[key] = (time.monotonic() + ttl_s, value)
+
+    async def get_session(self, key: str) -> dict[str, Any] | None:
+        entry = self._sessions.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._sessions[key]
+            return None
+        return entry[1]
+
+    async def drop_session(self, key: str) -> None:
+        self._sessions.pop(key, None)
+
+    async def aclose(self) -> None:
+        self._channels.clear()
+        self._sessions.clear()
+
     def _expire(self) -> None:
         cutoff = time.monotonic() - self._retention_s
         for name in [n for n, log in self._channels.items() if log.touched < cutoff]:
             del self._channels[name]
+        now = time.monotonic()
+        for key in [k for k, (expires, _) in self._sessions.items() if expires <= now]:
+            del self._sessions[key]

@@ -18,8 +18,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -56,6 +58,9 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Per-key rate limit overrides; None falls back to the global settings.
+    rate_limit_per_minute: Mapped[float | None] = mapped_column(Float, default=None)
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Thread(Base):
@@ -100,9 +105,17 @@ class Run(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Where the run's result is POSTed when it ends (background runs); see steward.webhooks.
+    webhook: Mapped[str | None] = mapped_column(String(2048), default=None)
 
     __table_args__ = (
         Index("ix_runs_tenant_created", "tenant_id", "created_at"),
+        Index(
+            "ix_runs_with_webhook",
+            "status",
+            sqlite_where=text("webhook IS NOT NULL"),
+            postgresql_where=text("webhook IS NOT NULL"),
+        ),
         # At most one active run per thread, enforced by the database so concurrent
         # submissions cannot both pass a check-then-insert.
         Index(
@@ -163,6 +176,64 @@ class Span(Base):
     events: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (Index("ix_spans_tenant_run", "tenant_id", "run_id"),)
+
+
+class IdempotencyRecord(Base):
+    """One Idempotency-Key of one principal: its request fingerprint and stored response."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="processing")  # or "done"
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    headers: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "principal", "key", name="ux_idempotency_scope_key"),
+    )
+
+
+class OutboundWebhook(Base):
+    """The outbound webhook of one finished run: pending until delivered or given up."""
+
+    __tablename__ = "outbound_webhooks"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    message_id: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    leased_until: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_outbound_webhooks_due", "state", "next_attempt_at"),)
+
+
+class OutboundWebhookAttempt(Base):
+    """One HTTP attempt of a webhook delivery, successful or not."""
+
+    __tablename__ = "outbound_webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime] = mapped_column()
 
 
 class SandboxRecord(Base):

@@ -11,10 +11,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from steward.errors import ApiError, NotFound, UserError
-from steward.runs.approval import approval_json, interrupt_json
+from steward.runs.approval import interrupt_json, reviewer_json
 from steward.runs.engine import RunEngine, RunRequest
 from steward.security.keys import Principal
-from steward.server.auth import Reader, Writer
+from steward.server import rate_limits
+from steward.server.auth import USER_HEADER, Reader, Writer
+from steward.server.routes.webhooks import check_webhook
 from steward.server.schemas import ApprovalDecision, RunCreate, run_json, run_result
 from steward.store.runs import AWAITING_APPROVAL
 from steward.store.schema import Run
@@ -54,6 +56,12 @@ async def _submit(
     request: Request,
 ) -> tuple[Run, int | str]:
     """Start a run, or resume a paused one (`command.resume`); with where its stream starts."""
+    header_user = request.headers.get(USER_HEADER)
+    user = principal.user_id or body.user or header_user
+    if user and user != header_user:  # the gate only charged the header's user
+        await rate_limits.enforce(request.app.state, principal, user, key=False)
+    if body.webhook is not None:
+        await check_webhook(request.app.state.webhook_config, principal.tenant_id, body.webhook)
     if thread_id is not None:
         await _ensure_thread(engine, principal, thread_id)
     resume = body.resume()
@@ -79,7 +87,8 @@ async def _submit(
             thread_id=thread_id,
             metadata=body.metadata,
             # An end user signed in by JWT is who the token says, whatever the body claims.
-            user_id=principal.user_id or body.user or request.headers.get("x-steward-user"),
+            user_id=user,
+            webhook=body.webhook,
             multitask_strategy=body.multitask_strategy or "reject",
         )
     )
@@ -295,7 +304,7 @@ async def list_approvals(run_id: str, principal: Reader, request: Request) -> li
     engine = _engine(request)
     await engine.get(principal.tenant_id, run_id)
     approvals = await asyncio.to_thread(engine.approvals.for_run, principal.tenant_id, run_id)
-    return [approval_json(approval) for approval in approvals]
+    return [reviewer_json(approval) for approval in approvals]
 
 
 @router.post("/runs/{run_id}/approvals/{approval_id}")
@@ -315,4 +324,4 @@ async def decide_approval(
         comment=body.comment,
         decided_by=principal.key_id,
     )
-    return approval_json(decided)
+    return reviewer_json(decided)

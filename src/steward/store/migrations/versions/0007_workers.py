@@ -1,7 +1,7 @@
 """workers: executor registrations and heartbeats for the sweeper
 
 Revision ID: 0007
-Revises: 0004, 0005
+Revises: 0002
 Create Date: 2026-11-24 10:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = ("0004", "0005")  # also merges the two heads main had
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
