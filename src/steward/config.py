@@ -46,9 +46,28 @@ class Settings(BaseSettings):
         description="Default model for agents that name none, e.g. `openai:gpt-4.1-mini`, "
         "`anthropic:claude-sonnet-4-5`, `openai-compatible:http://host:8000/v1#model`, `local`.",
     )
-    executor_id: str = Field(
-        default="local",
-        description="Stable id of this worker; runs pending under it are recovered at start.",
+    executor_id: str | None = Field(
+        default=None,
+        description="Stable id of this worker; runs pending under it are recovered at start. "
+        "Default: `{hostname}-{worker_slot}`.",
+    )
+    worker_slot: int | None = Field(
+        default=None,
+        ge=0,
+        description="This worker's slot on its host, part of the default executor id; "
+        "default: the lowest slot no live worker on this host holds.",
+    )
+    worker_concurrency: int = Field(
+        default=64, ge=1, description="Most runs one worker executes at once."
+    )
+    heartbeat_interval_s: float = Field(
+        default=2.0, gt=0, description="How often a worker records that it is alive."
+    )
+    worker_stale_after_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A worker silent this long is presumed dead and its runs are recovered by "
+        "another; a worker that could not beat for half of it stops running steps.",
     )
     max_body_bytes: int = Field(
         default=1_048_576, description="Largest accepted request body (413 above it)."

@@ -6,18 +6,23 @@ only accepts runs; `steward worker` one that only executes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from steward.app import Steward
 from steward.config import Settings
 from steward.durable.dbos_engine import DBOSEngine
+from steward.durable.sweeper import Sweeper
+from steward.durable.workers import WorkerRegistry
 from steward.models.gateway import Gateway
 from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
 from steward.policy.rate_limit_redis import RedisRateLimiter
-from steward.runs.engine import RunEngine
+from steward.runs.engine import RunEngine, _payload
 from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
 from steward.security.services import Security
@@ -47,6 +52,10 @@ class Runtime:
     gateway: Gateway
     sandboxes: SandboxManager
     security: Security
+    durable: DBOSEngine | None = None
+    registry: WorkerRegistry | None = None
+    sweeper: Sweeper | None = None
+    _sweeping: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
@@ -61,9 +70,21 @@ class Runtime:
         )
         durable = DBOSEngine(
             settings.durable_database_url,
-            executor_id=settings.executor_id,
             queue_poll_interval_s=settings.queue_poll_interval_s,
+            worker_concurrency=settings.worker_concurrency,
         )
+        registry = sweeper = None
+        if execute:
+            registry = WorkerRegistry(
+                db,
+                executor_id=settings.executor_id,
+                slot=settings.worker_slot,
+                heartbeat_s=settings.heartbeat_interval_s,
+                stale_after_s=settings.worker_stale_after_s,
+            )
+            sweeper = Sweeper(
+                db, registry, durable.recover, interval_s=settings.heartbeat_interval_s
+            )
         hot = _hot_state(settings)
         gateway = build_gateway(settings, db, tracing)
         sandboxes = SandboxManager(
@@ -106,28 +127,71 @@ class Runtime:
             gateway=gateway,
             sandboxes=sandboxes,
             security=security,
+            durable=durable,
+            registry=registry,
+            sweeper=sweeper,
         )
 
     async def start(self) -> None:
         await self.sandboxes.start()
+        if self.registry is not None and self.durable is not None:
+            # Claim the executor id before DBOS recovers the runs pending under it.
+            self.durable.set_executor_id(await asyncio.to_thread(self.registry.register))
+            self.durable.set_fence(self.registry)
+            self.registry.start()
         await self.engine.launch()
         if self.webhooks is not None:
             await self.webhooks.start()
         self.security.start()
+        if self.sweeper is not None:
+            self.sweeper.after_sweep = self._start_orphans
+            self._sweeping = asyncio.create_task(self.sweeper.run_forever())
 
     async def stop(self) -> None:
         # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal, so
         # it must be thawed and killed before anything slower can delay or abort the shutdown.
         await self.sandboxes.close()
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
         if self.webhooks is not None:
             await self.webhooks.stop()
         await self.engine.shutdown()
         await self.gateway.aclose()
         await self.security.stop()
+        if self.registry is not None:
+            # Blocking, briefly: DBOS's shutdown also shut the loop's default thread pool.
+            self.registry.stop()
         await self.hot.aclose()
         await self.rate_limiter.aclose()
         self.tracing.shutdown()
         self.db.dispose()
+
+    @property
+    def executor_id(self) -> str | None:
+        return self.registry.executor_id if self.registry is not None else None
+
+    async def _start_orphans(self) -> None:
+        """Start runs accepted long ago that never reached the durable engine.
+
+        An API process that crashed (or lost the database) between storing a run and
+        enqueueing it leaves such a run; the sweeper's turn finds it.
+        """
+        assert self.durable is not None and self.registry is not None
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.registry.stale_after_s)
+        runs = await asyncio.to_thread(self.engine.store.pending_runs)
+        old = {
+            run.id: run
+            for run in runs
+            if run.status == "pending" and _aware(run.created_at) < cutoff
+        }
+        for run_id in await self.durable.missing(list(old)[:500]):
+            await self.durable.enqueue(run_id, _payload(old[run_id]))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _hot_state(settings: Settings) -> HotState:

@@ -95,17 +95,33 @@ def serve(
 
 
 @cli.command()
-def worker(apps: Apps = None) -> None:
+def worker(
+    apps: Apps = None,
+    executor_id: Annotated[
+        str | None,
+        typer.Option(help="Stable id of this worker (default: `{hostname}-{slot}`)."),
+    ] = None,
+    slot: Annotated[
+        int | None,
+        typer.Option(min=0, help="Slot on this host (default: the lowest one free)."),
+    ] = None,
+) -> None:
     """Execute queued and recovered runs, without serving HTTP."""
     from steward.runtime import Runtime
 
-    settings = _settings()
+    overrides: dict[str, object] = {}
+    if executor_id is not None:
+        overrides["executor_id"] = executor_id
+    if slot is not None:
+        overrides["worker_slot"] = slot
+    settings = Settings(**overrides)  # type: ignore[arg-type]
     app = load_apps(apps or settings.apps)
 
     async def main() -> None:
         runtime = Runtime.build(settings, app, execute=True)
         await runtime.start()
-        console.print(f"[bold]steward worker[/] {settings.executor_id} executing runs")
+        console.print(f"[bold]steward worker[/] {runtime.executor_id} executing runs")
+        sys.stdout.flush()  # process managers (and the kill test) wait for this line
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,8 +135,11 @@ def worker(apps: Apps = None) -> None:
 @cli.command(name="migrate")
 def migrate_command() -> None:
     """Apply database migrations (also done at start in embedded mode)."""
+    from steward.durable.dbos_engine import migrate_durable
+
     settings = _settings()
     migrate.upgrade(settings.resolved_database_url)
+    migrate_durable(settings.durable_database_url)
     console.print("database is up to date")
 
 

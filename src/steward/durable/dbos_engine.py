@@ -15,10 +15,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
-from dbos._error import DBOSNonExistentWorkflowError, DBOSWorkflowCancelledError
+from dbos._context import current_owner_xid
+from dbos._error import (
+    DBOSNonExistentWorkflowError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
 from dbos._serialization import DBOSPortableJSONSerializer
 
-from steward.durable.types import JsonObject, RunBody
+from steward.durable.types import JsonObject, RunBody, StepFence
 from steward.errors import RunCancelled, UserError
 
 WORKFLOW_NAME = "steward.run"
@@ -46,14 +51,25 @@ class DBOSEngine:
         application_version: str = "steward-1",
         queue_poll_interval_s: float = 0.05,
         worker_concurrency: int = 64,
+        pool_size: int = 10,
     ) -> None:
         self._url = _dbos_url(database_url)
         self._executor_id = executor_id
         self._version = application_version
         self._poll = queue_poll_interval_s
         self._concurrency = worker_concurrency
+        self._pool_size = pool_size
         self._client: DBOSClient | None = None
         self._launched = False
+        self._fence: StepFence | None = None
+
+    def set_executor_id(self, executor_id: str) -> None:
+        """The id this process claimed in the worker registry; call before `launch`."""
+        self._executor_id = executor_id
+
+    def set_fence(self, fence: StepFence) -> None:
+        """Gate every step that really executes (not replays) on this worker's lease."""
+        self._fence = fence
 
     def set_run_body(self, body: RunBody) -> None:
         global _run_body
@@ -69,6 +85,7 @@ class DBOSEngine:
                     "system_database_engine": _sqlite_engine(self._url),
                     "application_version": self._version,
                     "executor_id": self._executor_id,
+                    "sys_db_pool_size": self._pool_size,
                     "serializer": DBOSPortableJSONSerializer(),
                     "log_level": "WARNING",
                 }
@@ -84,8 +101,13 @@ class DBOSEngine:
                 on_conflict="always_update",
             )
         else:
+            # An API-only process may start before any worker created DBOS's tables.
+            await asyncio.to_thread(migrate_durable, self._url)
             self._client = DBOSClient(
-                system_database_url=self._url, serializer=DBOSPortableJSONSerializer()
+                system_database_url=self._url,
+                serializer=DBOSPortableJSONSerializer(),
+                # An API request must answer 503 while the database is down, not hang.
+                retry_connection_errors=False,
             )
 
     async def shutdown(self) -> None:
@@ -114,8 +136,24 @@ class DBOSEngine:
             await DBOS.enqueue_workflow_with_options_async(options, run_id, payload)
 
     async def step(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
+        workflow_id = DBOS.workflow_id
+        owner = current_owner_xid(workflow_id) if workflow_id else None
+        fence = self._fence
+
         async def run() -> JsonObject:
-            return await fn()
+            if fence is not None:
+                await fence.enter_step()
+            try:
+                # The fence: an execution whose run was handed to another worker stops here,
+                # before the step's effect, instead of when it tries to record the result.
+                if workflow_id and owner is not None:
+                    current = await asyncio.to_thread(_system_db().get_workflow_owner, workflow_id)
+                    if current != owner:
+                        raise DBOSWorkflowConflictIDError(workflow_id)
+                return await fn()
+            finally:
+                if fence is not None:
+                    fence.exit_step()
 
         runner: Callable[[], Coroutine[Any, Any, JsonObject]] = run
         try:
@@ -143,6 +181,20 @@ class DBOSEngine:
         else:
             await DBOS.cancel_workflow_async(run_id)
 
+    def recover(self, executor_ids: list[str]) -> int:
+        """Return the pending runs of these (dead) executors to the queue; blocking."""
+        return len(DBOS._recover_pending_workflows(executor_ids))
+
+    async def missing(self, run_ids: list[str]) -> list[str]:
+        """The run ids the engine has no record of (accepted, then a crash before the start)."""
+        known: set[str] = set()
+        for start in range(0, len(run_ids), 500):
+            found = await DBOS.list_workflows_async(
+                workflow_ids=run_ids[start : start + 500], load_input=False, load_output=False
+            )
+            known.update(status.workflow_id for status in found)
+        return [run_id for run_id in run_ids if run_id not in known]
+
     async def exists(self, run_id: str) -> bool:
         if self._client is not None:
             try:
@@ -151,6 +203,14 @@ class DBOSEngine:
                 return False
             return True
         return await DBOS.get_workflow_status_async(run_id) is not None
+
+
+def migrate_durable(database_url: str) -> None:
+    """Create or upgrade the durable core's own tables (DBOS's `dbos` schema on PostgreSQL)."""
+    url = _dbos_url(database_url)
+    if url.startswith("sqlite"):
+        Path(url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+    DBOS.migrate(url)
 
 
 async def _wait_for_outcomes(timeout_s: float) -> None:
@@ -164,6 +224,10 @@ async def _wait_for_outcomes(timeout_s: float) -> None:
     # DBOS offers no event for "outcome written"; its writers are tasks on this loop.
     while active is not None and active.activeList() and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
+
+
+def _system_db() -> Any:
+    return _dbos_instance()._sys_db
 
 
 def _dbos_instance() -> Any:

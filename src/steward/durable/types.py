@@ -14,6 +14,14 @@ RunBody = Callable[[str, JsonObject], Awaitable[JsonObject]]
 """The workflow body: (run_id, payload) -> result. Registered once per process."""
 
 
+class StepFence(Protocol):
+    """Admits a step only while this worker may run it (see `steward.durable.workers`)."""
+
+    async def enter_step(self) -> None: ...
+
+    def exit_step(self) -> None: ...
+
+
 class DurableEngine(Protocol):
     def set_run_body(self, body: RunBody) -> None:
         """Install the function every run executes; call before `launch`."""
@@ -43,6 +51,9 @@ class DurableEngine(Protocol):
 
     async def cancel(self, run_id: str) -> None:
         """Stop the run at its next step boundary; its in-flight step is abandoned."""
+
+    async def missing(self, run_ids: list[str]) -> list[str]:
+        """The run ids the engine has no record of, in one query."""
 
     async def exists(self, run_id: str) -> bool:
         """Whether the engine has a record of this run (started or queued)."""

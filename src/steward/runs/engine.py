@@ -45,6 +45,7 @@ from steward.security.redaction import REDACTOR
 from steward.security.secrets import SecretStore
 from steward.store.approvals import DECISIONS, ApprovalStore
 from steward.store.hot import HEARTBEAT, Event, HotState
+from steward.store.outage import retry_while_unreachable
 from steward.store.runs import AWAITING_APPROVAL, RunStore, RunTotals, ThreadBusy, is_open
 from steward.store.schema import Approval, Run, utcnow
 from steward.store.threads import ThreadStore
@@ -146,10 +147,12 @@ class RunEngine:
 
     async def _restart_unstarted(self) -> None:
         """Start accepted runs that never reached the durable engine (a crash in between)."""
-        for run in await asyncio.to_thread(self.store.pending_runs):
-            if not await self._durable.exists(run.id):
-                log.warning("starting run %s accepted before a crash", run.id)
-                await self._durable.start(run.id, _payload(run))
+        # Only a pending run can be unstarted: `running` is written by the workflow itself.
+        pending = {r.id: r for r in await asyncio.to_thread(self.store.pending_runs)}
+        unstarted = [run_id for run_id, run in pending.items() if run.status == "pending"]
+        for run_id in await self._durable.missing(unstarted):
+            log.warning("starting run %s accepted before a crash", run_id)
+            await self._durable.start(run_id, _payload(pending[run_id]))
 
     # -- API for entry points -----------------------------------------------------------------
 
@@ -383,7 +386,9 @@ class RunEngine:
     # -- the workflow body --------------------------------------------------------------------
 
     async def _execute(self, run_id: str, payload: JsonObject) -> JsonObject:
-        run = await asyncio.to_thread(self.store.mark_running, run_id, utcnow())
+        run = await asyncio.to_thread(
+            retry_while_unreachable, self.store.mark_running, run_id, utcnow()
+        )
         if run is None or not is_open(run):
             return {"status": run.status if run else "missing"}
         task = asyncio.current_task()
@@ -402,6 +407,7 @@ class RunEngine:
             self._tasks.pop(run_id, None)
             self._cancelling.discard(run_id)
         await asyncio.to_thread(
+            retry_while_unreachable,
             self.store.finish_run,
             run_id,
             status=outcome.status,

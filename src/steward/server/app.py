@@ -17,6 +17,7 @@ from steward.runtime import Runtime
 from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.idempotency import IdempotencyGate
+from steward.server.outage import DatabaseOutageGuard
 from steward.server.problems import install_problem_handlers
 from steward.server.routes import (
     admin,
@@ -81,6 +82,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     api.add_middleware(IdempotencyGate, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
+    api.add_middleware(DatabaseOutageGuard)  # outermost: covers authentication too
     modules = (
         health,
         assistants,

@@ -13,8 +13,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from steward.errors import ApiError, UserError
+from steward.store.outage import DATABASE_UNREACHABLE
 
 TYPE_BASE = "https://steward.dev/problems/"
+DATABASE_RETRY_AFTER_S = 2
 log = logging.getLogger("steward.server")
 
 _TITLES = {
@@ -59,6 +61,15 @@ def problem(
         status_code=status,
         media_type="application/problem+json",
         headers=headers,
+    )
+
+
+def database_unavailable_response(path: str) -> Response:
+    return problem(
+        503,
+        detail="the database is unreachable; retry shortly",
+        instance=path,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
     )
 
 
@@ -126,7 +137,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, instance=request.url.path)
 
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return database_unavailable_response(request.url.path)
+
     app.add_exception_handler(ApiError, api_error)
+    # Connection failures only: other database errors are bugs and stay 500s.
+    for unreachable in DATABASE_UNREACHABLE:
+        app.add_exception_handler(unreachable, database_unavailable)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(ValidationError, input_invalid)

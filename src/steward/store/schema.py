@@ -300,3 +300,24 @@ class SandboxRecord(Base):
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_sandboxes_tenant_created", "tenant_id", "created_at"),)
+
+
+class Worker(Base):
+    """One executor id's registration: which process holds it and when it last beat.
+
+    Heartbeat times are the database's clock (seconds since the epoch), so hosts with
+    skewed clocks agree on staleness.
+    """
+
+    __tablename__ = "workers"
+
+    executor_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    incarnation: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    process_start: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16), default="live")  # live | stopped | swept
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+    beats: Mapped[int] = mapped_column(BigInteger, default=0)
+    swept_by: Mapped[str | None] = mapped_column(String(200), default=None)
