@@ -34,7 +34,6 @@ from steward.models.gateway import Gateway
 from steward.models.pricing import Cost
 from steward.models.types import (
     Message,
-    ModelProvider,
     ModelRequest,
     ModelResponse,
     ToolCall,
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
 
 Journal = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObject]]
 Emit = Callable[[str, Any], None]
-ResolveModel = Callable[[str | None], tuple[ModelProvider, str]]
 
 _ERRORS: dict[str, type[StewardError]] = {
     "SpendCapExceeded": SpendCapExceeded,
@@ -92,7 +90,6 @@ class Context:
         agent: Agent,
         tools: dict[str, Tool],
         journal: Journal,
-        resolve_model: ResolveModel,
         tracing: Tracing,
         emit: Emit,
         deadline: float,
@@ -113,7 +110,6 @@ class Context:
         self._tools = tools
         # With a policy, decisions are released once per journaled step, never again on replay.
         self._journal = journal if guard is None else guard.journaled(journal)
-        self._resolve_model = resolve_model
         self._tracing = tracing
         self._deadline = deadline  # time.time() seconds
         self._guard = guard

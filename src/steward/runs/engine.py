@@ -503,7 +503,6 @@ class RunEngine:
             agent=agent,
             tools=tools,
             journal=self._durable.step,
-            resolve_model=self._models.resolve,
             gateway=self._gateway,
             tracing=self._tracing,
             emit=emit,
