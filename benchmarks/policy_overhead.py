@@ -19,8 +19,11 @@ from pydantic import BaseModel
 
 from steward import Context, Steward
 from steward.durable.types import JsonObject
-from steward.models.local import LocalModel
-from steward.models.types import ModelProvider
+from steward.models.budget import Budget
+from steward.models.budget.memory import MemorySpendCounters
+from steward.models.gateway import Gateway
+from steward.models.pricing import load_prices
+from steward.models.settings import GatewaySettings
 from steward.observe.tracing import Tracing
 from steward.policy.guard import RunGuard
 from steward.policy.redact import Redactor
@@ -63,6 +66,19 @@ async def _journal(name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonOb
     return await fn()
 
 
+def _gateway() -> Gateway:
+    """The real gateway path (reserve, price, settle) on in-memory counters, no ledger."""
+    settings = GatewaySettings()
+    return Gateway(
+        settings,
+        default_model="local",
+        budget=Budget(MemorySpendCounters(), settings.caps),
+        prices=load_prices(None),
+        tracing=Tracing.disabled(),
+        ledger=None,
+    )
+
+
 def _context(with_policy: bool) -> Context:
     events: list[Any] = []
     emit = lambda event, data: events.append(data)  # noqa: E731
@@ -71,7 +87,6 @@ def _context(with_policy: bool) -> Context:
     if with_policy:
         guard = RunGuard(AGENT.policy, tools=tools, emit=emit, output_model=None)
         guard.screen_input({"message": "Where is my order 42?"})
-    local: ModelProvider = LocalModel()
     return Context(
         run_id="bench",
         tenant_id="bench",
@@ -80,11 +95,11 @@ def _context(with_policy: bool) -> Context:
         agent=AGENT,
         tools=tools,
         journal=_journal,
-        resolve_model=lambda _: (local, "dev"),
         tracing=Tracing.disabled(),
         emit=emit,
         deadline=time.time() + 10**9,
         guard=guard,
+        gateway=_gateway(),
     )
 
 
