@@ -16,7 +16,7 @@ from typing import Any
 from steward import audit
 from steward.durable.types import JsonObject
 from steward.policy.redact import SECRET_KINDS, Redactor
-from steward.runs.context import Journal
+from steward.runs.types import Journal
 from steward.store.approvals import ApprovalRequest, ApprovalStore
 from steward.store.schema import Approval
 

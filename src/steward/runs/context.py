@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from steward.durable.types import JsonObject
 from steward.errors import (
@@ -42,17 +42,13 @@ from steward.models.types import (
 from steward.observe.tracing import Tracing
 from steward.policy.guard import RunGuard
 from steward.runs.agent import Agent
+from steward.runs.approval import ApprovalGate
+from steward.runs.types import Emit, Journal
 from steward.sandbox.run_sandbox import RunSandbox
 from steward.security.redaction import REDACTOR
 from steward.security.secrets import Secret, SecretStore
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
-
-if TYPE_CHECKING:
-    from steward.runs.approval import ApprovalGate
-
-Journal = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObject]]
-Emit = Callable[[str, Any], None]
 
 _ERRORS: dict[str, type[StewardError]] = {
     "SpendCapExceeded": SpendCapExceeded,
@@ -277,6 +273,8 @@ class Context:
         """
         return RunSandbox(
             self,
+            # Never outlives its run by much.
+            lifetime_s=self.agent.limits.timeout_s + 60,
             backend=backend,
             limits=limits,
             env=dict(env or {}),

@@ -6,16 +6,30 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from steward.durable.types import JsonObject
 from steward.sandbox.manager import Completed, CreateOptions, SandboxManager, argv_for
 from steward.sandbox.types import ExecRequest, Limits
 
-if TYPE_CHECKING:
-    from steward.runs.context import Context
+
+class SandboxHost(Protocol):
+    """What a run sandbox needs from its run (a `steward.Context` is one): who it belongs to,
+    the sandbox manager, and a way to run each effect as one journaled step."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def sandboxes(self) -> Any: ...
+
+    async def effect(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject: ...
 
 
 @dataclass(frozen=True)
@@ -47,8 +61,9 @@ class RunSandbox:
 
     def __init__(
         self,
-        ctx: Context,
+        ctx: SandboxHost,
         *,
+        lifetime_s: float,
         backend: str | None,
         limits: Limits | None,
         env: dict[str, str],
@@ -60,7 +75,7 @@ class RunSandbox:
             backend=backend,
             limits=limits or Limits(),
             env=env,
-            timeout_s=ctx.agent.limits.timeout_s + 60,  # never outlives its run by much
+            timeout_s=lifetime_s,
             idle_timeout_s=idle_timeout_s,
             volumes=volumes,
             run_id=ctx.run_id,
