@@ -13,7 +13,7 @@ async def support(ctx: Context, input: Question) -> Answer: ...
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from steward.policy.declaration import AgentPolicy
 from steward.policy.record import DecisionSink
 from steward.runs.agent import Agent, AgentFn, Limits, make_agent
 from steward.tools.registry import Tool, make_tool
+from steward.tools.resilience import ToolResilience
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,15 +83,33 @@ class Steward:
         writes: bool = False,
         needs_approval: bool = False,
         description: str | None = None,
+        timeout_s: float | None = None,
+        retries: int = 0,
+        retry_on: Sequence[type[BaseException]] = (),
+        breaker_failures: int = 5,
+        breaker_cooloff_s: float = 30.0,
     ) -> Callable[[F], F]:
         """Declare a tool; read-only unless `writes=True` (or, equally, `read_only=False`).
 
         With `needs_approval=True` every call pauses its run until a person approves, edits or
         rejects it through the API; the pause survives restarts.
+
+        `timeout_s` bounds each attempt; `retries` (at most 3) retries, with jittered
+        exponential backoff, failures of the `retry_on` classes or `steward.Retryable` (a write
+        tool sees the same idempotency key on each attempt); after `breaker_failures` failed
+        calls in a row for one tenant (0: never), calls are answered at once with an error for
+        `breaker_cooloff_s`. Settings can override each per tool name (`Settings.tools`).
         """
         if read_only is True and writes:
             raise UserError("a tool is either read_only or writes, not both")
         writes = writes or read_only is False
+        resilience = ToolResilience(
+            timeout_s=timeout_s,
+            retries=retries,
+            retry_on=tuple(retry_on),
+            breaker_failures=breaker_failures,
+            breaker_cooloff_s=breaker_cooloff_s,
+        )
 
         def register(fn: F) -> F:
             tool = make_tool(
@@ -99,6 +118,7 @@ class Steward:
                 description=description,
                 writes=writes,
                 needs_approval=needs_approval,
+                resilience=resilience,
             )
             if tool.name in self.tools:
                 raise UserError(f"tool {tool.name!r} is declared twice")

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from steward.models.settings import GatewaySettings
+from steward.tools.settings import ToolSettings
 
 
 class Settings(BaseSettings):
@@ -151,6 +152,18 @@ class Settings(BaseSettings):
         default_factory=GatewaySettings,
         description="The model gateway: deployments, fallbacks, spend caps, retries, breakers, "
         "timeouts and the response cache (see steward.models.settings).",
+    )
+    tool_threads: int = Field(
+        default=16,
+        ge=1,
+        description="Threads that run plain `def` tools (async tools run on the event loop); "
+        "a blocking tool holds one of them, never the loop.",
+    )
+    tools: dict[str, ToolSettings] = Field(
+        default_factory=dict,
+        description="Per tool name, overrides of its declared `timeout_s`, `retries`, "
+        "`retry_backoff_s`, `breaker_failures` and `breaker_cooloff_s` "
+        "(`[steward.tools.lookup_order]` in steward.toml, or a JSON object in `STEWARD_TOOLS`).",
     )
 
     sandbox_backend: str | None = Field(

@@ -13,7 +13,8 @@ StewardError
 │   └── PolicyStopped         a policy rule ended the run (loop, goal rule, rejected input)
 ├── RunError                  a failure during a run
 │   ├── ToolError             a tool raised or got bad arguments
-│   │   └── PolicyBlocked     policy refused the call or holds it for a human's approval
+│   │   ├── PolicyBlocked     policy refused the call or holds it for a human's approval
+│   │   └── Retryable         a tool's transient failure: retried within its `retries`
 │   ├── SandboxError          a sandbox refused or failed an operation
 │   │   ├── SandboxUnavailable  the backend cannot run here or is not enabled
 │   │   ├── SandboxPathRefused  a file path leaves the sandbox's work directory
@@ -119,6 +120,14 @@ class PolicyBlocked(ToolError):
     def __init__(self, message: str, decision: Any = None) -> None:
         super().__init__(message)
         self.decision = decision
+
+
+class Retryable(ToolError):
+    """Raised by a tool for a transient failure (a busy service, a dropped connection).
+
+    The call is tried again, with backoff, up to the tool's `retries`; a write tool is retried
+    with the same `ToolContext.idempotency_key`. Once retries run out the model sees the error.
+    """
 
 
 class SandboxError(RunError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ from steward.durable.workers import WorkerRegistry
 from steward.models.gateway import Gateway
 from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
+from steward.observe.metrics import ToolMetrics
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
 from steward.policy.rate_limit_redis import RedisRateLimiter
@@ -32,6 +34,7 @@ from steward.store.database import Database
 from steward.store.hot import HotState, MemoryHotState
 from steward.store.hot_redis import RedisHotState
 from steward.store.runs import RunStore
+from steward.tools.runner import ToolRunner
 from steward.webhooks.dispatcher import WebhookConfig, WebhookDispatcher
 from steward.webhooks.store import WebhookStore
 
@@ -94,6 +97,12 @@ class Runtime:
             allow_unisolated=settings.sandbox_allow_unisolated,
             pool_size=settings.sandbox_pool_size,
         )
+        tool_runner = ToolRunner(
+            threads=settings.tool_threads,
+            overrides=settings.tools,
+            # Served by `/metrics` with the gateway's own.
+            metrics=ToolMetrics(gateway.metrics.registry),
+        )
         engine = RunEngine(
             app,
             store=RunStore(db),
@@ -105,6 +114,7 @@ class Runtime:
             gateway=gateway,
             sandboxes=sandboxes,
             secrets=security.secrets,
+            tool_runner=tool_runner,
         )
         webhook_config = WebhookConfig.from_settings(settings)
         webhook_store = WebhookStore(db)
@@ -148,25 +158,35 @@ class Runtime:
             self._sweeping = asyncio.create_task(self.sweeper.run_forever())
 
     async def stop(self) -> None:
-        # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal, so
-        # it must be thawed and killed before anything slower can delay or abort the shutdown.
-        await self.sandboxes.close()
+        """Stop every part; one that fails still lets the others stop (its error is raised
+        once all have had their turn)."""
+        # An exit stack unwinds last-in first-out: the parts are pushed in reverse stop order.
+        async with contextlib.AsyncExitStack() as parts:
+            parts.callback(self.db.dispose)
+            parts.callback(self.tracing.shutdown)
+            parts.push_async_callback(self.rate_limiter.aclose)
+            parts.push_async_callback(self.hot.aclose)
+            if self.registry is not None:
+                # Inline and blocking, briefly: it needs no thread pool, so it stops whether
+                # or not the durable core's shutdown closed the loop's default one.
+                parts.callback(self.registry.stop)
+            parts.push_async_callback(self.security.stop)
+            parts.push_async_callback(self.gateway.aclose)
+            parts.callback(self.engine.tool_runner.close)  # after the runs still finishing
+            parts.callback(_replace_default_executor)
+            parts.push_async_callback(self.engine.shutdown)
+            if self.webhooks is not None:
+                parts.push_async_callback(self.webhooks.stop)
+            parts.push_async_callback(self._stop_sweeping)
+            # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal,
+            # so it must be thawed and killed before anything slower can delay the shutdown.
+            parts.push_async_callback(self.sandboxes.close)
+
+    async def _stop_sweeping(self) -> None:
         if self._sweeping is not None:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeping
-        if self.webhooks is not None:
-            await self.webhooks.stop()
-        await self.engine.shutdown()
-        await self.gateway.aclose()
-        await self.security.stop()
-        if self.registry is not None:
-            # Blocking, briefly: DBOS's shutdown also shut the loop's default thread pool.
-            self.registry.stop()
-        await self.hot.aclose()
-        await self.rate_limiter.aclose()
-        self.tracing.shutdown()
-        self.db.dispose()
 
     @property
     def executor_id(self) -> str | None:
@@ -188,6 +208,15 @@ class Runtime:
         }
         for run_id in await self.durable.missing(list(old)[:500]):
             await self.durable.enqueue(run_id, _payload(old[run_id]))
+
+
+def _replace_default_executor() -> None:
+    """Give the loop a working default thread pool again: the durable core made its own pool
+    the loop's default and has just shut it down, which would break every later `to_thread`
+    of the process that embeds this runtime (and of a runtime started after this one)."""
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(thread_name_prefix="asyncio")
+    )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "ToolMetrics"]
 
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 _DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48)
@@ -85,3 +85,47 @@ class GatewayMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ToolMetrics:
+    """Tool resilience: retries, breaker refusals and breaker state per (tool, tenant).
+
+    Registered in the gateway's registry so `/metrics` serves them with the rest.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.retries = Counter(
+            "steward_tool_retries",
+            "Retried tool call attempts.",
+            ["tool"],
+            registry=self.registry,
+        )
+        self.timeouts = Counter(
+            "steward_tool_timeouts",
+            "Tool call attempts that ran past their timeout_s.",
+            ["tool"],
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "steward_tool_breaker_refusals",
+            "Tool calls answered at once because the tool's breaker was open.",
+            ["tool", "tenant"],
+            registry=self.registry,
+        )
+        self.breaker = Gauge(
+            "steward_tool_breaker_state",
+            "Circuit breaker per tool and tenant: 0 closed, 1 half-open, 2 open.",
+            ["tool", "tenant"],
+            registry=self.registry,
+        )
+        self.breaker_transitions = Counter(
+            "steward_tool_breaker_transitions",
+            "Tool breaker state changes.",
+            ["tool", "tenant", "state"],
+            registry=self.registry,
+        )
+
+    def breaker_changed(self, tool: str, tenant: str, state: str) -> None:
+        self.breaker.labels(tool, tenant).set(_BREAKER_VALUES.get(state, 0))
+        self.breaker_transitions.labels(tool, tenant, state).inc()

@@ -49,6 +49,7 @@ from steward.security.redaction import REDACTOR
 from steward.security.secrets import Secret, SecretStore
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
+from steward.tools.runner import ToolRunner, default_runner
 
 _ERRORS: dict[str, type[StewardError]] = {
     "SpendCapExceeded": SpendCapExceeded,
@@ -96,6 +97,7 @@ class Context:
         approvals: ApprovalGate | None = None,
         thread_state: dict[str, Any] | None = None,
         approval_credits: dict[str, float] | None = None,
+        tool_runner: ToolRunner | None = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -104,6 +106,8 @@ class Context:
         self.agent = agent
         self.totals = RunTotals()
         self._tools = tools
+        # Thread pool, timeouts, retries and breakers, shared by every run of the engine.
+        self._tool_runner = tool_runner or default_runner()
         # With a policy, decisions are released once per journaled step, never again on replay.
         self._journal = journal if guard is None else guard.journaled(journal)
         self._tracing = tracing
@@ -211,10 +215,12 @@ class Context:
             secrets=self._secret_reader(tool=name, step=step),
         )
 
+        runner = self._tool_runner
+
         async def call() -> JsonObject:
-            with self._tracing.execute_tool(name, call_id, step=step):
+            with self._tracing.execute_tool(name, call_id, step=step) as span:
                 # Scrubbed before the journal records it: a tool echoing a secret leaks nothing.
-                result = REDACTOR.scrub(await tool.invoke(arguments, context))
+                result = REDACTOR.scrub(await runner.invoke(tool, arguments, context, span=span))
                 if guard is None:
                     return {"result": result}
                 return guard.admit_result(name, result)

@@ -49,6 +49,7 @@ from steward.store.outage import retry_while_unreachable
 from steward.store.runs import AWAITING_APPROVAL, RunStore, RunTotals, ThreadBusy, is_open
 from steward.store.schema import Approval, Run, utcnow
 from steward.store.threads import ThreadStore
+from steward.tools.runner import ToolRunner, default_runner
 
 log = logging.getLogger("steward.runs")
 
@@ -101,8 +102,10 @@ class RunEngine:
         sandboxes: SandboxManager | None = None,
         secrets: SecretStore | None = None,
         approvals: ApprovalStore | None = None,
+        tool_runner: ToolRunner | None = None,
     ) -> None:
         self.app = app
+        self.tool_runner = tool_runner or default_runner()
         self.secrets = secrets
         self.store = store
         self.approvals = approvals or ApprovalStore(store.db)
@@ -513,6 +516,7 @@ class RunEngine:
             approvals=gate,
             thread_state=thread_state,
             approval_credits=credits,
+            tool_runner=self.tool_runner,
         )
         with self._tracing.invoke_agent(agent.name, conversation_id=run.thread_id) as span:
             outcome = await self._call_agent(agent, ctx, guard, payload["input"], deadline)

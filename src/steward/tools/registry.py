@@ -2,12 +2,17 @@
 
 Tools are read-only unless declared `writes=True`; a write tool receives, through `ToolContext`,
 an idempotency key derived from (run id, step number) so a replayed step cannot write twice.
+A plain `def` tool runs in a worker thread, an `async def` one on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import inspect
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
@@ -16,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 from steward.errors import ToolError, UserError
 from steward.models.types import ToolDefinition
 from steward.security.secrets import Secret
+from steward.tools.resilience import ToolResilience
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class Tool:
     context_param: str | None
     writes: bool
     needs_approval: bool = False
+    resilience: ToolResilience = field(default_factory=ToolResilience)
 
     @property
     def read_only(self) -> bool:
@@ -64,20 +71,43 @@ class Tool:
             raise ToolError(f"invalid arguments for tool {self.name!r}: {exc}") from exc
         return {name: getattr(model, name) for name in type(model).model_fields}
 
-    async def invoke(self, arguments: dict[str, Any], context: ToolContext) -> Any:
-        """Validate, call and return a JSON-ready result."""
+    async def invoke(
+        self, arguments: dict[str, Any], context: ToolContext, *, threads: Executor | None = None
+    ) -> Any:
+        """Validate, call once and return a JSON-ready result (no timeout, retry or breaker:
+        the run engine calls tools through `steward.tools.runner.ToolRunner`)."""
         kwargs = self.validate(arguments)
-        if self.context_param:
-            kwargs[self.context_param] = context
         try:
-            result = self.fn(**kwargs)
-            if inspect.isawaitable(result):
-                result = await result
+            return await self.call(kwargs, context, threads=threads)
         except ToolError:
             raise
         except Exception as exc:
-            raise ToolError(f"tool {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise self.failed(exc) from exc
+
+    async def call(
+        self, kwargs: dict[str, Any], context: ToolContext, *, threads: Executor | None = None
+    ) -> Any:
+        """One call with validated arguments; the function's own exceptions propagate.
+
+        A plain `def` runs in `threads` (the loop's default pool when None) with the caller's
+        context variables, so a tool that blocks holds a worker thread, not the event loop.
+        """
+        if self.context_param:
+            kwargs = {**kwargs, self.context_param: context}
+        if inspect.iscoroutinefunction(self.fn):
+            result = await self.fn(**kwargs)
+        else:
+            call = functools.partial(contextvars.copy_context().run, self.fn, **kwargs)
+            result = await asyncio.get_running_loop().run_in_executor(threads, call)
+            if inspect.isawaitable(result):  # e.g. a callable object with an async __call__
+                result = await result
         return TypeAdapter(Any).dump_python(result, mode="json")
+
+    def failed(self, exc: BaseException) -> ToolError:
+        """The `ToolError` the model sees for an exception the function raised."""
+        if isinstance(exc, ToolError):
+            return exc
+        return ToolError(f"tool {self.name!r} failed: {type(exc).__name__}: {exc}")
 
 
 def make_tool(
@@ -87,6 +117,7 @@ def make_tool(
     description: str | None = None,
     writes: bool = False,
     needs_approval: bool = False,
+    resilience: ToolResilience | None = None,
 ) -> Tool:
     """Build a `Tool` from a typed function; every parameter but a `ToolContext` needs a type."""
     hints = get_type_hints(fn)
@@ -113,4 +144,5 @@ def make_tool(
         context_param=context_param,
         writes=writes,
         needs_approval=needs_approval,
+        resilience=resilience or ToolResilience(),
     )
