@@ -13,6 +13,7 @@ EXPECTED = {
     "Message",
     "ModelError",
     "ModelResponse",
+    "Retryable",
     "RunCancelled",
     "RunError",
     "StepLimitExceeded",
