@@ -128,12 +128,15 @@ class ApprovalGate:
         )
 
         async def pause() -> JsonObject:
-            approval = self._store.build(request)
+            # The row before the interrupt: a reviewer who acts the moment the interrupt is
+            # streamed must find the approval it names.
+            approval = await asyncio.to_thread(self._store.request, self._store.build(request))
             await self._publish("updates", {"__interrupt__": [interrupt_json(approval)]})
             # A resumed stream starts after this marker, so it does not repeat the past.
             marker = await self._publish("interrupt", {"approval_id": approval.id})
-            approval.stream_after = str(marker)
-            approval = await asyncio.to_thread(self._store.request, approval)
+            await asyncio.to_thread(
+                self._store.set_stream_after, approval.tenant_id, approval.id, str(marker)
+            )
             audit.record_later(approval.tenant_id, "approval.requested", reviewer_json(approval))
             return {"approval_id": approval.id}
 

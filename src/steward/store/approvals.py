@@ -93,6 +93,15 @@ class ApprovalStore:
             return existing
         return approval
 
+    def set_stream_after(self, tenant_id: str, approval_id: str, event_id: str) -> None:
+        """Where a stream that follows the run after this approval starts (its pause marker)."""
+        with self.db.session() as session:
+            session.execute(
+                update(Approval)
+                .where(Approval.tenant_id == tenant_id, Approval.id == approval_id)
+                .values(stream_after=event_id)
+            )
+
     def get(self, tenant_id: str, approval_id: str) -> Approval | None:
         with self.db.session() as session:
             return session.scalar(
