@@ -61,6 +61,7 @@ CAP_REASONS = frozenset({"max_steps", "max_cost", "wall_time", "spend_cap"})
 
 
 CANCEL_CHANNEL = "cancels"
+INTERNAL_ERROR = "internal_error"  # stop reason of a run that Steward itself failed to carry
 
 
 def run_channel(run_id: str) -> str:
@@ -400,25 +401,21 @@ class RunEngine:
         try:
             with run_scope(run_id, run.tenant_id):
                 outcome, totals = await self._run_agent(run, payload)
-            outcome = Outcome(  # no secret this process decrypted leaves in a result
-                outcome.status,
-                outcome.stop_reason,
-                REDACTOR.scrub(outcome.output),
-                REDACTOR.scrub(outcome.error),
-            )
+        except Exception as exc:
+            # A failure around the agent (a stored row that cannot be read, a decision sink
+            # that raises) still ends the run: otherwise it would hold its thread forever.
+            log.exception("run %s failed outside its agent", run_id)
+            outcome, totals = _failure(INTERNAL_ERROR, exc), RunTotals()
         finally:
             self._tasks.pop(run_id, None)
             self._cancelling.discard(run_id)
-        await asyncio.to_thread(
-            retry_while_unreachable,
-            self.store.finish_run,
-            run_id,
-            status=outcome.status,
-            stop_reason=outcome.stop_reason,
-            output=outcome.output,
-            error=outcome.error,
-            totals=totals,
+        outcome = Outcome(  # no secret this process decrypted leaves in a result
+            outcome.status,
+            outcome.stop_reason,
+            REDACTOR.scrub(outcome.output),
+            REDACTOR.scrub(outcome.error),
         )
+        outcome = await self._record_end(run_id, outcome, totals)
         if outcome.stop_reason in CAP_REASONS:
             audit.record_later(
                 run.tenant_id,
@@ -440,6 +437,28 @@ class RunEngine:
         for listener in self.finished_listeners:
             listener(run_id)
         return {"status": outcome.status, "stop_reason": outcome.stop_reason}
+
+    async def _record_end(self, run_id: str, outcome: Outcome, totals: RunTotals) -> Outcome:
+        """Write the run's terminal state; should the store refuse it (an output it cannot
+        hold, say), end the run in error instead of leaving it open."""
+        try:
+            await asyncio.to_thread(retry_while_unreachable, self._finish, run_id, outcome, totals)
+            return outcome
+        except Exception as exc:
+            log.exception("could not record how run %s ended", run_id)
+            failed = _failure(INTERNAL_ERROR, exc)
+            await asyncio.to_thread(retry_while_unreachable, self._finish, run_id, failed, totals)
+            return failed
+
+    def _finish(self, run_id: str, outcome: Outcome, totals: RunTotals) -> None:
+        self.store.finish_run(
+            run_id,
+            status=outcome.status,
+            stop_reason=outcome.stop_reason,
+            output=outcome.output,
+            error=outcome.error,
+            totals=totals,
+        )
 
     def _start_detached(self, work: Any) -> None:
         """Run `work` outside this workflow's context, so the durable core does not see it as

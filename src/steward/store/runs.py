@@ -200,16 +200,21 @@ class RunStore:
             run.ended_at = now
             run.updated_at = now
             if run.thread_id is not None:
-                thread = session.get(Thread, (run.tenant_id, run.thread_id))
-                if thread is not None:
-                    thread.status = (
-                        "idle"
-                        if status == "success"
-                        else ("interrupted" if status == "interrupted" else "error")
-                    )
-                    if output is not None:
-                        thread.values = output
-                    thread.updated_at = now
+                # An UPDATE, not a load: a thread row whose values cannot be read (stored by
+                # an older version, say) must not keep its run from ending.
+                changes: dict[str, Any] = {
+                    "status": "idle"
+                    if status == "success"
+                    else ("interrupted" if status == "interrupted" else "error"),
+                    "updated_at": now,
+                }
+                if output is not None:
+                    changes["values"] = output
+                session.execute(
+                    update(Thread)
+                    .where(Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id)
+                    .values(**changes)
+                )
 
     def mark_cancelled(self, tenant_id: str, run_id: str) -> bool:
         """Record a cancel of an active run; False when the run had already ended."""
