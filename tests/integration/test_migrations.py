@@ -56,3 +56,15 @@ def test_migrations_downgrade_to_nothing_and_upgrade_again(database_url: str) ->
     assert tables == set()
     upgrade(database_url)
     assert schema_drift(database_url) == []
+
+
+def test_the_default_tenant_exists_after_migrating(database_url: str) -> None:
+    upgrade(database_url)
+    upgrade(database_url)  # again, as every start does: still one row
+    engine = sa.create_engine(normalise_url(database_url))
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT id FROM tenants")).scalars().all()
+    finally:
+        engine.dispose()
+    assert rows == ["default"]
