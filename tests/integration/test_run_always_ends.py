@@ -125,3 +125,37 @@ async def test_a_failure_in_the_approval_wait_ends_the_run_in_error(runtime: Run
     ended = await asyncio.wait_for(end_of(runtime, run.id), 30)
     assert ended.status == "error" and not ended.active
     assert ended.error is not None and ended.error["error"] == "JSONDecodeError"
+
+
+class Ratio(BaseModel):
+    value: float
+
+
+@app.agent(name="unstorable")
+async def unstorable(ctx: Context, input: Note) -> Ratio:
+    return Ratio(value=float("nan"))  # PostgreSQL's JSON refuses NaN ("Token "NaN" is invalid")
+
+
+async def test_an_outcome_the_store_refuses_still_ends_the_run_in_error(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=postgres_database,
+        model="local",
+        apps=[],
+        sandbox_pool_size=0,
+    )
+    runtime = Runtime.build(settings, app, execute=True)
+    await runtime.start()
+    try:
+        run = await runtime.engine.submit(
+            RunRequest(tenant_id="default", agent="unstorable", input={"text": "x"})
+        )
+        ended = await asyncio.wait_for(runtime.engine.wait("default", run.id), 30)
+        assert (ended.status, ended.stop_reason, ended.output) == ("error", "internal_error", None)
+        assert ended.error is not None
+        assert ended.error["message"] == "the run's outcome could not be stored"
+        assert not ended.active
+    finally:
+        await runtime.stop()

@@ -446,7 +446,12 @@ class RunEngine:
             return outcome
         except Exception as exc:
             log.exception("could not record how run %s ended", run_id)
-            failed = _failure(INTERNAL_ERROR, exc)
+            # Not the driver's message: it quotes the very values the store refused.
+            error = {
+                "error": type(exc).__name__,
+                "message": "the run's outcome could not be stored",
+            }
+            failed = Outcome("error", INTERNAL_ERROR, error=error)
             await asyncio.to_thread(retry_while_unreachable, self._finish, run_id, failed, totals)
             return failed
 
