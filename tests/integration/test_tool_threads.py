@@ -34,8 +34,9 @@ class Released(BaseModel):
 def wait_for_release(ctx: ToolContext) -> dict[str, object]:
     """Block this thread until another run releases it (or give up after a while)."""
     started.set()
-    # Bounded, so the old code (this call on the event loop) fails the test instead of hanging.
-    return {"released": released.wait(timeout=5), "run_id": ctx.run_id}
+    # Bounded, so the old code (this call on the event loop) fails the test instead of hanging;
+    # generous, so a loaded machine starting the other run slowly does not fail it.
+    return {"released": released.wait(timeout=30), "run_id": ctx.run_id}
 
 
 @app.tool()
@@ -74,11 +75,11 @@ async def test_a_blocking_sync_tool_does_not_stall_another_run_on_the_same_worke
     runtime.keys.create("t", tenant_id="default")
     engine = runtime.engine
     waiting = await engine.submit(RunRequest(tenant_id="default", agent="waiter", input={}))
-    assert await asyncio.to_thread(started.wait, 10)
+    assert await asyncio.to_thread(started.wait, 30)
     # The waiter's tool is blocked now; the releaser must still get to run its own tool.
     releasing = await engine.submit(RunRequest(tenant_id="default", agent="releaser", input={}))
-    done = await asyncio.wait_for(engine.wait("default", releasing.id), 30)
+    done = await asyncio.wait_for(engine.wait("default", releasing.id), 60)
     assert done.status == "success", done.error
-    finished = await asyncio.wait_for(engine.wait("default", waiting.id), 30)
+    finished = await asyncio.wait_for(engine.wait("default", waiting.id), 60)
     assert finished.status == "success", finished.error
     assert finished.output == {"released": True, "run_id": waiting.id}
