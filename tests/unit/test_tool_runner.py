@@ -235,3 +235,36 @@ def _exposition(metrics: ToolMetrics) -> str:
 
 def _sample(runner: ToolRunner, name: str, **labels: str) -> float | None:
     return runner.metrics.registry.get_sample_value(name, labels)
+
+
+async def test_after_the_cool_off_one_call_probes_while_the_others_are_answered_at_once() -> None:
+    clock = Clock()
+    runner = ToolRunner(threads=1, clock=clock)
+    app = Steward()
+    probing = asyncio.Event()
+    recovered = asyncio.Event()
+    failing = True
+
+    @app.tool(breaker_failures=1, breaker_cooloff_s=10)
+    async def crm() -> str:
+        if failing:
+            raise ConnectionError("CRM down")
+        probing.set()
+        await recovered.wait()
+        return "ok"
+
+    tool = app.tools["crm"]
+    try:
+        with pytest.raises(ToolError, match="CRM down"):
+            await runner.invoke(tool, {}, context())
+        clock.now += 10
+        failing = False
+        probe = asyncio.create_task(runner.invoke(tool, {}, context()))
+        await probing.wait()
+        with pytest.raises(ToolError, match="until a call in flight shows it has recovered"):
+            await runner.invoke(tool, {}, context())
+        recovered.set()
+        assert await probe == "ok"
+        assert await runner.invoke(tool, {}, context()) == "ok"  # closed again
+    finally:
+        runner.close()

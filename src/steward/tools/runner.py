@@ -97,10 +97,15 @@ class ToolRunner:
             if not breaker.allow():
                 self.metrics.refused.labels(tool.name, context.tenant_id).inc()
                 _mark(span, breaker, attempts=0)
+                wait_s = breaker.retry_in_s()
+                until = (
+                    f"for the next {math.ceil(wait_s)} s"
+                    if wait_s > 0
+                    else "until a call in flight shows it has recovered"
+                )
                 raise ToolError(
                     f"tool {tool.name!r} is unavailable: it failed {policy.breaker_failures} "
-                    f"times in a row, so it is not called for the next "
-                    f"{math.ceil(breaker.retry_in_s())} s. Carry on without it or use "
+                    f"times in a row, so it is not called {until}. Carry on without it or use "
                     "another tool."
                 )
         attempts = 0
