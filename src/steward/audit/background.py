@@ -57,6 +57,12 @@ class BackgroundRecorder:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    def wait_written(self, timeout_s: float = 30.0) -> bool:
+        """Block until everything queued before this call is written; False on timeout."""
+        marker = threading.Event()
+        self._queue.put(marker)
+        return marker.wait(timeout_s)
+
     def drain(self, timeout_s: float = 10.0) -> None:
         """Write everything queued so far, then stop the writer."""
         self._give_up_at = time.monotonic() + timeout_s
@@ -70,6 +76,9 @@ class BackgroundRecorder:
             item = self._queue.get()
             if item is _STOP:
                 return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
             if not self._append(item):
                 self._abandon(item)
                 return
@@ -110,7 +119,9 @@ class BackgroundRecorder:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not _STOP:
+            if isinstance(item, threading.Event):
+                item.set()
+            elif item is not _STOP:
                 events.append(item)
         for event in events:
             log.error(

@@ -158,6 +158,7 @@ async def revoke_hook(hook_id: str, principal: Admin, request: Request) -> Respo
 @router.get("/audit/export")
 async def export_audit(principal: Admin, request: Request) -> JSONResponse:
     security = _security(request)
+    await security.flush_auth_failures()  # the open failure windows belong in the export
     export = await asyncio.to_thread(security.audit.export, principal.tenant_id)
     export["public_keys"] = {
         key_id: base64.b64encode(public_key_raw(key)).decode()
@@ -169,6 +170,7 @@ async def export_audit(principal: Admin, request: Request) -> JSONResponse:
 @router.get("/audit/verify")
 async def verify_audit(principal: Admin, request: Request) -> dict[str, Any]:
     security = _security(request)
+    await security.flush_auth_failures()
     await asyncio.to_thread(security.audit.checkpoint, principal.tenant_id)
     export = await asyncio.to_thread(security.audit.export, principal.tenant_id)
     report = verify_export(export, security.audit.signer.public_keys())
