@@ -19,6 +19,7 @@ from steward.security.jwt_auth import JwtSettings, JwtVerifier
 from steward.security.keys import KeyStore
 from steward.security.redaction import install_log_redaction
 from steward.security.secrets import Keyring, SecretStore
+from steward.security.tenant_settings import TenantSettingsStore
 from steward.security.webhooks import HookStore
 from steward.store.database import Database
 
@@ -37,6 +38,7 @@ class Security:
     hooks: HookStore
     jwt: JwtVerifier | None
     webhook_tolerance_s: int
+    tenant_settings: TenantSettingsStore
     auth_failures: AuthFailureAggregator = field(
         default_factory=lambda: AuthFailureAggregator(audit.record_later)
     )
@@ -66,6 +68,7 @@ class Security:
             hooks=HookStore(db, secrets),
             jwt=_jwt_verifier(settings),
             webhook_tolerance_s=settings.webhook_tolerance_s,
+            tenant_settings=TenantSettingsStore(db),
         )
 
     def start(self) -> None:
