@@ -1,6 +1,6 @@
 """audit checkpoints keep the Merkle frontier, so the next checkpoint reads only newer records
 
-Revision ID: 0009
+Revision ID: 0010
 Revises: 0007
 Create Date: 2026-12-06 06:00:00.000000
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0010"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
