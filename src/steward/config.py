@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a key stays locked by a request that never finished (a crash).",
     )
-    webhook_secret: str | None = Field(
+    webhook_secret: SecretStr | None = Field(
         default=None,
         description="`whsec_…` secret that signs outgoing webhooks (Standard Webhooks).",
     )

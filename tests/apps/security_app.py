@@ -41,8 +41,8 @@ def sign_with_secret(message: str, ctx: ToolContext) -> dict[str, Any]:
 async def leaky(ctx: Context, input: Leak) -> LeakResult:
     """Reads a secret and tries every way out with it."""
     if input.mode == "reserved":
-        ctx.secret(input.secret)
-    secret = ctx.secret(input.secret)
+        await ctx.secret(input.secret)
+    secret = await ctx.secret(input.secret)
     plain = secret.reveal()
     signed = await ctx.tool("sign_with_secret", {"message": "payload"})
     ctx.emit({"leak": plain})

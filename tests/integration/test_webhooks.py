@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import re
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,8 @@ import pytest
 from langgraph_sdk import get_client
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from steward.config import Settings
+from steward.webhooks.dispatcher import WebhookConfig
 from steward.webhooks.signing import signed_headers
 from steward.webhooks.targets import WebhookTargetRefused, is_refused, parse_networks, resolve
 from tests.conftest import StewardProcess, free_port, make_process
@@ -141,6 +145,18 @@ async def test_resolution_checks_every_address_and_pins_the_first() -> None:
             await resolve(bad, [])
 
 
+def test_webhook_secrets_never_show_in_settings_or_config_reprs() -> None:
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    tenant_secret = "whsec_" + base64.b64encode(b"t" * 32).decode()
+    settings = Settings(webhook_secret=secret, webhook_tenant_secrets={"acme": tenant_secret})
+    config = WebhookConfig.from_settings(settings)
+    assert secret not in repr(settings) and secret not in str(settings)
+    assert secret not in repr(config) and tenant_secret not in repr(config)
+    default, acme = config.secret_for("other"), config.secret_for("acme")
+    assert default is not None and default.get_secret_value() == secret
+    assert acme is not None and acme.get_secret_value() == tenant_secret
+
+
 # -- through a server ----------------------------------------------------------------------------
 
 
@@ -184,6 +200,29 @@ def test_a_failed_run_is_reported_too(hooked: StewardProcess, receiver: WebhookR
     got = receiver.wait_for(1)
     payload = _verified(got[0].body, got[0].headers)
     assert payload["type"] == "run.error"
+
+
+def test_the_payload_timestamp_is_rfc_3339_with_a_utc_offset(
+    hooked: StewardProcess, receiver: WebhookReceiver
+) -> None:
+    key = hooked.create_key("hooks-timestamp")
+    created = httpx.post(
+        f"{hooked.url}/runs",
+        json={"assistant_id": "broken", "input": {}, "webhook": receiver.url},
+        headers={"x-api-key": key},
+    )
+    assert created.status_code == 200, created.text
+    got = receiver.wait_for(1)
+    payload = _verified(got[0].body, got[0].headers)
+    stamp = payload["timestamp"]
+    assert isinstance(stamp, str)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp), stamp
+    moment = datetime.fromisoformat(stamp)
+    assert moment.utcoffset() == timedelta(0)
+    data = payload["data"]
+    assert isinstance(data, dict)
+    # The same instant and the same form as the run's own times inside `data`.
+    assert moment == datetime.fromisoformat(str(data["ended_at"] or data["updated_at"]))
 
 
 def test_webhooks_give_up_after_the_configured_attempts(tmp_path: Path) -> None:

@@ -5,11 +5,13 @@ the same leaves and roots as certificate-transparency's tests), and canonical JS
 from __future__ import annotations
 
 import hashlib
+import json
+import struct
 
 import pytest
 
 from steward.audit.canonical import NotCanonicalizable, canonical_json
-from steward.audit.merkle import leaf_hash, node_hash, root_hash
+from steward.audit.merkle import extend_frontier, frontier_root, leaf_hash, node_hash, root_hash
 
 LEAF_INPUTS = [
     "",
@@ -82,3 +84,69 @@ def test_canonical_json_handles_deep_nesting_without_recursion() -> None:
     for _ in range(5000):
         value = [value]
     assert canonical_json(value).startswith(b"[[[[")
+
+
+# RFC 8785 Appendix B: IEEE 754 bit patterns and the text JCS writes for them.
+RFC8785_NUMBERS = [
+    ("0000000000000000", "0"),
+    ("8000000000000000", "0"),
+    ("0000000000000001", "5e-324"),
+    ("8000000000000001", "-5e-324"),
+    ("7fefffffffffffff", "1.7976931348623157e+308"),
+    ("ffefffffffffffff", "-1.7976931348623157e+308"),
+    ("4340000000000000", "9007199254740992"),
+    ("c340000000000000", "-9007199254740992"),
+    ("4430000000000000", "295147905179352830000"),
+    ("44b52d02c7e14af5", "9.999999999999997e+22"),
+    ("44b52d02c7e14af6", "1e+23"),
+    ("44b52d02c7e14af7", "1.0000000000000001e+23"),
+    ("444b1ae4d6e2ef4e", "999999999999999700000"),
+    ("444b1ae4d6e2ef4f", "999999999999999900000"),
+    ("444b1ae4d6e2ef50", "1e+21"),
+    ("3eb0c6f7a0b5ed8c", "9.999999999999997e-7"),
+    ("3eb0c6f7a0b5ed8d", "0.000001"),
+    ("41b3de4355555553", "333333333.3333332"),
+    ("41b3de4355555554", "333333333.33333325"),
+    ("41b3de4355555555", "333333333.3333333"),
+    ("41b3de4355555556", "333333333.3333334"),
+    ("41b3de4355555557", "333333333.33333343"),
+    ("becbf647612f3696", "-0.0000033333333333333333"),
+    ("43143ff3c1cb0959", "1424953923781206.2"),
+]
+
+
+@pytest.mark.parametrize(("bits", "expected"), RFC8785_NUMBERS)
+def test_canonical_json_writes_numbers_as_rfc_8785_appendix_b(bits: str, expected: str) -> None:
+    value = struct.unpack(">d", bytes.fromhex(bits))[0]
+    assert canonical_json([value]) == f"[{expected}]".encode()
+
+
+def test_canonical_json_matches_the_rfc_8785_sample_output() -> None:
+    # RFC 8785 §3.2.2's example: 1E30, 4.50, 6, 2e-3, 0.000000000000000000000000001.
+    parsed = json.loads(
+        '{"numbers":[333333333.33333329,1E30,4.50,2e-3,0.000000000000000000000000001]}'
+    )
+    assert canonical_json(parsed) == b'{"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27]}'
+
+
+def test_canonical_json_writes_large_integers_as_the_double_they_denote() -> None:
+    assert (
+        canonical_json([2**60, -(2**53), 10**21])
+        == b"[1152921504606847000,-9007199254740992,1e+21]"
+    )
+
+
+def test_legacy_form_reproduces_entry_format_1_numbers() -> None:
+    assert canonical_json([1e-7, 1e16, 0.5], legacy=True) == b"[1e-07,1e+16,0.5]"
+    assert canonical_json([1e-7, 1e16, 0.5]) == b"[1e-7,10000000000000000,0.5]"
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 5, 8])
+@pytest.mark.parametrize("appended", [0, 1, 3, 4, 7])
+def test_extending_a_stored_frontier_gives_the_tree_head_of_all_leaves(
+    size: int, appended: int
+) -> None:
+    leaves = [leaf_hash(bytes([n])) for n in range(size + appended)]
+    frontier = extend_frontier(0, [], leaves[:size])
+    assert len(frontier) == bin(size).count("1")
+    assert frontier_root(extend_frontier(size, frontier, leaves[size:])) == root_hash(leaves)

@@ -28,6 +28,7 @@ __all__ = [
     "record_async",
     "record_later",
     "verify_export",
+    "wait_written",
 ]
 
 log = logging.getLogger("steward.audit")
@@ -71,6 +72,12 @@ def record_later(tenant_id: str, kind: str, data: dict[str, Any] | None = None) 
         log.warning("no audit log installed; dropping %s event for tenant %s", kind, tenant_id)
         return
     background.record(tenant_id, kind, dict(data or {}))
+
+
+def wait_written(timeout_s: float = 30.0) -> bool:
+    """Block until every event queued by `record_later` so far is in the log (or timeout)."""
+    background = _background
+    return True if background is None else background.wait_written(timeout_s)
 
 
 async def record_async(tenant_id: str, kind: str, data: dict[str, Any] | None = None) -> int | None:

@@ -2,7 +2,9 @@
 
 A run's tool decisions happen on the event loop, where a database append (a few ms) would stall
 every other run; the queue keeps their order, and `drain` empties it before shutdown signs the
-final checkpoints.
+final checkpoints. While the database is unreachable the writer retries the oldest event with
+backoff and never skips it; the queue is bounded, so a long outage makes producers wait
+(back-pressure) instead of growing memory or dropping events.
 """
 
 from __future__ import annotations
@@ -10,39 +12,122 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from steward.audit.log import AuditLog
+from steward.audit.log import AuditLog, Pending, now_text
+from steward.store.outage import DATABASE_UNREACHABLE
 
 log = logging.getLogger("steward.audit")
+
+DEFAULT_CAPACITY = 10_000
+_BACKOFF_START_S = 0.05
+_BACKOFF_CAP_S = 2.0
+
+
+@dataclass
+class _Event:
+    tenant_id: str
+    kind: str
+    data: dict[str, Any]
+    at: str = field(default_factory=now_text)  # when it happened, not when it was written
+
 
 _STOP = object()
 
 
 class BackgroundRecorder:
-    def __init__(self, audit_log: AuditLog) -> None:
+    def __init__(self, audit_log: AuditLog, capacity: int = DEFAULT_CAPACITY) -> None:
         self._log = audit_log
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self._give_up_at: float | None = None
         self._thread = threading.Thread(target=self._write, name="steward-audit", daemon=True)
         self._thread.start()
 
     def record(self, tenant_id: str, kind: str, data: dict[str, Any]) -> None:
-        self._queue.put((tenant_id, kind, data))
+        """Queue one event; waits while the queue is full (the database is down for long)."""
+        event = _Event(tenant_id, kind, AuditLog.payload(data))
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            log.error("audit queue full (%d events): waiting for the database", self._queue.maxsize)
+            self._queue.put(event)
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def wait_written(self, timeout_s: float = 30.0) -> bool:
+        """Block until everything queued before this call is written; False on timeout."""
+        marker = threading.Event()
+        self._queue.put(marker)
+        return marker.wait(timeout_s)
 
     def drain(self, timeout_s: float = 10.0) -> None:
         """Write everything queued so far, then stop the writer."""
+        self._give_up_at = time.monotonic() + timeout_s
         self._queue.put(_STOP)
-        self._thread.join(timeout_s)
+        self._thread.join(timeout_s + 1.0)
         if self._thread.is_alive():
-            log.error("audit writer did not finish within %ss; events may be missing", timeout_s)
+            log.error("audit writer did not finish within %ss", timeout_s)
 
     def _write(self) -> None:
         while True:
             item = self._queue.get()
             if item is _STOP:
                 return
-            tenant_id, kind, data = item
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            if not self._append(item):
+                self._abandon(item)
+                return
+
+    def _append(self, event: _Event) -> bool:
+        """Append `event` exactly once, retrying through outages; False only when giving up."""
+        pending = Pending(event.tenant_id, event.kind, event.data, event.at)
+        delay = _BACKOFF_START_S
+        while True:
             try:
-                self._log.record(tenant_id, kind, data)
-            except Exception:
-                log.exception("could not append %s to the audit log of %s", kind, tenant_id)
+                self._log.append(pending)
+                return True
+            except DATABASE_UNREACHABLE as exc:
+                if self._give_up_at is not None and time.monotonic() >= self._give_up_at:
+                    return False
+                log.warning(
+                    "audit log unreachable (%s); retrying %s in %.2fs",
+                    type(exc).__name__,
+                    event.kind,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_CAP_S)
+            except Exception:  # not an outage: retrying cannot help; keep the event in the log
+                log.exception(
+                    "could not append %s to the audit log of %s: %r",
+                    event.kind,
+                    event.tenant_id,
+                    event.data,
+                )
+                return True
+
+    def _abandon(self, first: _Event) -> None:
+        """Shutdown while the database stays down: every unwritten event goes to the log."""
+        events = [first]
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, threading.Event):
+                item.set()
+            elif item is not _STOP:
+                events.append(item)
+        for event in events:
+            log.error(
+                "audit event NOT written (database unreachable at shutdown): %s %s %s %r",
+                event.at,
+                event.tenant_id,
+                event.kind,
+                event.data,
+            )

@@ -8,7 +8,7 @@ import base64
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,13 +16,16 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from steward.audit.canonical import canonical_json
-from steward.audit.merkle import leaf_hash, root_hash
+from steward.audit.merkle import extend_frontier, frontier_root, leaf_hash
 from steward.audit.signing import CheckpointSigner
 from steward.store.database import Database
 from steward.store.security_tables import AuditCheckpoint, AuditRecord
 
 log = logging.getLogger("steward.audit")
-ENTRY_VERSION = 1
+# Entry format 2 writes numbers as RFC 8785 does (ECMAScript); format 1 entries (Python's float
+# repr) stay as stored and are re-checked with the legacy number form.
+ENTRY_VERSION = 2
+STATEMENT_VERSION = 1
 _APPEND_ATTEMPTS = 20
 
 
@@ -36,12 +39,24 @@ class Checkpoint:
     signature: str
 
 
+@dataclass
+class Pending:
+    """One event on its way into the log. `tried` remembers each (seq, leaf hash) whose commit
+    may have happened before an error hid the outcome, so a retry never appends it twice."""
+
+    tenant_id: str
+    kind: str
+    data: Any
+    at: str
+    tried: dict[int, str] = field(default_factory=dict)
+
+
 def entry_bytes(tenant_id: str, seq: int, kind: str, at: str, data: Any) -> bytes:
     entry = {"v": ENTRY_VERSION, "tenant": tenant_id, "seq": seq, "kind": kind, "time": at}
     return canonical_json({**entry, "data": data})
 
 
-def _now() -> str:
+def now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -61,63 +76,106 @@ class AuditLog:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def record(self, tenant_id: str, kind: str, data: dict[str, Any] | None = None) -> int:
-        """Append one event to the tenant's log; returns its sequence number (from 1)."""
+    @staticmethod
+    def payload(data: dict[str, Any] | None) -> Any:
         # A JSON round trip turns datetimes and other stray types into strings up front, so
         # the hashed bytes are exactly what an export later shows.
-        payload = json.loads(json.dumps(data or {}, default=str))
+        return json.loads(json.dumps(data or {}, default=str))
+
+    def record(self, tenant_id: str, kind: str, data: dict[str, Any] | None = None) -> int:
+        """Append one event to the tenant's log; returns its sequence number (from 1)."""
+        return self.append(Pending(tenant_id, kind, self.payload(data), now_text()))
+
+    def append(self, event: Pending) -> int:
+        """Append `event` once; returns its sequence number.
+
+        A database error propagates; calling again with the same `event` afterwards appends it
+        only if the failed attempt did not commit after all (a connection lost during COMMIT).
+        """
         for _ in range(_APPEND_ATTEMPTS):
+            seq = self._landed(event)
+            if seq is not None:
+                return seq
             try:
-                seq = self._append(tenant_id, kind, payload)
+                seq = self._append(event)
             except IntegrityError:  # another writer took this sequence number: take the next
+                event.tried.clear()  # refused for certain: it did not land
                 time.sleep(0.005)
                 continue
-            if seq % self.checkpoint_every == 0:
-                self.checkpoint(tenant_id)
-            return seq
-        raise RuntimeError(f"could not append to the audit log of tenant {tenant_id!r}")
+            break
+        else:
+            raise RuntimeError(f"could not append to the audit log of tenant {event.tenant_id!r}")
+        if seq % self.checkpoint_every == 0:
+            try:
+                self.checkpoint(event.tenant_id)
+            except Exception:  # the event is in; the periodic checkpointer signs it later
+                log.warning("could not sign the checkpoint at %s of %s", seq, event.tenant_id)
+        return seq
 
-    def _append(self, tenant_id: str, kind: str, payload: Any) -> int:
+    def _landed(self, event: Pending) -> int | None:
+        if not event.tried:
+            return None
+        with self.db.session() as session:
+            stored = session.execute(
+                select(AuditRecord.seq, AuditRecord.leaf_hash).where(
+                    AuditRecord.tenant_id == event.tenant_id, AuditRecord.seq.in_(event.tried)
+                )
+            ).all()
+        for seq, digest in stored:
+            if event.tried.get(seq) == digest:
+                return int(seq)
+        event.tried.clear()
+        return None
+
+    def _append(self, event: Pending) -> int:
         with self.db.session() as session:
             last = session.scalar(
-                select(func.max(AuditRecord.seq)).where(AuditRecord.tenant_id == tenant_id)
+                select(func.max(AuditRecord.seq)).where(AuditRecord.tenant_id == event.tenant_id)
             )
             seq = (last or 0) + 1
-            entry = entry_bytes(tenant_id, seq, kind, _now(), payload)
+            entry = entry_bytes(event.tenant_id, seq, event.kind, event.at, event.data)
+            digest = leaf_hash(entry).hex()
+            event.tried[seq] = digest
             session.add(
                 AuditRecord(
-                    tenant_id=tenant_id,
+                    tenant_id=event.tenant_id,
                     seq=seq,
-                    kind=kind,
+                    kind=event.kind,
                     entry=entry.decode("utf-8"),
-                    leaf_hash=leaf_hash(entry).hex(),
+                    leaf_hash=digest,
                 )
             )
         return seq
 
     def checkpoint(self, tenant_id: str) -> Checkpoint | None:
-        """Sign the tree head over all of the tenant's records; None if nothing is new."""
+        """Sign the tree head over all of the tenant's records; None if nothing is new.
+
+        Only the records after the newest checkpoint are read: its stored frontier (compact
+        range) stands for everything before.
+        """
         with self.db.session() as session:
-            leaves = list(
-                session.scalars(
+            signed, frontier = self._latest_frontier(session, tenant_id)
+            new_leaves = [
+                bytes.fromhex(h)
+                for h in session.scalars(
                     select(AuditRecord.leaf_hash)
-                    .where(AuditRecord.tenant_id == tenant_id)
+                    .where(AuditRecord.tenant_id == tenant_id, AuditRecord.seq > signed)
                     .order_by(AuditRecord.seq)
                 )
-            )
-            latest = self._latest_size(session, tenant_id)
-        if len(leaves) <= latest:
+            ]
+        if not new_leaves:
             return None
-        size = len(leaves)
-        root = root_hash([bytes.fromhex(h) for h in leaves]).hex()
+        size = signed + len(new_leaves)
+        frontier = extend_frontier(signed, frontier, new_leaves)
+        root = frontier_root(frontier).hex()
         statement = canonical_json(
             {
-                "v": ENTRY_VERSION,
+                "v": STATEMENT_VERSION,
                 "tenant": tenant_id,
                 "tree_size": size,
                 "root_hash": root,
                 "key_id": self.signer.key_id,
-                "time": _now(),
+                "time": now_text(),
             }
         )
         checkpoint = Checkpoint(
@@ -138,11 +196,26 @@ class AuditLog:
                         key_id=checkpoint.key_id,
                         statement=checkpoint.statement,
                         signature=checkpoint.signature,
+                        frontier=",".join(digest.hex() for digest in frontier),
                     )
                 )
         except IntegrityError:
             return None  # another process signed the same tree head first
         return checkpoint
+
+    @staticmethod
+    def _latest_frontier(session: Any, tenant_id: str) -> tuple[int, list[bytes]]:
+        """(tree size, frontier) of the newest checkpoint that stored one; (0, []) if none."""
+        row = session.execute(
+            select(AuditCheckpoint.tree_size, AuditCheckpoint.frontier)
+            .where(AuditCheckpoint.tenant_id == tenant_id, AuditCheckpoint.frontier.is_not(None))
+            .order_by(AuditCheckpoint.tree_size.desc())
+            .limit(1)
+        ).first()
+        if row is None:  # no checkpoint yet, or only ones signed before frontiers were stored
+            return 0, []
+        size, text = int(row[0]), str(row[1])
+        return size, [bytes.fromhex(part) for part in text.split(",") if part]
 
     def checkpoint_pending(self) -> list[Checkpoint]:
         """Checkpoint every tenant whose newest records are older than the interval and unsigned."""
@@ -188,15 +261,6 @@ class AuditLog:
         if created.tzinfo is None:  # SQLite hands back naive UTC datetimes
             created = created.replace(tzinfo=UTC)
         return created.timestamp() <= cutoff
-
-    @staticmethod
-    def _latest_size(session: Any, tenant_id: str) -> int:
-        size = session.scalar(
-            select(func.max(AuditCheckpoint.tree_size)).where(
-                AuditCheckpoint.tenant_id == tenant_id
-            )
-        )
-        return int(size or 0)
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -78,7 +78,9 @@ def _check_records(tenant_id: str, records: list[dict[str, Any]], report: Report
 def _entry_problem(tenant_id: str, seq: int, row: dict[str, Any], entry: bytes) -> str | None:
     try:
         parsed = json.loads(entry)
-        canonical = canonical_json(parsed)
+        # Format 1 entries predate RFC 8785 number forms; they were hashed in the old form.
+        legacy = isinstance(parsed, dict) and parsed.get("v") == 1
+        canonical = canonical_json(parsed, legacy=legacy)
     except (ValueError, NotCanonicalizable):
         return f"record {seq}: entry is not valid JSON"
     if canonical != entry:

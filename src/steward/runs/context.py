@@ -299,9 +299,13 @@ class Context:
             raise SandboxUnavailable("this Steward process offers no sandboxes")
         return self._sandboxes
 
-    def secret(self, name: str) -> Secret:
-        """A tenant secret by name, decrypted now and not journaled; `.reveal()` it at use."""
-        return self._secret_reader()(name)
+    async def secret(self, name: str) -> Secret:
+        """A tenant secret by name, decrypted now and not journaled; `.reveal()` it at use.
+
+        The database read, the decryption and the audit record happen in a worker thread: a
+        secret read must not stall every other run on this event loop.
+        """
+        return await asyncio.to_thread(self._secret_reader(), name)
 
     def _secret_reader(self, **purpose: object) -> Callable[[str], Secret]:
         store = self._secrets

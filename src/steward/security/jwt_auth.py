@@ -2,7 +2,8 @@
 
 Keys come from a JWKS URL (cached, refetched on an unknown `kid`) or a static key (PEM public key
 for RS/PS/ES/EdDSA, a shared secret for HS). `none`, any other algorithm and HS/RS confusion are
-refused before a signature is checked; `exp` is required, `exp`/`nbf` have a small leeway.
+refused before a signature is checked; `exp` and `sub` are required, and so are `aud`/`iss` when
+configured; `exp`/`nbf` have a small leeway.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ class JwtVerifier:
             raise ConfigError(f"jwt_algorithm must be one of {sorted(ASYMMETRIC | SYMMETRIC)}")
         if settings.default_role not in ROLES:
             raise ConfigError(f"jwt_default_role must be one of {ROLES}")
+        # Configured audience and issuer are required claims, not checks that only run when the
+        # token happens to carry them (stated here rather than left to PyJWT's defaults).
+        self._required_claims = ["exp", "sub"]
+        if settings.audience is not None:
+            self._required_claims.append("aud")
+        if settings.issuer is not None:
+            self._required_claims.append("iss")
 
     def verify(self, token: str) -> Principal:
         """The principal for a valid token; `TokenRejected` otherwise. Blocking (JWKS fetch)."""
@@ -97,7 +105,7 @@ class JwtVerifier:
                 audience=settings.audience,
                 issuer=settings.issuer,
                 leeway=settings.leeway_s,
-                options={"require": ["exp", "sub"]},
+                options={"require": self._required_claims},
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenRejected("the token has expired") from exc

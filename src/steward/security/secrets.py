@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from steward.errors import ConfigError, UserError
 from steward.security.redaction import MIN_SECRET_LENGTH, REDACTOR
@@ -132,21 +133,30 @@ class SecretStore:
         self._audit = audit
 
     def set(self, tenant_id: str, name: str, value: str) -> None:
+        with self.db.session() as session:
+            key_id = self.store_in(session, tenant_id, name, value)
+        self.record_set(tenant_id, name, key_id)
+
+    def store_in(self, session: Session, tenant_id: str, name: str, value: str) -> str:
+        """Encrypt and write the secret inside the caller's transaction; returns the key id.
+        The caller records it with `record_set` once the transaction has committed."""
         if not NAME_SHAPE.match(name):
             raise UserError("secret names are 1-200 of A-Z a-z 0-9 _ . - (no leading dot)")
         if len(value) < MIN_SECRET_LENGTH:
             raise UserError(f"a secret must be at least {MIN_SECRET_LENGTH} characters")
         key_id = self.keyring.current_id
         nonce, sealed = self._seal(tenant_id, name, key_id, value)
-        with self.db.session() as session:
-            if session.get(Tenant, tenant_id) is None:
-                session.add(Tenant(id=tenant_id, name=tenant_id))
-                session.flush()
-            row = session.get(StoredSecret, (tenant_id, name))
-            if row is None:
-                row = StoredSecret(tenant_id=tenant_id, name=name)
-                session.add(row)
-            row.key_id, row.nonce, row.ciphertext, row.updated_at = key_id, nonce, sealed, utcnow()
+        if session.get(Tenant, tenant_id) is None:
+            session.add(Tenant(id=tenant_id, name=tenant_id))
+            session.flush()
+        row = session.get(StoredSecret, (tenant_id, name))
+        if row is None:
+            row = StoredSecret(tenant_id=tenant_id, name=name)
+            session.add(row)
+        row.key_id, row.nonce, row.ciphertext, row.updated_at = key_id, nonce, sealed, utcnow()
+        return key_id
+
+    def record_set(self, tenant_id: str, name: str, key_id: str) -> None:
         self._record(tenant_id, "secret.set", {"name": name, "key_id": key_id})
 
     def reveal(

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from steward import audit
+from steward.audit.failures import AuthFailureAggregator
 from steward.audit.log import AuditLog
 from steward.audit.signing import CheckpointSigner
 from steward.config import Settings
@@ -17,6 +19,7 @@ from steward.security.jwt_auth import JwtSettings, JwtVerifier
 from steward.security.keys import KeyStore
 from steward.security.redaction import install_log_redaction
 from steward.security.secrets import Keyring, SecretStore
+from steward.security.tenant_settings import TenantSettingsStore
 from steward.security.webhooks import HookStore
 from steward.store.database import Database
 
@@ -35,7 +38,14 @@ class Security:
     hooks: HookStore
     jwt: JwtVerifier | None
     webhook_tolerance_s: int
-    _checkpointer: asyncio.Task[None] | None = field(default=None, repr=False)
+    tenant_settings: TenantSettingsStore
+    auth_failures: AuthFailureAggregator = field(
+        default_factory=lambda: AuthFailureAggregator(audit.record_later)
+    )
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    # The security layer's own thread: the engine's shutdown closes the loop's default pool
+    # while these tasks may still be running, and the final checkpoint must still be signed.
+    _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, db: Database) -> Security:
@@ -58,34 +68,56 @@ class Security:
             hooks=HookStore(db, secrets),
             jwt=_jwt_verifier(settings),
             webhook_tolerance_s=settings.webhook_tolerance_s,
+            tenant_settings=TenantSettingsStore(db),
         )
 
     def start(self) -> None:
-        self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_forever())
+        loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="steward-security")
+        self._tasks = [
+            loop.create_task(self._checkpoint_forever()),
+            loop.create_task(self._flush_failures_forever()),
+        ]
 
     async def stop(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpointer
+                await task
+        self._tasks = []
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)  # a checkpoint in flight finishes first
+            self._executor = None
+        self.auth_failures.flush_all()  # the open windows: nothing counted is lost
         if audit.current() is self.audit:
             audit.install(None)  # writes the events still queued before the last checkpoints
-        # Sign whatever is still unsigned, so a clean shutdown leaves no unsigned tail. Inline:
-        # by now the engine's shutdown may have closed the loop's default thread pool.
+        # Sign whatever is still unsigned, so a clean shutdown leaves no unsigned tail.
         try:
             for tenant_id in self.audit.tenants_with_unsigned_records():
                 self.audit.checkpoint(tenant_id)
         except Exception:
             log.exception("could not sign the final audit checkpoints")
 
+    async def flush_auth_failures(self) -> None:
+        """Write the open failure windows and wait until they are in the log (before an export)."""
+        self.auth_failures.flush_all()
+        await asyncio.to_thread(audit.wait_written)
+
     async def _checkpoint_forever(self) -> None:
         interval = self.audit.checkpoint_interval_s
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(interval, 5.0))
             try:
-                await asyncio.to_thread(self.audit.checkpoint_pending)
+                await loop.run_in_executor(self._executor, self.audit.checkpoint_pending)
             except Exception:  # a bad moment of the database must not end the loop
                 log.exception("could not sign audit checkpoints")
+
+    async def _flush_failures_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.auth_failures.window_s / 4, 5.0))
+            self.auth_failures.flush_due()  # only queues: the audit writer does the I/O
 
 
 def _jwt_verifier(settings: Settings) -> JwtVerifier | None:

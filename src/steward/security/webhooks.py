@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from steward.security.secrets import SecretStore
@@ -170,19 +170,34 @@ class HookStore:
             )
 
     def rotate(self, tenant_id: str, hook_id: str) -> str | None:
-        """Add a new secret (the previous one stays valid until the next rotation)."""
+        """Add a new secret (the previous one stays valid until the next rotation).
+
+        One transaction that locks the hook's row before reading its secrets: concurrent
+        rotations take turns, so each returned secret is a distinct generation that verifies
+        (read-then-write in two transactions let both extend the same list, and the second
+        overwrote the first's secret under the same name).
+        """
+        secret = new_secret()
         with self.db.session() as session:
-            hook = session.get(WebhookHook, hook_id)
-            if hook is None or hook.tenant_id != tenant_id or hook.revoked_at is not None:
+            locked = session.execute(
+                update(WebhookHook)
+                .where(
+                    WebhookHook.id == hook_id,
+                    WebhookHook.tenant_id == tenant_id,
+                    WebhookHook.revoked_at.is_(None),
+                )
+                .values(tolerance_s=WebhookHook.tolerance_s)
+            )
+            if not getattr(locked, "rowcount", 0):
                 return None
-            names = list(hook.secret_names)
-        generation = int(names[-1].rsplit(".", 1)[1]) + 1
-        secret, name = new_secret(), f"steward.hook.{hook_id}.{generation}"
-        self.secrets.set(tenant_id, name, secret)
-        with self.db.session() as session:
-            hook = session.get(WebhookHook, hook_id)
+            hook = session.get(WebhookHook, hook_id, populate_existing=True)
             assert hook is not None
+            names = list(hook.secret_names)
+            generation = int(names[-1].rsplit(".", 1)[1]) + 1
+            name = f"steward.hook.{hook_id}.{generation}"
+            key_id = self.secrets.store_in(session, tenant_id, name, secret)
             hook.secret_names = [*names, name][-MAX_SECRETS:]
+        self.secrets.record_set(tenant_id, name, key_id)
         return secret
 
     def revoke(self, tenant_id: str, hook_id: str) -> bool:

@@ -4,7 +4,8 @@ else reads the request, then hands the principal to routes through `request.stat
 Keys come in `x-api-key` or `Authorization: Bearer`; unknown, revoked and malformed keys get the
 same 401. A Bearer JWT (when `jwt_algorithm` is set) identifies an end user. Only the health
 probes, the API description and signed webhook ingress (`/hooks/…`, which checks its own HMAC
-signature) are public. Every failure is recorded in the audit log.
+signature) are public. Every failure is counted into the audit log (one record per source,
+reason and window).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from steward import audit
+from steward.audit.failures import Failure
 from steward.errors import ApiError, Forbidden, Unauthenticated
 from steward.security.jwt_auth import JwtVerifier, TokenRejected, looks_like_jwt
 from steward.security.keys import KeyStore, Principal
+from steward.security.services import Security
 from steward.server import rate_limits
 from steward.server.problems import problem
 from steward.server.provider_errors import proxy_error_for_path
@@ -99,16 +101,17 @@ async def _record_failure(scope: Scope, headers: dict[str, str], reason: str) ->
     if key.startswith("stw_"):
         tenant = await asyncio.to_thread(scope["app"].state.keys.tenant_of_presented, key)
     client = scope.get("client")
-    await audit.record_async(
-        tenant or UNATTRIBUTED_TENANT,
-        "auth.failure",
-        {
-            "reason": reason,
-            "method": scope.get("method"),
-            "path": scope.get("path"),
-            "client": client[0] if client else None,
-            "key_prefix": key[:17] if key.startswith("stw_") else None,
-        },
+    # Counted, not appended one by one: a flood of bad requests becomes one record per window.
+    security: Security = scope["app"].state.security
+    security.auth_failures.add(
+        Failure(
+            tenant_id=tenant or UNATTRIBUTED_TENANT,
+            source=client[0] if client else None,
+            reason=reason,
+            method=scope.get("method"),
+            path=scope.get("path"),
+            key_prefix=key[:17] if key.startswith("stw_") else None,
+        )
     )
 
 

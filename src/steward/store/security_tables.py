@@ -39,6 +39,9 @@ class AuditCheckpoint(Base):
     key_id: Mapped[str] = mapped_column(String(32))
     statement: Mapped[str] = mapped_column(Text)  # canonical JSON that was signed
     signature: Mapped[str] = mapped_column(Text)  # base64 Ed25519
+    # The compact range (RFC 6962 complete-subtree roots, hex, comma-separated) of the first
+    # `tree_size` records: the next checkpoint extends it instead of rereading every record.
+    frontier: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from steward.config import Settings
 from steward.store.schema import Run, utcnow
 from steward.webhooks.signing import secret_key, signed_headers
-from steward.webhooks.store import Due, WebhookStore
+from steward.webhooks.store import Due, WebhookStore, as_utc
 from steward.webhooks.targets import Network, WebhookTargetRefused, parse_networks, resolve
 
 log = logging.getLogger("steward.webhooks")
@@ -34,8 +35,10 @@ USER_AGENT = "Steward-Webhooks/1"
 
 @dataclass(frozen=True)
 class WebhookConfig:
-    secret: str | None = None
-    tenant_secrets: dict[str, str] = field(default_factory=dict)
+    # Signing secrets stay wrapped (repr, logs, tracebacks show `**********`) until the moment
+    # a delivery is signed.
+    secret: SecretStr | None = None
+    tenant_secrets: dict[str, SecretStr] = field(default_factory=dict)
     allowed_networks: list[Network] = field(default_factory=list)
     max_attempts: int = 8
     backoff_base_s: float = 2.0
@@ -46,7 +49,10 @@ class WebhookConfig:
     def from_settings(cls, settings: Settings) -> WebhookConfig:
         config = cls(
             secret=settings.webhook_secret,
-            tenant_secrets=dict(settings.webhook_tenant_secrets),
+            tenant_secrets={
+                tenant: SecretStr(secret)
+                for tenant, secret in settings.webhook_tenant_secrets.items()
+            },
             allowed_networks=parse_networks(settings.webhook_allowed_networks),
             max_attempts=settings.webhook_max_attempts,
             backoff_base_s=settings.webhook_backoff_base_s,
@@ -55,10 +61,11 @@ class WebhookConfig:
         )
         for secret in [config.secret, *config.tenant_secrets.values()]:
             if secret is not None:
-                secret_key(secret)  # a malformed secret stops the start, not a delivery
+                # A malformed secret stops the start, not a delivery.
+                secret_key(secret.get_secret_value())
         return config
 
-    def secret_for(self, tenant_id: str) -> str | None:
+    def secret_for(self, tenant_id: str) -> SecretStr | None:
         return self.tenant_secrets.get(tenant_id, self.secret)
 
     def backoff_s(self, attempt: int) -> float:
@@ -73,7 +80,8 @@ def payload(run: Run, render: Callable[[Run], dict[str, Any]]) -> bytes:
     return json.dumps(
         {
             "type": f"run.{run.status}",
-            "timestamp": ended.isoformat() if ended else None,
+            # RFC 3339 with its offset, like the run's own times inside `data`.
+            "timestamp": as_utc(ended).isoformat() if ended else None,
             "data": render(run),
         },
         default=str,
@@ -167,7 +175,7 @@ class WebhookDispatcher:
         except WebhookTargetRefused as exc:
             return None, exc.detail
         body = payload(run, self._render)
-        headers = signed_headers(secret, due.message_id, int(time.time()), body)
+        headers = signed_headers(secret.get_secret_value(), due.message_id, int(time.time()), body)
         headers |= {"host": target.host_header, "user-agent": USER_AGENT}
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         try:

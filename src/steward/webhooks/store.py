@@ -19,7 +19,8 @@ from steward.store.runs import ACTIVE
 from steward.store.schema import OutboundWebhook, OutboundWebhookAttempt, Run, utcnow
 
 
-def _aware(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes that are UTC; PostgreSQL aware ones."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
@@ -120,7 +121,7 @@ class WebhookStore:
                 .order_by(OutboundWebhook.next_attempt_at)
                 .limit(1)
             )
-        return _aware(moment) if moment is not None else None
+        return as_utc(moment) if moment is not None else None
 
     def record(
         self,
@@ -190,7 +191,7 @@ class WebhookStore:
             "message_id": delivery.message_id,
             "attempts": delivery.attempts,
             "next_attempt_at": (
-                _aware(delivery.next_attempt_at).isoformat()
+                as_utc(delivery.next_attempt_at).isoformat()
                 if delivery.state == "pending"
                 else None
             ),
@@ -200,8 +201,8 @@ class WebhookStore:
                     "url": a.url,
                     "status_code": a.status_code,
                     "error": a.error,
-                    "started_at": _aware(a.started_at).isoformat(),
-                    "finished_at": _aware(a.finished_at).isoformat(),
+                    "started_at": as_utc(a.started_at).isoformat(),
+                    "finished_at": as_utc(a.finished_at).isoformat(),
                 }
                 for a in attempts
             ],

@@ -11,7 +11,6 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from steward import audit
 from steward.audit.signing import public_key_raw
@@ -20,8 +19,6 @@ from steward.errors import NotFound
 from steward.security.keys import ROLES
 from steward.security.services import Security
 from steward.server.auth import Admin
-from steward.store.schema import Tenant, utcnow
-from steward.store.security_tables import TenantSettings
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -158,6 +155,7 @@ async def revoke_hook(hook_id: str, principal: Admin, request: Request) -> Respo
 @router.get("/audit/export")
 async def export_audit(principal: Admin, request: Request) -> JSONResponse:
     security = _security(request)
+    await security.flush_auth_failures()  # the open failure windows belong in the export
     export = await asyncio.to_thread(security.audit.export, principal.tenant_id)
     export["public_keys"] = {
         key_id: base64.b64encode(public_key_raw(key)).decode()
@@ -169,6 +167,7 @@ async def export_audit(principal: Admin, request: Request) -> JSONResponse:
 @router.get("/audit/verify")
 async def verify_audit(principal: Admin, request: Request) -> dict[str, Any]:
     security = _security(request)
+    await security.flush_auth_failures()
     await asyncio.to_thread(security.audit.checkpoint, principal.tenant_id)
     export = await asyncio.to_thread(security.audit.export, principal.tenant_id)
     report = verify_export(export, security.audit.signer.public_keys())
@@ -186,41 +185,14 @@ async def verify_audit(principal: Admin, request: Request) -> dict[str, Any]:
 
 
 def _tolerance(security: Security, tenant_id: str) -> int:
-    stored = _load_settings(security, tenant_id)
+    stored = security.tenant_settings.load(tenant_id)
     return int(stored.get("webhook_tolerance_s") or security.webhook_tolerance_s)
-
-
-def _load_settings(security: Security, tenant_id: str) -> dict[str, Any]:
-    with security.keys.db.session() as session:
-        row = session.get(TenantSettings, tenant_id)
-        tenant = session.get(Tenant, tenant_id)
-        values = dict(row.settings) if row else {}
-        values["name"] = tenant.name if tenant else tenant_id
-        return values
-
-
-def _save_settings(security: Security, tenant_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-    with security.keys.db.session() as session:
-        tenant = session.get(Tenant, tenant_id)
-        if tenant is None:
-            tenant = Tenant(id=tenant_id, name=tenant_id)
-            session.add(tenant)
-            session.flush()
-        if "name" in changes:
-            tenant.name = changes.pop("name")
-        row = session.scalar(select(TenantSettings).where(TenantSettings.tenant_id == tenant_id))
-        if row is None:
-            row = TenantSettings(tenant_id=tenant_id, settings={})
-            session.add(row)
-        row.settings = {**row.settings, **changes}
-        row.updated_at = utcnow()
-    return _load_settings(security, tenant_id)
 
 
 @router.get("/settings")
 async def get_settings(principal: Admin, request: Request) -> dict[str, Any]:
     security = _security(request)
-    values = await asyncio.to_thread(_load_settings, security, principal.tenant_id)
+    values = await asyncio.to_thread(security.tenant_settings.load, principal.tenant_id)
     values.setdefault("webhook_tolerance_s", security.webhook_tolerance_s)
     return {"tenant_id": principal.tenant_id, **values}
 
@@ -229,7 +201,7 @@ async def get_settings(principal: Admin, request: Request) -> dict[str, Any]:
 async def patch_settings(body: SettingsPatch, principal: Admin, request: Request) -> dict[str, Any]:
     security = _security(request)
     changes = body.model_dump(exclude_none=True)
-    values = await asyncio.to_thread(_save_settings, security, principal.tenant_id, changes)
+    values = await asyncio.to_thread(security.tenant_settings.update, principal.tenant_id, changes)
     await audit.record_async(
         principal.tenant_id, "config.changed", {"changes": changes, "by": principal.key_id}
     )
