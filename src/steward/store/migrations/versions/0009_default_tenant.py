@@ -3,7 +3,7 @@
 Runs, threads and approvals reference their tenant; before this, only creating an API key
 made the `default` tenant, so a runtime embedded in a process could not insert a run.
 
-Revision ID: 0009_default_tenant
+Revision ID: 0009
 Revises: 0007
 """
 
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_default_tenant"
+revision = "0009"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
