@@ -197,6 +197,88 @@ async def test_seccomp_blocks_namespaces_ptrace_and_other_socket_families(
     assert "unix b'x'" in out and "fork 7" in out
 
 
+ESCAPES = (
+    "import ctypes, errno, os, signal, time\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "def report(name, result):\n"
+    "    print(name, 'OK' if result >= 0 else errno.errorcode[ctypes.get_errno()], flush=True)\n"
+    "for name, flag in [('userns', 0x10000000), ('mountns', 0x20000), ('cgroupns', 0x2000000)]:\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:\n"
+    "        report(name, libc.unshare(flag)); os._exit(0)\n"
+    "    os.waitpid(pid, 0)\n"
+    "child = os.fork()\n"
+    "if child == 0:\n"
+    "    time.sleep(30); os._exit(0)\n"
+    "report('ptrace', libc.ptrace(16, child, 0, 0))  # PTRACE_ATTACH to our own child\n"
+    "os.kill(child, signal.SIGKILL); os.waitpid(child, 0)\n"
+    "report('io_uring', libc.syscall(425, 1, ctypes.create_string_buffer(120)))\n"
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_namespaces_ptrace_and_io_uring_are_refused_by_every_backend(
+    manager: SandboxManager, backend: str
+) -> None:
+    """The same syscall policy under bwrap (BPF) and gVisor (OCI linux.seccomp)."""
+    require(manager, backend)
+    info = await manager.create(TENANT, options(backend))
+    done = await python(manager, info.id, ESCAPES)
+    assert done.result.exit_code == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert lines == [
+        f"{name} EPERM" for name in ("userns", "mountns", "cgroupns", "ptrace", "io_uring")
+    ]
+
+
+UNLISTED = (
+    "import ctypes, errno\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "calls = {'modify_ldt': (154, 0, 0, 0), 'sysfs': (139, 3), 'set_mempolicy': (238, 0, 0, 0),\n"
+    "         'personality': (135, 0x0040000), 'acct': (163, 0), 'kexec_load': (246, 0, 0, 0, 0),\n"
+    "         'bpf': (321, 0, 0, 0), 'userfaultfd': (323, 0),\n"
+    "         'perf_event_open': (298, 0, 0, -1, -1, 0),\n"
+    "         'io_uring_setup': (425, 1, 0)}\n"
+    "for name, args in calls.items():\n"
+    "    result = libc.syscall(*args)\n"
+    "    print(name, 'OK' if result >= 0 else errno.errorcode[ctypes.get_errno()])\n"
+)
+
+
+async def test_syscalls_outside_the_allow_list_fail_inside_the_sandbox(
+    manager: SandboxManager,
+) -> None:
+    require(manager, "bwrap")
+    info = await manager.create(TENANT, options("bwrap"))
+    done = await python(manager, info.id, UNLISTED)
+    assert done.result.exit_code == 0, done.stderr
+    answers = dict(line.split() for line in done.stdout.decode().splitlines())
+    # Unlisted: "not implemented"; listed as dangerous (and personas that weaken ASLR): EPERM.
+    assert answers == {
+        **dict.fromkeys(("modify_ldt", "sysfs", "set_mempolicy"), "ENOSYS"),
+        **dict.fromkeys(("personality", "acct", "kexec_load", "bpf", "userfaultfd"), "EPERM"),
+        **dict.fromkeys(("perf_event_open", "io_uring_setup"), "EPERM"),
+    }
+
+
+async def test_common_programs_run_under_the_allow_list(manager: SandboxManager) -> None:
+    require(manager, "bwrap")
+    info = await manager.create(TENANT, options("bwrap"))
+    done = await run(
+        manager,
+        info.id,
+        "set -e; ls -la / >/dev/null; echo a b | sort | uniq | wc -l; date +%Y >/dev/null; "
+        "tar -cf /tmp/t.tar /work && gzip /tmp/t.tar; find /usr/lib -maxdepth 1 >/dev/null; "
+        "python3 -c 'import asyncio, concurrent.futures, hashlib, json, sqlite3, ssl, subprocess\n"
+        "with concurrent.futures.ThreadPoolExecutor(4) as p: print(sum(p.map(abs, [-1, 2])))\n"
+        'print(subprocess.run(["echo", "child"], capture_output=True).stdout.decode().strip())\n'
+        'print(asyncio.run(asyncio.sleep(0, "loop")))\n'
+        'db = sqlite3.connect("/work/x.db"); db.execute("create table t(x)"); print("sqlite")\'',
+    )
+    assert done.result.exit_code == 0, done.stderr
+    assert done.stdout.decode().split() == ["1", "3", "child", "loop", "sqlite"]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_fork_bomb_hits_the_pids_limit_and_the_host_stays_healthy(
     manager: SandboxManager, backend: str

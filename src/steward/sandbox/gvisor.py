@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from steward.errors import SandboxStateError, SandboxUnavailable
-from steward.sandbox import cgroups, resident
+from steward.sandbox import cgroups, resident, seccomp, seccomp_exec
 from steward.sandbox.bwrap import (
     ETC_FILES,
     PYTHON,
@@ -27,6 +27,7 @@ from steward.sandbox.bwrap import (
 )
 from steward.sandbox.cgroups import CGROUP_ROOT, GROUP_PARENT, CgroupSet
 from steward.sandbox.channel import LINE_LIMIT, encode_request, read_events
+from steward.sandbox.oci_seccomp import oci_seccomp
 from steward.sandbox.types import (
     ExecEvent,
     ExecRequest,
@@ -42,13 +43,15 @@ SANDBOX_UID = 65534  # gVisor's gofer creates files as the in-sandbox uid
 # inside by RLIMIT_NPROC.
 SENTRY_PIDS = 256
 GROUP_PREFIX = "gv-"
+SECCOMP_EXEC_PATH = "/run/steward/seccomp_exec.py"
+SECCOMP_FILTER_PATH = "/run/steward/seccomp.bpf"
 
 
 def container_id(sandbox_id: str) -> str:
     return f"steward-{sandbox_id}"  # runsc's control socket name is host-global
 
 
-def oci_config(spec: SandboxSpec) -> dict[str, Any]:
+def oci_config(spec: SandboxSpec, filter_file: Path) -> dict[str, Any]:
     limits = spec.limits
     rlimits = [
         {"type": "RLIMIT_NOFILE", "hard": limits.open_files, "soft": limits.open_files},
@@ -65,6 +68,8 @@ def oci_config(spec: SandboxSpec) -> dict[str, Any]:
         },
         _bind("/usr", "/usr", ro=True),
         _bind(resident.__file__, RESIDENT_PATH, ro=True),
+        _bind(seccomp_exec.__file__, SECCOMP_EXEC_PATH, ro=True),
+        _bind(str(filter_file), SECCOMP_FILTER_PATH, ro=True),
         _bind(str(spec.work_dir), "/work", ro=False),
     ]
     mounts += [_bind(path, path, ro=True) for path in ETC_FILES if Path(path).exists()]
@@ -89,6 +94,8 @@ def oci_config(spec: SandboxSpec) -> dict[str, Any]:
         "mounts": mounts,
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            # The bwrap backend's syscall policy, enforced by the sentry (`--oci-seccomp`).
+            "seccomp": oci_seccomp(),
             # Relative: runsc nests it under its caller's group in every hierarchy.
             "cgroupsPath": f"{GROUP_PARENT}/{GROUP_PREFIX}{spec.id}",
             "resources": {
@@ -117,11 +124,14 @@ def write_bundle(spec: SandboxSpec, bundle: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
         elif Path(path).exists():
             target.touch()
-    (rootfs / "run/steward/resident.py").touch()
+    for path in (RESIDENT_PATH, SECCOMP_EXEC_PATH, SECCOMP_FILTER_PATH):
+        (rootfs / path.lstrip("/")).touch()
+    filter_file = bundle / "seccomp.bpf"
+    filter_file.write_bytes(seccomp.build_filter())
     for link, points_to in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
         if not (rootfs / link).is_symlink():
             (rootfs / link).symlink_to(points_to)
-    (bundle / "config.json").write_text(json.dumps(oci_config(spec)))
+    (bundle / "config.json").write_text(json.dumps(oci_config(spec, filter_file)))
 
 
 class GVisorBackend:
@@ -134,7 +144,7 @@ class GVisorBackend:
             return "gVisor is not installed (apt-get install runsc)"
         if os.geteuid() != 0:
             return "runsc needs root to create sandboxes here"
-        return cgroups.unavailable_reason()
+        return seccomp.unavailable_reason() or cgroups.unavailable_reason()
 
     async def start(self, spec: SandboxSpec) -> Instance:
         reason = self.unavailable_reason()
@@ -172,7 +182,7 @@ class GVisorInstance:
         log = self.bundle.parent / "runsc.log"
         with log.open("wb") as output:
             process = await asyncio.create_subprocess_exec(
-                RUNSC, f"--root={self.root}", "--network=none", *args,
+                RUNSC, f"--root={self.root}", "--network=none", "--oci-seccomp", *args,
                 stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output, env={},
             )  # fmt: skip
         try:
@@ -203,6 +213,8 @@ class GVisorInstance:
             process = await asyncio.create_subprocess_exec(
                 RUNSC, f"--root={self.root}", "exec",
                 "--user", f"{SANDBOX_UID}:{SANDBOX_UID}", "--cwd", request.cwd, self.cid,
+                # runsc exec skips the OCI seccomp section: the process loads it itself.
+                PYTHON, "-I", "-S", SECCOMP_EXEC_PATH, SECCOMP_FILTER_PATH,
                 PYTHON, "-I", "-S", RESIDENT_PATH, "once",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
