@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from steward.errors import NotFound, SandboxUnavailable
+from steward.sandbox import cgroups
+from steward.sandbox.bwrap import RUNTIME_ROOT
+from steward.sandbox.gvisor import GVisorBackend
 from steward.sandbox.manager import CreateOptions, SandboxManager
-from steward.sandbox.types import Limits
+from steward.sandbox.types import ExecRequest, Limits, SandboxSpec
 from tests.integration.sandbox_support import (
     OTHER,
     TENANT,
@@ -352,6 +357,39 @@ async def test_cpu_budget_ends_the_sandbox(manager: SandboxManager) -> None:
     await wait_state(manager, info.id, "failed")
     ended = manager.get(TENANT, info.id)
     assert ended.state == "failed" and "CPU budget" in (ended.reason or "")
+
+
+# CPU seconds a payload may still get between the kill decision and its death: freezing and
+# killing the cgroup takes milliseconds; `runsc delete -force` first took 0.3-1.6 s (x 2 CPUs).
+KILL_OVERSHOOT_CPU_S = 0.25
+
+
+async def test_gvisor_sandbox_past_its_cpu_budget_gets_no_cpu_after_the_kill() -> None:
+    """The host cgroup's CPU counter, read after the kill, barely moves past the reading that
+    decided it: the payload is frozen and killed before `runsc delete` runs."""
+    backend = GVisorBackend()
+    if (reason := backend.unavailable_reason()) is not None:
+        pytest.fail(f"sandbox backend 'gvisor' cannot run on this machine: {reason}")
+    sandbox_id = f"cpu{uuid.uuid4().hex[:12]}"
+    spec = SandboxSpec(sandbox_id, RUNTIME_ROOT / sandbox_id / "work", Limits(cpus=2.0))
+    instance = await backend.start(spec)
+    try:
+        spin = "for i in 1 2; do nohup python3 -c 'while True: pass' >/dev/null 2>&1 & done"
+        async for _ in instance.exec(ExecRequest(["sh", "-c", spin], timeout_s=20)):
+            pass
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # what the manager's watchdog does
+            if instance.cpu_seconds() >= 1.0:
+                break
+            await asyncio.sleep(0.05)
+        at_kill = instance.cpu_seconds()
+        assert at_kill >= 1.0, "the payload did not spin"
+    finally:
+        await instance.destroy()
+        shutil.rmtree(RUNTIME_ROOT / sandbox_id, ignore_errors=True)
+    assert instance.final_cpu_s is not None
+    assert instance.final_cpu_s - at_kill < KILL_OVERSHOOT_CPU_S, (at_kill, instance.final_cpu_s)
+    assert not [p for p in cgroups.parent_dirs().values() if (p / f"gv-{sandbox_id}").exists()]
 
 
 async def test_disk_is_limited_by_the_sized_work_directory(manager: SandboxManager) -> None:
