@@ -9,6 +9,7 @@ import pytest
 
 from steward.errors import SandboxUnavailable
 from steward.sandbox import seccomp
+from steward.sandbox.oci_seccomp import oci_seccomp
 from steward.sandbox.seccomp import (
     AUDIT_ARCH_X86_64,
     RET_ALLOW,
@@ -17,7 +18,7 @@ from steward.sandbox.seccomp import (
     build_filter,
     unavailable_reason,
 )
-from steward.sandbox.syscall_policy import ALLOWED, ARG_RULES, DENIED_ERRNO
+from steward.sandbox.syscall_policy import ALLOWED, ARG_RULES, DENIED_ERRNO, NAMESPACE_FLAGS
 from steward.sandbox.syscall_table import X86_64
 
 CLONE_THREAD_FLAGS = 0x003D0F00  # what glibc's pthread_create passes
@@ -129,3 +130,33 @@ def test_architectures_without_a_table_are_refused() -> None:
         build_filter("aarch64")
     assert "refusing to start" in (unavailable_reason("aarch64") or "")
     assert unavailable_reason("x86_64") is None
+
+
+def test_the_oci_section_for_gvisor_states_the_same_policy() -> None:
+    """gVisor takes the first matching rule: every argument check precedes its fallback."""
+    section = oci_seccomp("x86_64")
+    assert (section["defaultAction"], section["defaultErrnoRet"]) == ("SCMP_ACT_ERRNO", 38)
+    rules = section["syscalls"]
+    unconditional_allow = [r for r in rules if r["action"] == "SCMP_ACT_ALLOW" and "args" not in r]
+    allowed = {n for r in unconditional_allow for n in r["names"]}
+    assert allowed == set(ALLOWED) | {"ioctl"}  # ioctl: after its two refused requests
+    refused = {
+        n: r["errnoRet"] for r in rules if "args" not in r and "errnoRet" in r for n in r["names"]
+    }
+    assert {n: refused[n] for n in DENIED_ERRNO} == DENIED_ERRNO
+    clone = [r for r in rules if r["names"] == ["clone"]]
+    assert clone == [
+        {
+            "names": ["clone"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [
+                {"index": 0, "value": NAMESPACE_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}
+            ],
+        },
+        {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
+    ]
+    socket = [r for r in rules if r["names"] == ["socket", "socketpair"]]
+    assert [r["action"] for r in socket] == ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO"]
+    assert socket[0]["args"][0]["value"] == 1 and socket[1]["errnoRet"] == errno.EAFNOSUPPORT
+    with pytest.raises(SandboxUnavailable, match="aarch64"):
+        oci_seccomp("aarch64")

@@ -121,7 +121,14 @@ class UnifiedGroup(CgroupGroup):
         return [self.path]
 
     def _write(self, file: str, value: str) -> None:
-        (self.path / file).write_text(value)
+        target = self.path / file
+        if not target.exists():  # a limit file appears only with its controller enabled
+            controller = file.split(".", 1)[0]
+            raise SandboxUnavailable(
+                f"cgroup v2 group {self.path} has no {file}: the {controller} controller is not "
+                "enabled for it, so the sandbox's limits cannot be applied"
+            )
+        target.write_text(value)
 
     def _keyed(self, file: str) -> dict[str, int]:
         """A flat keyed file (`cgroup.events`, `cpu.stat`, `memory.events`) as a dict."""
