@@ -217,8 +217,7 @@ class GVisorInstance:
                 RUNSC, f"--root={self.root}", "exec",
                 "--user", f"{SANDBOX_UID}:{SANDBOX_UID}", "--cwd", request.cwd, self.cid,
                 # runsc exec skips the OCI seccomp section: the process loads it itself.
-                PYTHON, "-I", "-S", SECCOMP_EXEC_PATH, SECCOMP_FILTER_PATH,
-                PYTHON, "-I", "-S", RESIDENT_PATH, "once",
+                PYTHON, "-I", "-S", SECCOMP_EXEC_PATH, SECCOMP_FILTER_PATH, RESIDENT_PATH, "once",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
