@@ -302,4 +302,4 @@ class BwrapInstance:
         with contextlib.suppress(asyncio.CancelledError):
             await self._stderr_task
         unmount_all(self.spec)
-        shutil.rmtree(self.spec.work_dir.parent, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self.spec.work_dir.parent, ignore_errors=True)
