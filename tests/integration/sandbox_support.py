@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from steward.sandbox import cgroups
+from steward.sandbox.bwrap import RUNTIME_ROOT
 from steward.sandbox.manager import Completed, CreateOptions, SandboxManager
 from steward.sandbox.types import ExecRequest, Limits
 from steward.store import migrate
@@ -16,6 +20,17 @@ from steward.store.schema import Tenant
 
 TENANT = "tenant-a"
 OTHER = "tenant-b"
+
+
+def claim_state_dir(sandbox_id: str) -> Path:
+    """The state dir a test that drives a backend directly uses, with the owner file the
+    manager writes (`manager.OWNER_FILE`): other Steward processes on this host clean up state
+    dirs without a live owner, and would remove this one under the running test."""
+    state = RUNTIME_ROOT / sandbox_id
+    state.mkdir(parents=True, mode=0o711)
+    owner = {"owner": f"{socket.gethostname()}:{os.getpid()}", "cgroup_parents": {}}
+    (state / "owner.json").write_text(json.dumps(owner))
+    return state
 
 
 def require(manager: SandboxManager, backend: str) -> None:

@@ -7,6 +7,7 @@ the other sandboxes and the attacked sandbox afterwards. Cleanup is checked afte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
@@ -18,13 +19,13 @@ import pytest
 
 from steward.errors import NotFound, SandboxUnavailable
 from steward.sandbox import cgroups
-from steward.sandbox.bwrap import RUNTIME_ROOT
-from steward.sandbox.gvisor import GVisorBackend
+from steward.sandbox.gvisor import GVisorBackend, GVisorInstance
 from steward.sandbox.manager import CreateOptions, SandboxManager
 from steward.sandbox.types import ExecRequest, Limits, SandboxSpec
 from tests.integration.sandbox_support import (
     OTHER,
     TENANT,
+    claim_state_dir,
     leftovers,
     open_manager,
     options,
@@ -359,6 +360,23 @@ async def test_cpu_budget_ends_the_sandbox(manager: SandboxManager) -> None:
     assert ended.state == "failed" and "CPU budget" in (ended.reason or "")
 
 
+@contextlib.asynccontextmanager
+async def gvisor_instance(limits: Limits) -> AsyncIterator[GVisorInstance]:
+    """A gVisor sandbox started by the backend itself (no manager), destroyed afterwards."""
+    backend = GVisorBackend()
+    if (reason := backend.unavailable_reason()) is not None:
+        pytest.fail(f"sandbox backend 'gvisor' cannot run on this machine: {reason}")
+    sandbox_id = f"t{uuid.uuid4().hex[:16]}"
+    state = claim_state_dir(sandbox_id)
+    instance = await backend.start(SandboxSpec(sandbox_id, state / "work", limits))
+    assert isinstance(instance, GVisorInstance)
+    try:
+        yield instance
+    finally:
+        await instance.destroy()  # a second destroy after the test's own is a no-op
+        shutil.rmtree(state, ignore_errors=True)
+
+
 # CPU seconds a payload may still get between the kill decision and its death: freezing and
 # killing the cgroup takes milliseconds; `runsc delete -force` first took 0.3-1.6 s (x 2 CPUs).
 KILL_OVERSHOOT_CPU_S = 0.25
@@ -367,13 +385,7 @@ KILL_OVERSHOOT_CPU_S = 0.25
 async def test_gvisor_sandbox_past_its_cpu_budget_gets_no_cpu_after_the_kill() -> None:
     """The host cgroup's CPU counter, read after the kill, barely moves past the reading that
     decided it: the payload is frozen and killed before `runsc delete` runs."""
-    backend = GVisorBackend()
-    if (reason := backend.unavailable_reason()) is not None:
-        pytest.fail(f"sandbox backend 'gvisor' cannot run on this machine: {reason}")
-    sandbox_id = f"cpu{uuid.uuid4().hex[:12]}"
-    spec = SandboxSpec(sandbox_id, RUNTIME_ROOT / sandbox_id / "work", Limits(cpus=2.0))
-    instance = await backend.start(spec)
-    try:
+    async with gvisor_instance(Limits(cpus=2.0)) as instance:
         spin = "for i in 1 2; do nohup python3 -c 'while True: pass' >/dev/null 2>&1 & done"
         async for _ in instance.exec(ExecRequest(["sh", "-c", spin], timeout_s=20)):
             pass
@@ -384,12 +396,27 @@ async def test_gvisor_sandbox_past_its_cpu_budget_gets_no_cpu_after_the_kill() -
             await asyncio.sleep(0.05)
         at_kill = instance.cpu_seconds()
         assert at_kill >= 1.0, "the payload did not spin"
-    finally:
         await instance.destroy()
-        shutil.rmtree(RUNTIME_ROOT / sandbox_id, ignore_errors=True)
     assert instance.final_cpu_s is not None
     assert instance.final_cpu_s - at_kill < KILL_OVERSHOOT_CPU_S, (at_kill, instance.final_cpu_s)
-    assert not [p for p in cgroups.parent_dirs().values() if (p / f"gv-{sandbox_id}").exists()]
+    assert not [p for p in cgroups.parent_dirs().values() if (p / instance.outer_group).exists()]
+
+
+async def test_gvisor_cpu_seconds_keep_counting_across_a_cold_standby() -> None:
+    """A checkpoint and restore replace runsc's cgroup; the CPU budget must not restart at zero
+    (spin, go cold, come back, spin again: each incarnation would get the whole budget)."""
+    async with gvisor_instance(Limits()) as instance:
+        spin = ["python3", "-c", "import time\nend = time.process_time() + 0.5\n"
+                "while time.process_time() < end: pass"]  # fmt: skip
+        async for _ in instance.exec(ExecRequest(spin, timeout_s=30)):
+            pass
+        before = instance.cpu_seconds()
+        assert before >= 0.5
+        await instance.standby("cold")
+        await instance.resume()
+        async for _ in instance.exec(ExecRequest(["true"], timeout_s=30)):
+            pass
+        assert instance.cpu_seconds() >= before
 
 
 async def test_disk_is_limited_by_the_sized_work_directory(manager: SandboxManager) -> None:
