@@ -10,6 +10,7 @@ need the controllers: they are exercised only on a host that delegates them (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 import uuid
@@ -149,3 +150,68 @@ def test_v2_limits_are_applied_where_delegated_and_refused_loudly_where_not() ->
         assert (group.path / "cpu.max").read_text().split() == ["50000", "100000"]
     finally:
         group.remove()
+
+
+@contextlib.contextmanager
+def v2_controller_for_children() -> Iterator[tuple[Path, str]]:
+    """A controller this host's unified hierarchy can hand to child groups (here: hugetlb, the
+    only one not bound to v1), enabled for the base's children for the test and restored."""
+    mount, own = cgroup_v2.mount_point(), cgroup_v2.own_path()
+    assert mount is not None and own is not None
+    base = cgroup_v2.base_dir(mount, own)
+    available = sorted(set((base / "cgroup.controllers").read_text().split()))
+    if not available:
+        pytest.fail("no controller in the unified hierarchy to exercise delegation with")
+    controller = available[0]
+    control = base / "cgroup.subtree_control"
+    was_enabled = controller in control.read_text().split()
+    control.write_text(f"+{controller}")
+    try:
+        yield base, controller
+    finally:
+        if not was_enabled:
+            with contextlib.suppress(OSError):  # another test run still uses it: leave it on
+                control.write_text(f"-{controller}")
+
+
+def test_v2_delegation_moves_steward_into_a_leaf_so_sandbox_groups_get_controllers() -> None:
+    """The no-internal-processes rule for real: a group holding Steward cannot enable
+    controllers for its children until Steward moves into a leaf; a group holding other
+    processes too is refused with a reason. Exercised with the controller this host's
+    unified hierarchy has; the sandbox controllers take the same path."""
+    with v2_controller_for_children() as (home, controller):
+        scratch = home / f"steward-test-{uuid.uuid4().hex[:10]}"
+        scratch.mkdir()
+        sleeper: subprocess.Popen[bytes] | None = None
+        try:
+            (scratch / "cgroup.procs").write_text("0")  # this process now holds `scratch`
+            cgroup_v2.delegate(scratch, scratch / "steward-sandboxes", (controller,))
+            own = cgroup_v2.own_path()
+            assert own is not None and own.endswith(f"/{scratch.name}/steward-server")
+            assert cgroup_v2.base_dir(_mount(), own) == scratch
+            for group in (scratch, scratch / "steward-sandboxes"):
+                assert controller in (group / "cgroup.subtree_control").read_text().split()
+
+            crowded = scratch / "steward-sandboxes" / "crowded"
+            crowded.mkdir()
+            sleeper = subprocess.Popen(
+                ["sh", "-c", f"echo $$ > {crowded}/cgroup.procs; exec sleep 60"]
+            )
+            while str(sleeper.pid) not in (crowded / "cgroup.procs").read_text().split():
+                time.sleep(0.01)
+            (crowded / "cgroup.procs").write_text("0")
+            with pytest.raises(SandboxUnavailable, match="holds processes other than Steward"):
+                cgroup_v2.delegate(crowded, crowded / "steward-sandboxes", (controller,))
+        finally:
+            (home / "cgroup.procs").write_text("0")  # back where this process started
+            if sleeper is not None:
+                sleeper.kill()
+                sleeper.wait()
+            UnifiedGroup(scratch).remove()
+        assert not scratch.exists()
+
+
+def _mount() -> Path:
+    mount = cgroup_v2.mount_point()
+    assert mount is not None
+    return mount

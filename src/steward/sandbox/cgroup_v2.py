@@ -62,12 +62,12 @@ def missing_controllers(base: Path) -> list[str]:
     return [c for c in REQUIRED if c not in available]
 
 
-def delegate(base: Path, parent: Path) -> None:
-    """Enable the required controllers for `parent`'s children: in `base` (moving this process
-    into a leaf if `base` holds it) and in `parent`. Blocks briefly; idempotent."""
+def delegate(base: Path, parent: Path, controllers: tuple[str, ...] = REQUIRED) -> None:
+    """Enable `controllers` for `parent`'s children: in `base` (moving this process into a leaf
+    if `base` holds it) and in `parent`. Blocks briefly; idempotent."""
     parent.mkdir(exist_ok=True)
     try:
-        _enable(base)
+        _enable(base, controllers)
     except OSError as exc:
         if exc.errno != errno.EBUSY:
             raise
@@ -75,19 +75,19 @@ def delegate(base: Path, parent: Path) -> None:
         leaf.mkdir(exist_ok=True)
         (leaf / "cgroup.procs").write_text("0")  # "0": the writing process, all its threads
         try:
-            _enable(base)
+            _enable(base, controllers)
         except OSError as again:
             raise SandboxUnavailable(
                 f"cgroup v2: {base} holds processes other than Steward, so it cannot hand "
                 "controllers to sandbox groups; start Steward in a cgroup delegated to it alone"
             ) from again
-    _enable(parent)
+    _enable(parent, controllers)
 
 
-def _enable(directory: Path) -> None:
+def _enable(directory: Path, controllers: tuple[str, ...]) -> None:
     control = directory / "cgroup.subtree_control"
     enabled = set(control.read_text().split())
-    wanted = [c for c in REQUIRED if c not in enabled]
+    wanted = [c for c in controllers if c not in enabled]
     if wanted:
         control.write_text(" ".join(f"+{c}" for c in wanted))
 
