@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from steward.sandbox import cgroups
+from steward.sandbox.bwrap import RUNTIME_ROOT
 from steward.sandbox.manager import Completed, CreateOptions, SandboxManager
 from steward.sandbox.types import ExecRequest, Limits
 from steward.store import migrate
@@ -18,11 +22,24 @@ TENANT = "tenant-a"
 OTHER = "tenant-b"
 
 
+def claim_state_dir(sandbox_id: str) -> Path:
+    """The state dir a test that drives a backend directly uses, with the owner file the
+    manager writes (`manager.OWNER_FILE`): other Steward processes on this host clean up state
+    dirs without a live owner, and would remove this one under the running test."""
+    state = RUNTIME_ROOT / sandbox_id
+    state.mkdir(parents=True, mode=0o711)
+    owner = {"owner": f"{socket.gethostname()}:{os.getpid()}", "cgroup_parents": {}}
+    (state / "owner.json").write_text(json.dumps(owner))
+    return state
+
+
 def require(manager: SandboxManager, backend: str) -> None:
-    """Skip only when this machine genuinely cannot run the backend, and say why."""
+    """Fail, never skip, when the backend cannot run: a skipped isolation test looks green while
+    nothing was checked. `scripts/ensure-services` (run by `make test`) installs bwrap and runsc;
+    the tests run as root on cgroup v1 or a delegated cgroup v2 subtree."""
     reason = manager.backends[backend].unavailable_reason()
     if reason is not None:
-        pytest.skip(f"sandbox backend {backend!r} unavailable on this machine: {reason}")
+        pytest.fail(f"sandbox backend {backend!r} cannot run on this machine: {reason}")
 
 
 async def open_manager(tmp_path: Path, **options: bool | int) -> SandboxManager:

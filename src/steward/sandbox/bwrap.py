@@ -1,4 +1,4 @@
-"""The default backend: bubblewrap namespaces, seccomp and cgroup v1 limits, one resident each.
+"""The default backend: bubblewrap namespaces, seccomp and cgroup limits, one resident each.
 
 Each sandbox gets its own unprivileged host uid, a sized tmpfs as /work, cgroups created before
 launch, and a resident process that forks every exec (no per-exec bwrap or cgroup join).
@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from steward.errors import SandboxStateError, SandboxUnavailable
-from steward.sandbox import cgroups, launcher, resident
-from steward.sandbox.cgroups import CgroupSet
+from steward.sandbox import cgroups, launcher, resident, seccomp
+from steward.sandbox.cgroups import CgroupGroup
 from steward.sandbox.channel import LINE_LIMIT, ResidentChannel
 from steward.sandbox.seccomp import build_filter
 from steward.sandbox.types import (
@@ -161,7 +161,7 @@ class BwrapBackend:
             return f"{PYTHON} is needed inside the sandbox"
         if os.geteuid() != 0:
             return "the bwrap backend starts sandboxes as per-sandbox host uids: run as root"
-        return cgroups.unavailable_reason()
+        return seccomp.unavailable_reason() or cgroups.unavailable_reason()
 
     async def start(self, spec: SandboxSpec) -> Instance:
         reason = self.unavailable_reason()
@@ -169,10 +169,10 @@ class BwrapBackend:
             raise SandboxUnavailable(reason)
         traversable_dirs(spec.work_dir)
         mount_tmpfs(spec.work_dir, spec.limits.disk_mib, spec.host_uid)
-        group: CgroupSet | None = None
+        group: CgroupGroup | None = None
         try:
             mount_volumes(spec, spec.host_uid)
-            group = await asyncio.to_thread(CgroupSet.create, CGROUP_PREFIX + spec.id, spec.limits)
+            group = await asyncio.to_thread(cgroups.create, CGROUP_PREFIX + spec.id, spec.limits)
             instance = await BwrapInstance.launch(spec, group)
         except BaseException:
             if group is not None:
@@ -186,7 +186,7 @@ class BwrapInstance:
     def __init__(
         self,
         spec: SandboxSpec,
-        group: CgroupSet,
+        group: CgroupGroup,
         process: asyncio.subprocess.Process,
         channel: ResidentChannel,
     ) -> None:
@@ -198,7 +198,7 @@ class BwrapInstance:
         self._stderr_task = asyncio.create_task(self._collect_stderr())
 
     @classmethod
-    async def launch(cls, spec: SandboxSpec, group: CgroupSet) -> BwrapInstance:
+    async def launch(cls, spec: SandboxSpec, group: CgroupGroup) -> BwrapInstance:
         seccomp_fd = _memfd("steward-seccomp", build_filter())
         sources = {"/work": spec.work_dir, RESIDENT_PATH: public_resident()}
         sources |= {
@@ -279,10 +279,10 @@ class BwrapInstance:
     async def standby(self, mode: StandbyMode) -> None:
         if mode != "warm":
             raise SandboxStateError("bwrap sandboxes support warm standby (freezer) only")
-        self.group.freeze()
+        await self.group.freeze()
 
     async def resume(self) -> None:
-        self.group.thaw()
+        await self.group.thaw()
 
     def cpu_seconds(self) -> float:
         return self.group.cpu_seconds()
@@ -302,4 +302,4 @@ class BwrapInstance:
         with contextlib.suppress(asyncio.CancelledError):
             await self._stderr_task
         unmount_all(self.spec)
-        shutil.rmtree(self.spec.work_dir.parent, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self.spec.work_dir.parent, ignore_errors=True)

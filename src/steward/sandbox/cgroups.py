@@ -1,24 +1,59 @@
-"""cgroup v1 groups for one sandbox: memory, CPU rate, pids, CPU accounting and the freezer.
+"""Sandbox cgroups on this host: probe which cgroup version can limit sandboxes, and use it.
 
-Groups nest under Steward's own cgroup in each hierarchy, so a container or supervisor limiting
-Steward also limits its sandboxes. Pre-created once per sandbox: joining a v1 group costs ~13 ms.
+cgroup v2 (a delegated subtree with the cpu, memory and pids controllers) is preferred; cgroup
+v1 (controllers mounted under /sys/fs/cgroup/<controller>, as on hybrid hosts whose unified
+hierarchy has no controllers) is the fallback. Neither: sandboxes refuse to start, saying why.
+The implementations live in `cgroup_v1.py` and `cgroup_v2.py` behind `cgroup_base.CgroupGroup`.
+Everything here touches only sysfs and returns at once, except `create`, `sweep` and
+`remove_everywhere`, which may wait for exiting tasks: call those in a thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from steward.errors import SandboxUnavailable
+from steward.sandbox import cgroup_v2
+from steward.sandbox.cgroup_base import CgroupGroup, remove_tree
+from steward.sandbox.cgroup_v1 import CFS_PERIOD_US, CGROUP_ROOT, CONTROLLERS, CgroupSet
+from steward.sandbox.cgroup_v2 import UnifiedGroup
 from steward.sandbox.types import Limits
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
+__all__ = [
+    "CFS_PERIOD_US",
+    "CGROUP_ROOT",
+    "CONTROLLERS",
+    "GROUP_PARENT",
+    "CgroupGroup",
+    "CgroupSet",
+    "Layout",
+    "UnifiedGroup",
+]
+
 GROUP_PARENT = "steward-sandboxes"
-CFS_PERIOD_US = 100_000
+UNIFIED = "unified"  # the key of a v2 layout's single directory
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where this process's sandbox groups live: `bases` are Steward's own groups (one per v1
+    controller, or the v2 one), `parents` the `steward-sandboxes` directories under them."""
+
+    version: Literal[1, 2]
+    bases: dict[str, Path]
+
+    @property
+    def parents(self) -> dict[str, Path]:
+        return {key: base / GROUP_PARENT for key, base in self.bases.items()}
+
+    def group(self, relative: str) -> CgroupGroup:
+        """The group at `<base>/<relative>` (which may not exist yet)."""
+        if self.version == 2:
+            return UnifiedGroup(self.bases[UNIFIED] / relative)
+        return CgroupSet({c: base / relative for c, base in self.bases.items()})
 
 
 def own_paths(proc_cgroup: str | None = None) -> dict[str, str]:
@@ -33,171 +68,102 @@ def own_paths(proc_cgroup: str | None = None) -> dict[str, str]:
     return paths
 
 
+def detect(mountinfo: str | None = None, proc_cgroup: str | None = None) -> Layout:
+    """The layout sandboxes use here; SandboxUnavailable (naming what is missing) if none."""
+    text = proc_cgroup if proc_cgroup is not None else Path("/proc/self/cgroup").read_text()
+    mount = cgroup_v2.mount_point(mountinfo)
+    own = cgroup_v2.own_path(text)
+    reasons = []
+    if mount is not None and own is not None:
+        base = cgroup_v2.base_dir(mount, own)
+        missing = cgroup_v2.missing_controllers(base)
+        if not missing:
+            return Layout(2, {UNIFIED: base})
+        reasons.append(f"cgroup v2 at {mount}: controllers {', '.join(missing)} not available")
+    else:
+        reasons.append("cgroup v2 is not mounted")
+    v1_own = own_paths(text)
+    absent = [
+        c for c in CONTROLLERS if c not in v1_own or not (CGROUP_ROOT / c / "cgroup.procs").exists()
+    ]
+    if not absent:
+        return Layout(1, {c: CGROUP_ROOT / c / v1_own[c].lstrip("/") for c in CONTROLLERS})
+    reasons.append(f"cgroup v1 controllers {', '.join(absent)} are not mounted")
+    raise SandboxUnavailable("no cgroup hierarchy can limit sandboxes: " + "; ".join(reasons))
+
+
 def parent_dirs() -> dict[str, Path]:
-    """Where this process's sandboxes' groups live, one directory per controller."""
-    own = own_paths()
-    dirs: dict[str, Path] = {}
-    for controller in CONTROLLERS:
-        mount = CGROUP_ROOT / controller
-        if controller not in own or not (mount / "cgroup.procs").exists():
-            raise SandboxUnavailable(f"the cgroup v1 {controller!r} controller is not mounted")
-        dirs[controller] = mount / own[controller].lstrip("/") / GROUP_PARENT
-    return dirs
+    """Where this process's sandboxes' groups live (recorded for cleanup after a crash)."""
+    return detect().parents
 
 
 def unavailable_reason() -> str | None:
     try:
-        dirs = parent_dirs()
+        layout = detect()
     except SandboxUnavailable as exc:
         return str(exc)
-    for directory in dirs.values():
+    for directory in layout.parents.values():
         probe = directory if directory.exists() else directory.parent
         if not os.access(probe, os.W_OK):
             return f"cannot create cgroups under {probe} (run as root or delegate the cgroup)"
     return None
 
 
-class CgroupSet:
-    """The five per-controller directories of one sandbox."""
+def prepare(relative: str = "") -> Layout:
+    """Create `steward-sandboxes[/relative]` (v2: with the controllers enabled for its
+    children) and return the layout. Blocks briefly: call it in a thread."""
+    layout = detect()
+    if layout.version == 2:
+        base, parent = layout.bases[UNIFIED], layout.parents[UNIFIED]
+        cgroup_v2.delegate(base, parent)
+        if relative:
+            cgroup_v2.delegate(parent, parent / relative)
+        return layout
+    for parent in layout.parents.values():
+        (parent / relative).mkdir(parents=True, exist_ok=True)
+    return layout
 
-    def __init__(self, dirs: dict[str, Path]) -> None:
-        self.dirs = dirs
 
-    @classmethod
-    def create(cls, name: str, limits: Limits) -> CgroupSet:
-        dirs = {c: parent / name for c, parent in parent_dirs().items()}
-        group = cls(dirs)
-        try:
-            for directory in dirs.values():
-                directory.mkdir(parents=True, exist_ok=True)
-            group._write("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US))
-            group.apply(limits)
-        except BaseException:
-            group.remove()
-            raise
-        return group
+def create(name: str, limits: Limits) -> CgroupGroup:
+    """A new sandbox group `steward-sandboxes/<name>` with `limits`. Blocks: use a thread."""
+    layout = prepare()
+    if layout.version == 2:
+        return UnifiedGroup.create(layout.parents[UNIFIED] / name, limits)
+    return CgroupSet.create({c: parent / name for c, parent in layout.parents.items()}, limits)
 
-    def apply(self, limits: Limits) -> None:
-        """Set memory, pids and CPU rate; also on a running group (a pooled sandbox's hand-out)."""
-        memory = limits.memory_mib * 1024 * 1024
-        memsw = self.dirs["memory"] / "memory.memsw.limit_in_bytes"
-        # The kernel keeps memory <= memory+swap at every step: order the two writes by direction.
-        steps = [("memory.limit_in_bytes", memory)]
-        if memsw.exists():  # memory+swap = memory: no escape into swap
-            current = int(self._read("memory", "memory.limit_in_bytes"))
-            raising = memory > current
-            steps = (
-                [("memory.memsw.limit_in_bytes", memory), *steps]
-                if raising
-                else [*steps, ("memory.memsw.limit_in_bytes", memory)]
-            )
-        for file, value in steps:
-            self._write("memory", file, str(value))
-        self._write("pids", "pids.max", str(limits.pids))
-        self._write("cpu", "cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
 
-    def procs_files(self) -> list[Path]:
-        """The `cgroup.procs` files a launcher writes its pid into before exec'ing the sandbox."""
-        return [directory / "cgroup.procs" for directory in self.dirs.values()]
-
-    def _write(self, controller: str, file: str, value: str) -> None:
-        (self.dirs[controller] / file).write_text(value)
-
-    def _read(self, controller: str, file: str) -> str:
-        return (self.dirs[controller] / file).read_text()
-
-    def freeze(self) -> None:
-        self._set_freezer("FROZEN")
-
-    def thaw(self) -> None:
-        self._set_freezer("THAWED")
-
-    def _set_freezer(self, state: str) -> None:
-        self._write("freezer", "freezer.state", state)
-        deadline = time.monotonic() + 5
-        while self._read("freezer", "freezer.state").strip() != state:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"cgroup freezer did not reach {state}")
-            time.sleep(0.0002)
-
-    def frozen(self) -> bool:
-        return self._read("freezer", "freezer.state").strip() != "THAWED"
-
-    def cpu_seconds(self) -> float:
-        return int(self._read("cpuacct", "cpuacct.usage")) / 1e9
-
-    def memory_bytes(self) -> int:
-        return int(self._read("memory", "memory.usage_in_bytes"))
-
-    def oom_kills(self) -> int:
-        for line in self._read("memory", "memory.oom_control").splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
-
-    def pids(self) -> list[int]:
-        try:
-            text = self._read("pids", "cgroup.procs")
-        except FileNotFoundError:
-            return []
-        return [int(pid) for pid in text.split()]
-
-    def kill_all(self) -> None:
-        """SIGKILL every process; frozen first so a fork bomb cannot outrun the kill loop."""
-        if not self.dirs["freezer"].exists():
-            return
-        self.freeze()
-        for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.thaw()
-        deadline = time.monotonic() + 5
-        while self.pids() and time.monotonic() < deadline:
-            time.sleep(0.002)
-
-    def remove(self) -> None:
-        self.kill_all()
-        for directory in self.dirs.values():
-            deadline = time.monotonic() + 2
-            while directory.exists():
-                try:
-                    directory.rmdir()
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.01)  # the last exited task may still be leaving the group
+def open_group(relative: str) -> CgroupGroup:
+    """The (existing or future) group at `steward-sandboxes/<relative>`."""
+    return detect().group(f"{GROUP_PARENT}/{relative}")
 
 
 def sweep(prefix: str) -> int:
     """Remove leftover groups whose name starts with `prefix` (after a crash); returns a count."""
-    removed = 0
     try:
-        parents = parent_dirs()
+        layout = detect()
     except SandboxUnavailable:
         return 0
     names = {
         child.name
-        for parent in parents.values()
+        for parent in layout.parents.values()
         if parent.exists()
         for child in parent.iterdir()
         if child.is_dir() and child.name.startswith(prefix)
     }
     for name in names:
-        CgroupSet({c: parent / name for c, parent in parents.items()}).remove()
-        removed += 1
-    return removed
+        layout.group(f"{GROUP_PARENT}/{name}").remove()
+    return len(names)
 
 
 def remove_everywhere(relative: str) -> None:
-    """rmdir `relative` (under our own group) in every v1 hierarchy: runsc creates them all."""
+    """rmdir `relative` (under our own group) and its children in every hierarchy this process
+    belongs to: runsc creates its groups in all of them, not only the ones Steward uses."""
+    try:
+        layout = detect()
+    except SandboxUnavailable:
+        return
+    if layout.version == 2:
+        remove_tree(layout.bases[UNIFIED] / relative)
+        return
     for controller, own in own_paths().items():
-        directory = CGROUP_ROOT / controller / own.lstrip("/") / relative
-        deadline = time.monotonic() + 2
-        while directory.is_dir():
-            try:
-                directory.rmdir()
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+        remove_tree(CGROUP_ROOT / controller / own.lstrip("/") / relative)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from steward.errors import SandboxStateError, SandboxUnavailable
-from steward.sandbox import cgroups, resident
+from steward.sandbox import cgroups, resident, seccomp, seccomp_exec
 from steward.sandbox.bwrap import (
     ETC_FILES,
     PYTHON,
@@ -25,8 +25,9 @@ from steward.sandbox.bwrap import (
     traversable_dirs,
     unmount,
 )
-from steward.sandbox.cgroups import CGROUP_ROOT, GROUP_PARENT, CgroupSet
+from steward.sandbox.cgroups import GROUP_PARENT, CgroupGroup
 from steward.sandbox.channel import LINE_LIMIT, encode_request, read_events
+from steward.sandbox.oci_seccomp import oci_seccomp
 from steward.sandbox.types import (
     ExecEvent,
     ExecRequest,
@@ -42,13 +43,18 @@ SANDBOX_UID = 65534  # gVisor's gofer creates files as the in-sandbox uid
 # inside by RLIMIT_NPROC.
 SENTRY_PIDS = 256
 GROUP_PREFIX = "gv-"
+# runsc's group sits inside one Steward owns: it outlives `runsc delete` (a cold standby, the
+# end), so the sandbox's CPU seconds add up across restores and can be read after the kill.
+CONTAINER_GROUP = "sandbox"
+SECCOMP_EXEC_PATH = "/run/steward/seccomp_exec.py"
+SECCOMP_FILTER_PATH = "/run/steward/seccomp.bpf"
 
 
 def container_id(sandbox_id: str) -> str:
     return f"steward-{sandbox_id}"  # runsc's control socket name is host-global
 
 
-def oci_config(spec: SandboxSpec) -> dict[str, Any]:
+def oci_config(spec: SandboxSpec, filter_file: Path) -> dict[str, Any]:
     limits = spec.limits
     rlimits = [
         {"type": "RLIMIT_NOFILE", "hard": limits.open_files, "soft": limits.open_files},
@@ -65,6 +71,8 @@ def oci_config(spec: SandboxSpec) -> dict[str, Any]:
         },
         _bind("/usr", "/usr", ro=True),
         _bind(resident.__file__, RESIDENT_PATH, ro=True),
+        _bind(seccomp_exec.__file__, SECCOMP_EXEC_PATH, ro=True),
+        _bind(str(filter_file), SECCOMP_FILTER_PATH, ro=True),
         _bind(str(spec.work_dir), "/work", ro=False),
     ]
     mounts += [_bind(path, path, ro=True) for path in ETC_FILES if Path(path).exists()]
@@ -89,8 +97,10 @@ def oci_config(spec: SandboxSpec) -> dict[str, Any]:
         "mounts": mounts,
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            # The bwrap backend's syscall policy, enforced by the sentry (`--oci-seccomp`).
+            "seccomp": oci_seccomp(),
             # Relative: runsc nests it under its caller's group in every hierarchy.
-            "cgroupsPath": f"{GROUP_PARENT}/{GROUP_PREFIX}{spec.id}",
+            "cgroupsPath": f"{GROUP_PARENT}/{GROUP_PREFIX}{spec.id}/{CONTAINER_GROUP}",
             "resources": {
                 "memory": {"limit": limits.memory_mib * 1024 * 1024},
                 "pids": {"limit": limits.pids + SENTRY_PIDS},
@@ -117,11 +127,14 @@ def write_bundle(spec: SandboxSpec, bundle: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
         elif Path(path).exists():
             target.touch()
-    (rootfs / "run/steward/resident.py").touch()
+    for path in (RESIDENT_PATH, SECCOMP_EXEC_PATH, SECCOMP_FILTER_PATH):
+        (rootfs / path.lstrip("/")).touch()
+    filter_file = bundle / "seccomp.bpf"
+    filter_file.write_bytes(seccomp.build_filter())
     for link, points_to in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
         if not (rootfs / link).is_symlink():
             (rootfs / link).symlink_to(points_to)
-    (bundle / "config.json").write_text(json.dumps(oci_config(spec)))
+    (bundle / "config.json").write_text(json.dumps(oci_config(spec, filter_file)))
 
 
 class GVisorBackend:
@@ -134,7 +147,7 @@ class GVisorBackend:
             return "gVisor is not installed (apt-get install runsc)"
         if os.geteuid() != 0:
             return "runsc needs root to create sandboxes here"
-        return cgroups.unavailable_reason()
+        return seccomp.unavailable_reason() or cgroups.unavailable_reason()
 
     async def start(self, spec: SandboxSpec) -> Instance:
         reason = self.unavailable_reason()
@@ -147,6 +160,7 @@ class GVisorBackend:
         try:
             for volume in spec.volumes.values():
                 os.chown(volume, SANDBOX_UID, SANDBOX_UID)
+            await asyncio.to_thread(cgroups.prepare, instance.outer_group)
             write_bundle(spec, instance.bundle)
             await instance.runsc("run", "--detach", "--bundle", str(instance.bundle), instance.cid)
         except BaseException:
@@ -162,7 +176,9 @@ class GVisorInstance:
         self.root = state / "runsc"
         self.image = state / "checkpoint"
         self.cid = container_id(spec.id)
+        self.outer_group = f"{GROUP_PREFIX}{spec.id}"  # relative to steward-sandboxes
         self.standby_mode: StandbyMode | None = None
+        self.final_cpu_s: float | None = None  # read after the kill, before the group goes
         self._lock = asyncio.Lock()
         self.dead: str | None = None
 
@@ -172,7 +188,7 @@ class GVisorInstance:
         log = self.bundle.parent / "runsc.log"
         with log.open("wb") as output:
             process = await asyncio.create_subprocess_exec(
-                RUNSC, f"--root={self.root}", "--network=none", *args,
+                RUNSC, f"--root={self.root}", "--network=none", "--oci-seccomp", *args,
                 stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output, env={},
             )  # fmt: skip
         try:
@@ -186,12 +202,9 @@ class GVisorInstance:
             raise SandboxStateError(f"runsc {args[0]} failed: {text[-500:]}")
         return text
 
-    def _group(self) -> CgroupSet:
-        own = cgroups.own_paths()
-        name = f"{GROUP_PARENT}/{GROUP_PREFIX}{self.spec.id}"
-        return CgroupSet(
-            {c: CGROUP_ROOT / c / own[c].lstrip("/") / name for c in cgroups.CONTROLLERS}
-        )
+    def _group(self) -> CgroupGroup:
+        """runsc's group: the sandbox's processes, limits and OOM count."""
+        return cgroups.open_group(f"{self.outer_group}/{CONTAINER_GROUP}")
 
     async def exec(self, request: ExecRequest) -> AsyncIterator[ExecEvent]:
         async with self._lock:
@@ -203,7 +216,8 @@ class GVisorInstance:
             process = await asyncio.create_subprocess_exec(
                 RUNSC, f"--root={self.root}", "exec",
                 "--user", f"{SANDBOX_UID}:{SANDBOX_UID}", "--cwd", request.cwd, self.cid,
-                PYTHON, "-I", "-S", RESIDENT_PATH, "once",
+                # runsc exec skips the OCI seccomp section: the process loads it itself.
+                PYTHON, "-I", "-S", SECCOMP_EXEC_PATH, SECCOMP_FILTER_PATH, RESIDENT_PATH, "once",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -236,7 +250,7 @@ class GVisorInstance:
             if mode == "warm":
                 await self.runsc("pause", self.cid)
             else:
-                shutil.rmtree(self.image, ignore_errors=True)
+                await asyncio.to_thread(shutil.rmtree, self.image, ignore_errors=True)
                 self.image.mkdir(parents=True)
                 await self.runsc("checkpoint", f"--image-path={self.image}", self.cid)
                 await self.runsc("delete", "-force", self.cid)  # memory is freed here
@@ -251,27 +265,38 @@ class GVisorInstance:
                     "restore", "--detach", f"--image-path={self.image}",
                     f"--bundle={self.bundle}", self.cid,
                 )  # fmt: skip
-                shutil.rmtree(self.image, ignore_errors=True)
+                await asyncio.to_thread(shutil.rmtree, self.image, ignore_errors=True)
             self.standby_mode = None
 
     def cpu_seconds(self) -> float:
+        """Host CPU (gVisor's own accounting overstates it), over every incarnation."""
+        if self.final_cpu_s is not None:
+            return self.final_cpu_s
         try:
-            return self._group().cpu_seconds()
+            return cgroups.open_group(self.outer_group).cpu_seconds()
         except FileNotFoundError:
-            return 0.0  # checkpointed: no processes, no group
+            return 0.0  # not started yet
 
     def pids(self) -> list[int]:
         return self._group().pids()
 
     async def destroy(self) -> None:
+        # Kill through the cgroup first: `runsc delete -force` takes over a second under load,
+        # which a spinning payload past its CPU budget would spend on more CPU.
+        await asyncio.to_thread(self._kill)
         if self.root.exists():
             with contextlib.suppress(SandboxStateError):
                 await self.runsc("delete", "-force", self.cid)
-        await asyncio.to_thread(self._group().kill_all)
-        await asyncio.to_thread(
-            cgroups.remove_everywhere, f"{GROUP_PARENT}/{GROUP_PREFIX}{self.spec.id}"
-        )
+        await asyncio.to_thread(cgroups.remove_everywhere, f"{GROUP_PARENT}/{self.outer_group}")
         unmount(self.spec.work_dir)
+        await asyncio.to_thread(self._remove_files)
+
+    def _kill(self) -> None:
+        self._group().kill_all()  # v1: freeze, SIGKILL, thaw; v2: cgroup.kill
+        with contextlib.suppress(FileNotFoundError):
+            self.final_cpu_s = cgroups.open_group(self.outer_group).cpu_seconds()
+
+    def _remove_files(self) -> None:
         for path in (self.root, self.image, self.bundle, self.spec.work_dir):
             shutil.rmtree(path, ignore_errors=True)
 

@@ -1,7 +1,7 @@
-"""The sandbox's seccomp filter, assembled as a classic-BPF program in pure Python.
+"""The sandbox's seccomp filter: `syscall_policy.py` compiled to a classic-BPF program.
 
-Pure Python rather than a libseccomp binding: the program is ~70 instructions, the venv needs no
-system library, and the exact bytes bwrap loads (`--seccomp FD`) are visible and unit-tested.
+Pure Python rather than a libseccomp binding: the venv needs no system library, and the exact
+bytes bwrap loads (`--seccomp FD`) are visible and unit-tested.
 """
 
 from __future__ import annotations
@@ -12,6 +12,14 @@ import struct
 from dataclasses import dataclass
 
 from steward.errors import SandboxUnavailable
+from steward.sandbox.syscall_policy import (
+    ALLOWED,
+    ARG_RULES,
+    DEFAULT_ERRNO,
+    DENIED_ERRNO,
+    ArgRule,
+    syscall_numbers,
+)
 
 # <linux/bpf_common.h>, <linux/seccomp.h>, <linux/audit.h>
 LD_W_ABS = 0x20
@@ -36,87 +44,10 @@ def offset_arg(index: int) -> int:
     return 16 + 8 * index
 
 
-# x86_64 syscall numbers (<asm/unistd_64.h>). Denied with EPERM: everything that changes
-# namespaces or mounts, inspects other processes, loads kernel code or opens kernel attack
-# surface rarely needed by user code (io_uring, bpf, userfaultfd, perf, keyrings).
-DENIED_X86_64: dict[str, int] = {
-    "ptrace": 101,
-    "process_vm_readv": 310,
-    "process_vm_writev": 311,
-    "pidfd_getfd": 438,
-    "kcmp": 312,
-    "mount": 165,
-    "umount2": 166,
-    "pivot_root": 155,
-    "chroot": 161,
-    "move_mount": 429,
-    "open_tree": 428,
-    "fsopen": 430,
-    "fsconfig": 431,
-    "fsmount": 432,
-    "fspick": 433,
-    "mount_setattr": 442,
-    "unshare": 272,
-    "setns": 308,
-    "bpf": 321,
-    "io_uring_setup": 425,
-    "io_uring_enter": 426,
-    "io_uring_register": 427,
-    "keyctl": 250,
-    "add_key": 248,
-    "request_key": 249,
-    "userfaultfd": 323,
-    "init_module": 175,
-    "finit_module": 313,
-    "delete_module": 176,
-    "kexec_load": 246,
-    "kexec_file_load": 320,
-    "perf_event_open": 298,
-    "open_by_handle_at": 304,
-    "name_to_handle_at": 303,
-    "fanotify_init": 300,
-    "reboot": 169,
-    "swapon": 167,
-    "swapoff": 168,
-    "syslog": 103,
-    "acct": 163,
-    "quotactl": 179,
-    "quotactl_fd": 443,
-    "lookup_dcookie": 212,
-    "iopl": 172,
-    "ioperm": 173,
-    "settimeofday": 164,
-    "clock_settime": 227,
-    "clock_adjtime": 305,
-    "adjtimex": 159,
-    "vhangup": 153,
-    "uselib": 134,
-}
-CLONE_X86_64 = 56
-CLONE3_X86_64 = 435
-SOCKET_X86_64 = 41
-SOCKETPAIR_X86_64 = 53
-IOCTL_X86_64 = 16
-
-# clone(2) flags that create namespaces; 0x80 (CLONE_NEWTIME) is part of clone's exit-signal
-# byte, so time namespaces are covered by denying unshare instead.
-NAMESPACE_FLAGS = (
-    0x00020000  # CLONE_NEWNS
-    | 0x02000000  # CLONE_NEWCGROUP
-    | 0x04000000  # CLONE_NEWUTS
-    | 0x08000000  # CLONE_NEWIPC
-    | 0x10000000  # CLONE_NEWUSER
-    | 0x20000000  # CLONE_NEWPID
-    | 0x40000000  # CLONE_NEWNET
-)
-AF_UNIX = 1
-TIOCSTI = 0x5412  # push characters into a terminal's input
-TIOCLINUX = 0x541C
-
-
 @dataclass(frozen=True)
 class Insn:
-    """One BPF instruction; `jt`/`jf` may name a label, resolved by `assemble`."""
+    """One BPF instruction; `jt`/`jf` may name a label, resolved by `assemble` (for JMP_JA,
+    `jt` names the target and becomes the unconditional jump's 32-bit `k`)."""
 
     code: int
     k: int = 0
@@ -143,6 +74,9 @@ def assemble(program: list[Insn | str]) -> bytes:
             insns.append(item)
     out = bytearray()
     for index, insn in enumerate(insns):
+        if insn.code == JMP_JA and isinstance(insn.jt, str):
+            out += struct.pack("<HBBI", insn.code, 0, 0, labels[insn.jt] - index - 1)
+            continue
         jt, jf = (_jump(index, target, labels) for target in (insn.jt, insn.jf))
         out += struct.pack("<HBBI", insn.code, jt, jf, insn.k & 0xFFFFFFFF)
     return bytes(out)
@@ -157,43 +91,68 @@ def _jump(index: int, target: int | str, labels: dict[str, int]) -> int:
     return offset
 
 
+def unavailable_reason(machine: str | None = None) -> str | None:
+    """Why no sandbox may start on this machine's architecture (None: the policy covers it)."""
+    try:
+        syscall_numbers(machine or platform.machine())
+    except SandboxUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def build_filter(machine: str | None = None) -> bytes:
-    """The filter program for this machine's architecture (x86_64 only, the one tested here)."""
-    machine = machine or platform.machine()
-    if machine != "x86_64":
-        raise SandboxUnavailable(f"no seccomp syscall table for {machine!r} (only x86_64)")
+    """The policy (`syscall_policy.py`) as a BPF program for this machine's architecture.
+
+    Layout: the architecture and x32 checks; one comparison per denied or argument-checked
+    syscall, jumping to the short blocks after them (BPF's conditional jumps reach 255
+    instructions); then the allow-list in chunks, each ending in its own ALLOW; then the default.
+    Allowed syscalls read only the number, so the kernel caches their verdict and skips the
+    filter on later calls.
+    """
+    table = syscall_numbers(machine or platform.machine())
     program: list[Insn | str] = [
         Insn(LD_W_ABS, OFFSET_ARCH),
         Insn(JMP_JEQ_K, AUDIT_ARCH_X86_64, 0, "kill"),
         Insn(LD_W_ABS, OFFSET_NR),
-        Insn(JMP_JGE_K, X32_SYSCALL_BIT, "eperm", 0),  # the x32 ABI bypasses number checks
-        Insn(JMP_JEQ_K, CLONE3_X86_64, "enosys", 0),  # glibc falls back to clone(2)
-        Insn(JMP_JEQ_K, CLONE_X86_64, "clone", 0),
-        Insn(JMP_JEQ_K, SOCKET_X86_64, "socket", 0),
-        Insn(JMP_JEQ_K, SOCKETPAIR_X86_64, "socket", 0),
-        Insn(JMP_JEQ_K, IOCTL_X86_64, "ioctl", 0),
+        Insn(
+            JMP_JGE_K, X32_SYSCALL_BIT, f"errno{errno.EPERM}", 0
+        ),  # the x32 ABI bypasses number checks
     ]
-    program += [Insn(JMP_JEQ_K, nr, "eperm", 0) for nr in DENIED_X86_64.values()]
+    codes = sorted({*DENIED_ERRNO.values(), *(rule.errno_code for rule in ARG_RULES)})
     program += [
-        _ret(RET_ALLOW),
-        "clone",
-        Insn(LD_W_ABS, offset_arg(0)),
-        Insn(JMP_JSET_K, NAMESPACE_FLAGS, "eperm", "allow"),
-        "socket",
-        Insn(LD_W_ABS, offset_arg(0)),
-        Insn(JMP_JEQ_K, AF_UNIX, "allow", 0),
-        _ret(_errno(errno.EAFNOSUPPORT)),
-        "ioctl",
-        Insn(LD_W_ABS, offset_arg(1)),
-        Insn(JMP_JEQ_K, TIOCSTI, "eperm", 0),
-        Insn(JMP_JEQ_K, TIOCLINUX, "eperm", "allow"),
-        "allow",
-        _ret(RET_ALLOW),
-        "eperm",
-        _ret(_errno(errno.EPERM)),
-        "enosys",
-        _ret(_errno(errno.ENOSYS)),
-        "kill",
-        _ret(RET_KILL_PROCESS),
+        Insn(JMP_JEQ_K, table[name], f"errno{code}", 0) for name, code in DENIED_ERRNO.items()
     ]
+    for index, rule in enumerate(ARG_RULES):
+        program += [Insn(JMP_JEQ_K, table[name], f"rule{index}", 0) for name in rule.names]
+    program.append(Insn(JMP_JA, jt="allowed"))
+    for index, rule in enumerate(ARG_RULES):
+        program += [f"rule{index}", *_arg_rule(rule)]
+    program += ["allow", _ret(RET_ALLOW)]
+    for code in codes:
+        program += [f"errno{code}", _ret(_errno(code))]
+    program += ["kill", _ret(RET_KILL_PROCESS), "allowed"]
+    allowed = sorted(table[name] for name in ALLOWED)
+    for start in range(0, len(allowed), ALLOW_CHUNK):
+        chunk = allowed[start : start + ALLOW_CHUNK]
+        label = f"allow{start}"
+        program += [Insn(JMP_JEQ_K, nr, label, 0) for nr in chunk]
+        program += [Insn(JMP_JA, jt=f"after{start}"), label, _ret(RET_ALLOW), f"after{start}"]
+    program.append(_ret(_errno(DEFAULT_ERRNO)))
     return assemble(program)
+
+
+ALLOW_CHUNK = 200  # each chunk's jumps reach its own ALLOW within BPF's 255-instruction range
+
+
+def _arg_rule(rule: ArgRule) -> list[Insn | str]:
+    refuse = f"errno{rule.errno_code}"
+    load = Insn(LD_W_ABS, offset_arg(rule.index))
+    if rule.kind == "allow_if_clear":
+        return [load, Insn(JMP_JSET_K, rule.mask, refuse, "allow")]
+    if rule.kind == "allow_if_in":
+        return [
+            load,
+            *(Insn(JMP_JEQ_K, v, "allow", 0) for v in rule.values),
+            Insn(JMP_JA, jt=refuse),
+        ]
+    return [load, *(Insn(JMP_JEQ_K, v, refuse, 0) for v in rule.values), Insn(JMP_JA, jt="allow")]
