@@ -44,7 +44,7 @@ def exec_child(request: dict[str, Any], stdin_fd: int, out_fd: int, err_fd: int)
         os.dup2(stdin_fd, 0)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-        os.closerange(3, 65536)
+        close_inherited()
         for name, value in request.get("rlimits", {}).items():
             resource.setrlimit(RLIMITS[name], (value, value))
         os.chdir(request.get("cwd", "/"))
@@ -53,6 +53,23 @@ def exec_child(request: dict[str, Any], stdin_fd: int, out_fd: int, err_fd: int)
     except BaseException as exc:
         os.write(2, f"steward sandbox: cannot run {request.get('argv')!r}: {exc}\n".encode())
     os._exit(127)
+
+
+def close_inherited() -> None:
+    """Close every descriptor above stdio. Listing /proc/self/fd costs one directory read;
+    `os.closerange(3, 65536)` was 65,533 system calls (each through the seccomp filter) when
+    `close_range` is unavailable: ~13 ms of every exec."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: the slow, certain way
+        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        return
+    for fd in fds:
+        if fd > 2:
+            try:  # noqa: SIM105 (no contextlib: every import delays each sandbox start)
+                os.close(fd)
+            except OSError:  # the listing's own descriptor, already closed
+                pass
 
 
 def kill_session(sid: int) -> None:
@@ -119,7 +136,15 @@ def _pump(
     pid: int, streams: dict[int, str], deadline: float
 ) -> tuple[int, resource.struct_rusage | None, bool]:
     """Forward output until the command exits (plus a short drain) or its deadline passes."""
-    selector = selectors.DefaultSelector()
+    # Closed explicitly: an epoll descriptor left to the garbage collector leaked one per exec
+    # until the open-files limit killed the resident (after ~370 execs).
+    with selectors.DefaultSelector() as selector:
+        return _pump_with(selector, pid, streams, deadline)
+
+
+def _pump_with(
+    selector: selectors.BaseSelector, pid: int, streams: dict[int, str], deadline: float
+) -> tuple[int, resource.struct_rusage | None, bool]:
     for fd in streams:
         selector.register(fd, selectors.EVENT_READ)
     status: int | None = None
