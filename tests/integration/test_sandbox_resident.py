@@ -62,3 +62,16 @@ async def test_a_command_inherits_only_stdin_stdout_and_stderr(channel: Resident
     assert result.exit_code == 0
     # The listing's own descriptor (3) is ls's, opened after exec.
     assert sorted(int(fd) for fd in out.split()) == [0, 1, 2, 3]
+
+
+async def test_a_command_that_cannot_start_is_127_with_the_reason_and_serving_goes_on(
+    channel: ResidentChannel,
+) -> None:
+    missing, result = await collect(channel, ["no-such-program"])
+    assert result.exit_code == 127 and b"no-such-program" in missing
+    request = ExecRequest(["true"], {"PATH": "/usr/bin:/bin"}, "/no/such/dir")
+    events = [event async for event in channel.exec(request, Limits(open_files=OPEN_FILES))]
+    assert isinstance(events[-1], ExecResult) and events[-1].exit_code == 127
+    assert b"/no/such/dir" in b"".join(e.data for e in events if isinstance(e, Output))
+    out, result = await collect(channel, ["sh", "-c", "pwd; ulimit -n; ulimit -Hn"])
+    assert out.split() == [b"/", str(OPEN_FILES).encode(), str(OPEN_FILES).encode()]
