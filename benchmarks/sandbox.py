@@ -73,6 +73,19 @@ async def exec_once(manager: SandboxManager, sandbox_id: str) -> float:
     return time.perf_counter() - started
 
 
+async def bench_exec(
+    manager: SandboxManager, backend: str, rounds: int, baseline: Baseline
+) -> dict[str, float]:
+    options = CreateOptions(backend=backend, limits=Limits(), idle_timeout_s=3600)
+    info = await manager.create(TENANT, options)
+    execs = []
+    for _ in range(rounds):
+        baseline.round()
+        execs.append(await exec_once(manager, info.id))
+    await manager.delete(TENANT, info.id)
+    return {"exec_ms": ms(statistics.median(execs))}
+
+
 async def bench_backend(
     manager: SandboxManager, backend: str, rounds: int, idle: int, baseline: Baseline
 ) -> dict[str, float]:
@@ -154,6 +167,11 @@ async def main() -> None:
     parser.add_argument("--idle", type=int, default=10, help="idle sandboxes to measure PSS on")
     parser.add_argument("--backends", default="bwrap,gvisor")
     parser.add_argument("--pool", type=int, default=2, help="warm pool size for the pooled run")
+    parser.add_argument(
+        "--exec-only",
+        action="store_true",
+        help="only the exec round trip of each backend (`--rounds` execs; for a profiler)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
@@ -171,8 +189,13 @@ async def main() -> None:
                 if reason:
                     print(f"{backend}: unavailable ({reason})", file=sys.stderr)
                     continue
-                figures = await bench_backend(manager, backend, args.rounds, args.idle, baseline)
-                if backend == "bwrap" and args.pool > 0:
+                if args.exec_only:
+                    figures = await bench_exec(manager, backend, args.rounds, baseline)
+                else:
+                    figures = await bench_backend(
+                        manager, backend, args.rounds, args.idle, baseline
+                    )
+                if backend == "bwrap" and args.pool > 0 and not args.exec_only:
                     home = Path(tmp) / "home"
                     figures |= await bench_pooled(db, home, args.rounds, args.pool, baseline)
                 for key, value in figures.items():
