@@ -17,10 +17,6 @@ from steward.sandbox.types import ExecRequest, ExecResult, Limits, Output
 OPEN_FILES = 24
 
 
-def low_open_files() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
-
-
 @pytest.fixture
 async def channel() -> AsyncIterator[ResidentChannel]:
     """A resident in `serve` mode with a small open-files limit, as a sandbox would run it."""
@@ -29,9 +25,9 @@ async def channel() -> AsyncIterator[ResidentChannel]:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env={"PATH": "/usr/bin:/bin"},
-        preexec_fn=low_open_files,
         limit=LINE_LIMIT,
     )  # fmt: skip
+    resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
     assert process.stdin is not None and process.stdout is not None
     channel = ResidentChannel(process.stdout, process.stdin)
     await channel.ping()
