@@ -1,7 +1,10 @@
 """Sandbox costs per backend against a bare `subprocess` of the same command, in the same run.
 
-Create-to-first-exec (bwrap: with the warm pool off and on), exec round trip, warm and cold
-resume, idle PSS per sandbox, and how many idle sandboxes fit. Last line: key=value figures.
+Create-to-first-exec (bwrap: cold, from the warm pool with default limits, and from the pool
+with every limit and the environment changed at hand-out), exec round trip, warm and cold
+resume, idle PSS per sandbox, and how many idle sandboxes fit. The bare subprocess rounds are
+interleaved with the measured ones, so both see the same load on a shared machine; ratios
+divide by it. Last line: key=value figures.
 """
 
 from __future__ import annotations
@@ -48,13 +51,19 @@ def available_mib() -> float:
     return 0.0
 
 
-def bare_subprocess_ms(rounds: int) -> float:
-    samples = []
-    for _ in range(rounds):
+class Baseline:
+    """Bare `subprocess.run` of the command, one round beside every measured round."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def round(self) -> None:
         started = time.perf_counter()
         subprocess.run(COMMAND, check=True)
-        samples.append(time.perf_counter() - started)
-    return ms(statistics.median(samples))
+        self.samples.append(time.perf_counter() - started)
+
+    def ms(self) -> float:
+        return ms(statistics.median(self.samples))
 
 
 async def exec_once(manager: SandboxManager, sandbox_id: str) -> float:
@@ -64,8 +73,21 @@ async def exec_once(manager: SandboxManager, sandbox_id: str) -> float:
     return time.perf_counter() - started
 
 
+async def bench_exec(
+    manager: SandboxManager, backend: str, rounds: int, baseline: Baseline
+) -> dict[str, float]:
+    options = CreateOptions(backend=backend, limits=Limits(), idle_timeout_s=3600)
+    info = await manager.create(TENANT, options)
+    execs = []
+    for _ in range(rounds):
+        baseline.round()
+        execs.append(await exec_once(manager, info.id))
+    await manager.delete(TENANT, info.id)
+    return {"exec_ms": ms(statistics.median(execs))}
+
+
 async def bench_backend(
-    manager: SandboxManager, backend: str, rounds: int, idle: int
+    manager: SandboxManager, backend: str, rounds: int, idle: int, baseline: Baseline
 ) -> dict[str, float]:
     options = CreateOptions(backend=backend, limits=Limits(), idle_timeout_s=3600)
     figures: dict[str, float] = {}
@@ -79,6 +101,7 @@ async def bench_backend(
     figures["create_exec_ms"] = ms(statistics.median(creates))
     info = await manager.create(TENANT, options)
     for _ in range(rounds):
+        baseline.round()
         execs.append(await exec_once(manager, info.id))
     figures["exec_ms"] = ms(statistics.median(execs))
     backend_impl = manager.backends[backend]
@@ -102,27 +125,40 @@ async def bench_backend(
     return figures
 
 
-async def bench_pooled(db: Database, home: Path, rounds: int, size: int) -> dict[str, float]:
-    """bwrap create-to-first-exec served by a full warm pool (creates spaced by its refill)."""
+# Every limit and the environment differ from the pool's launch profile: applied at hand-out.
+CUSTOM = CreateOptions(
+    backend="bwrap",
+    limits=Limits(memory_mib=128, pids=32, cpus=0.5, disk_mib=64, tmp_mib=16, open_files=128),
+    env={"MODE": "bench"},
+    idle_timeout_s=3600,
+)
+
+
+async def bench_pooled(
+    db: Database, home: Path, rounds: int, size: int, baseline: Baseline
+) -> dict[str, float]:
+    """bwrap create-to-first-exec served by the warm pool (each create waits for its refill)."""
     manager = SandboxManager(db, home, pool_size=size)
     await manager.start()
-    options = CreateOptions(backend="bwrap", limits=Limits(), idle_timeout_s=3600)
-    creates, handouts = [], []
+    default = CreateOptions(backend="bwrap", limits=Limits(), idle_timeout_s=3600)
+    figures: dict[str, float] = {}
     try:
-        for _ in range(max(3, rounds // 5)):
-            await manager.pool.wait_full()
-            started = time.perf_counter()
-            info = await manager.create(TENANT, options)
-            handouts.append(time.perf_counter() - started)
-            await exec_once(manager, info.id)
-            creates.append(time.perf_counter() - started)
-            await manager.delete(TENANT, info.id)
+        for name, options in (("pooled", default), ("pooled_custom", CUSTOM)):
+            creates, handouts = [], []
+            for _ in range(max(3, rounds // 5)):
+                await manager.pool.wait_full()
+                baseline.round()
+                started = time.perf_counter()
+                info = await manager.create(TENANT, options)
+                handouts.append(time.perf_counter() - started)
+                await exec_once(manager, info.id)
+                creates.append(time.perf_counter() - started)
+                await manager.delete(TENANT, info.id)
+            figures[f"{name}_create_exec_ms"] = ms(statistics.median(creates))
+            figures[f"{name}_create_ms"] = ms(statistics.median(handouts))
     finally:
         await manager.close()
-    return {
-        "pooled_create_exec_ms": ms(statistics.median(creates)),
-        "pooled_create_ms": ms(statistics.median(handouts)),
-    }
+    return figures
 
 
 async def main() -> None:
@@ -131,6 +167,11 @@ async def main() -> None:
     parser.add_argument("--idle", type=int, default=10, help="idle sandboxes to measure PSS on")
     parser.add_argument("--backends", default="bwrap,gvisor")
     parser.add_argument("--pool", type=int, default=2, help="warm pool size for the pooled run")
+    parser.add_argument(
+        "--exec-only",
+        action="store_true",
+        help="only the exec round trip of each backend (`--rounds` execs; for a profiler)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
@@ -140,28 +181,33 @@ async def main() -> None:
             session.add(Tenant(id=TENANT, name=TENANT))
         manager = SandboxManager(db, Path(tmp) / "home", pool_size=0)  # cold figures first
         await manager.start()
-        results: dict[str, float] = {"subprocess_exec_ms": bare_subprocess_ms(args.rounds)}
+        baseline = Baseline()
+        results: dict[str, float] = {}
         try:
             for backend in args.backends.split(","):
                 reason = manager.backends[backend].unavailable_reason()
                 if reason:
                     print(f"{backend}: unavailable ({reason})", file=sys.stderr)
                     continue
-                figures = await bench_backend(manager, backend, args.rounds, args.idle)
-                if backend == "bwrap" and args.pool > 0:
-                    figures |= await bench_pooled(db, Path(tmp) / "home", args.rounds, args.pool)
+                if args.exec_only:
+                    figures = await bench_exec(manager, backend, args.rounds, baseline)
+                else:
+                    figures = await bench_backend(
+                        manager, backend, args.rounds, args.idle, baseline
+                    )
+                if backend == "bwrap" and args.pool > 0 and not args.exec_only:
+                    home = Path(tmp) / "home"
+                    figures |= await bench_pooled(db, home, args.rounds, args.pool, baseline)
                 for key, value in figures.items():
                     results[f"{backend}_{key}"] = value
                 print(backend, figures, flush=True)
         finally:
             await manager.close()
             db.dispose()
-    bare = results["subprocess_exec_ms"]
-    for backend in args.backends.split(","):
-        if f"{backend}_exec_ms" in results:
-            results[f"{backend}_exec_vs_subprocess"] = round(
-                results[f"{backend}_exec_ms"] / bare, 2
-            )
+    bare = baseline.ms()
+    results = {"subprocess_exec_ms": bare, **results}
+    for key in [k for k in results if k.endswith("exec_ms") and k != "subprocess_exec_ms"]:
+        results[key.removesuffix("_ms") + "_vs_subprocess"] = round(results[key] / bare, 2)
     print(" ".join(f"{key}={value}" for key, value in results.items()))
 
 

@@ -234,7 +234,8 @@ class Settings(BaseSettings):
         default=2,
         ge=0,
         le=64,
-        description="Launched bwrap sandboxes kept ready for fast creates (0 disables the pool).",
+        description="The most launched bwrap sandboxes kept ready for fast creates; the pool "
+        "sizes itself from recent demand up to this (0 disables the pool).",
     )
 
     @field_validator("apps", "webhook_allowed_networks", mode="before")

@@ -90,6 +90,25 @@ def test_files_are_written_read_and_listed(http: httpx.Client, sandbox: dict[str
     assert listing == [{"path": "dir/a.txt", "kind": "file", "size": 7}]
 
 
+NOT_BASE64 = ["cGF5bG9hZA==\u00e9", "\u00fc\u00fc\u00fc\u00fc", "\U0001f4a5==", "a b", "abc"]
+
+
+@pytest.mark.parametrize("content", NOT_BASE64)
+def test_file_content_that_is_not_base64_is_a_422_for_any_sandbox(
+    http: httpx.Client, sandbox: dict[str, Any], content: str
+) -> None:
+    for sandbox_id in (sandbox["id"], "sbx_does_not_exist"):
+        put = http.put(
+            f"/v1/sandboxes/{sandbox_id}/files/content",
+            params={"path": "a.txt"},
+            json={"content": content, "encoding": "base64"},
+        )
+        assert_problem(put, 422, "validation-error")
+        assert "not base64" in json.dumps(put.json()["errors"])
+    listing = http.get(f"/v1/sandboxes/{sandbox['id']}/files", params={"path": ""}).json()
+    assert listing["files"] == []
+
+
 @pytest.mark.parametrize("path", TRAVERSALS)
 def test_path_traversal_is_refused(http: httpx.Client, sandbox: dict[str, Any], path: str) -> None:
     base = f"/v1/sandboxes/{sandbox['id']}"

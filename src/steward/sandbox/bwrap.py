@@ -1,6 +1,7 @@
 """The default backend: bubblewrap namespaces, seccomp and cgroup limits, one resident each.
 
-Each sandbox gets its own unprivileged host uid, a sized tmpfs as /work, cgroups created before
+Each sandbox gets its own unprivileged host uid, sized host-side tmpfs mounts as /work and /tmp
+(resizable from the host, so a pooled sandbox takes its owner's sizes), cgroups created before
 launch, and a resident process that forks every exec (no per-exec bwrap or cgroup join).
 """
 
@@ -70,9 +71,14 @@ def unmount(target: Path) -> None:
 def traversable_dirs(work_dir: Path) -> None:
     """Create the sandbox's state dir under RUNTIME_ROOT, searchable (not listable) by others:
     bwrap runs as the sandbox's uid and must reach its mount sources."""
-    for directory in (RUNTIME_ROOT, work_dir.parent, work_dir):
+    for directory in (RUNTIME_ROOT, work_dir.parent, work_dir, tmp_dir(work_dir)):
         directory.mkdir(mode=0o711, exist_ok=True)
         os.chmod(directory, 0o711)
+
+
+def tmp_dir(work_dir: Path) -> Path:
+    """The host side of the sandbox's /tmp, beside its work dir."""
+    return work_dir.parent / "tmp"
 
 
 def public_resident() -> Path:
@@ -102,12 +108,12 @@ def mount_volumes(spec: SandboxSpec, uid: int) -> None:
 def unmount_all(spec: SandboxSpec) -> None:
     for name in spec.volumes:
         unmount(spec.work_dir.parent / "volumes" / name)
+    unmount(tmp_dir(spec.work_dir))
     unmount(spec.work_dir)
 
 
 def bwrap_arguments(spec: SandboxSpec, seccomp_fd: int, sources: dict[str, Path]) -> list[str]:
     """`sources`: in-sandbox path -> host path, each reachable by the sandbox's host uid."""
-    limits = spec.limits
     args = [
         "--unshare-all",
         "--unshare-user",
@@ -127,7 +133,7 @@ def bwrap_arguments(spec: SandboxSpec, seccomp_fd: int, sources: dict[str, Path]
     for path in ETC_FILES:
         args += ["--ro-bind-try", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--size", str(limits.tmp_mib * 1024 * 1024), "--tmpfs", "/tmp"]
+    args += ["--bind", str(sources["/tmp"]), "/tmp"]
     args += ["--bind", str(sources["/work"]), "/work"]
     for name in sorted(spec.volumes):
         args += ["--bind", str(sources[f"/volumes/{name}"]), f"/volumes/{name}"]
@@ -171,6 +177,7 @@ class BwrapBackend:
         mount_tmpfs(spec.work_dir, spec.limits.disk_mib, spec.host_uid)
         group: CgroupGroup | None = None
         try:
+            mount_tmpfs(tmp_dir(spec.work_dir), spec.limits.tmp_mib, spec.host_uid)
             mount_volumes(spec, spec.host_uid)
             group = await asyncio.to_thread(cgroups.create, CGROUP_PREFIX + spec.id, spec.limits)
             instance = await BwrapInstance.launch(spec, group)
@@ -196,11 +203,16 @@ class BwrapInstance:
         self.channel = channel
         self._stderr_tail = b""
         self._stderr_task = asyncio.create_task(self._collect_stderr())
+        self._cpu_before_owner = 0.0  # a pooled sandbox's launch CPU is not its owner's
 
     @classmethod
     async def launch(cls, spec: SandboxSpec, group: CgroupGroup) -> BwrapInstance:
         seccomp_fd = _memfd("steward-seccomp", build_filter())
-        sources = {"/work": spec.work_dir, RESIDENT_PATH: public_resident()}
+        sources = {
+            "/work": spec.work_dir,
+            "/tmp": tmp_dir(spec.work_dir),
+            RESIDENT_PATH: public_resident(),
+        }
         sources |= {
             f"/volumes/{name}": spec.work_dir.parent / "volumes" / name for name in spec.volumes
         }
@@ -245,9 +257,10 @@ class BwrapInstance:
     def hand_over(self, spec: SandboxSpec) -> None:
         """Give a pooled sandbox its owner's limits and environment (same id, uid and dirs).
 
-        Only what can change on a running sandbox may differ from the pool's launch spec:
-        memory, pids, CPU rate and disk size (the kernel enforces them from the next write or
-        fork on); `/tmp`'s size, open files and volumes are fixed at launch (see `pool.py`).
+        Memory, pids and CPU rate go to its cgroups and the sizes of /work and /tmp to their
+        host-side tmpfs mounts (the kernel enforces them from the next write or fork on); open
+        files and the environment are applied by the resident to every command, and the CPU
+        budget counts from now. Volumes are mounted at launch only (see `pool.fits`).
         """
         if (spec.id, spec.work_dir, spec.host_uid) != (
             self.spec.id,
@@ -257,9 +270,14 @@ class BwrapInstance:
             raise SandboxStateError("a pooled sandbox keeps its id, uid, directories and mounts")
         if self.process.returncode is not None:
             raise SandboxStateError("the pooled sandbox's processes have exited")
-        self.group.apply(spec.limits)
-        if spec.limits.disk_mib != self.spec.limits.disk_mib:
-            resize_tmpfs(spec.work_dir, spec.limits.disk_mib)
+        old, new = self.spec.limits, spec.limits
+        if (old.memory_mib, old.pids, old.cpus) != (new.memory_mib, new.pids, new.cpus):
+            self.group.apply(new)
+        if new.disk_mib != old.disk_mib:
+            resize_tmpfs(spec.work_dir, new.disk_mib)
+        if new.tmp_mib != old.tmp_mib:
+            resize_tmpfs(tmp_dir(spec.work_dir), new.tmp_mib)
+        self._cpu_before_owner = self.group.cpu_seconds()
         self.spec = spec
 
     async def _collect_stderr(self) -> None:
@@ -285,7 +303,7 @@ class BwrapInstance:
         await self.group.thaw()
 
     def cpu_seconds(self) -> float:
-        return self.group.cpu_seconds()
+        return self.group.cpu_seconds() - self._cpu_before_owner
 
     def pids(self) -> list[int]:
         return self.group.pids()

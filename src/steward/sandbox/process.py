@@ -96,4 +96,4 @@ class ProcessInstance:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         await self.process.wait()
-        shutil.rmtree(self.spec.work_dir, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self.spec.work_dir, ignore_errors=True)

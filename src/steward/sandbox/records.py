@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from steward.errors import NotFound
-from steward.sandbox.types import Limits
+from steward.sandbox.options import CreateOptions
 from steward.store.database import Database
 from steward.store.schema import SandboxRecord, utcnow
 
@@ -77,38 +77,35 @@ class SandboxRecords:
         sandbox_id: str,
         tenant_id: str,
         backend: str,
-        limits: Limits,
-        env_keys: list[str],
-        volumes: list[str],
-        idle_timeout_s: float,
-        timeout_s: float | None,
-        run_id: str | None,
+        options: CreateOptions,
         owner: str,
         host_uid: int | None = None,
-    ) -> int:
-        """Insert the record with `host_uid` or a fresh unique host uid; returns that uid.
+        state: str = "starting",
+    ) -> tuple[int, SandboxInfo]:
+        """Insert the record with `host_uid` or a fresh unique host uid; returns that uid and
+        the record as inserted (no second read).
 
         An explicit `host_uid` already in use raises IntegrityError (uids are never shared)."""
         for _ in range(20):
             uid = host_uid if host_uid is not None else UID_BASE + secrets.randbelow(UID_SPAN)
+            row = SandboxRecord(
+                id=sandbox_id,
+                tenant_id=tenant_id,
+                backend=backend,
+                state=state,
+                limits=dataclasses.asdict(options.limits),
+                env_keys={"keys": sorted(options.env)},
+                volumes={"names": sorted(options.volumes)},
+                idle_timeout_s=options.idle_timeout_s,
+                timeout_s=options.timeout_s,
+                run_id=options.run_id,
+                host_uid=uid,
+                owner=owner,
+            )
             try:
                 with self.db.session() as session:
-                    session.add(
-                        SandboxRecord(
-                            id=sandbox_id,
-                            tenant_id=tenant_id,
-                            backend=backend,
-                            limits=dataclasses.asdict(limits),
-                            env_keys={"keys": sorted(env_keys)},
-                            volumes={"names": sorted(volumes)},
-                            idle_timeout_s=idle_timeout_s,
-                            timeout_s=timeout_s,
-                            run_id=run_id,
-                            host_uid=uid,
-                            owner=owner,
-                        )
-                    )
-                return uid
+                    session.add(row)
+                return uid, _info(row)
             except IntegrityError:
                 if host_uid is not None or self.find(sandbox_id) is not None:
                     raise

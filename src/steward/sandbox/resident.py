@@ -1,4 +1,4 @@
-"""The resident process inside every sandbox: it forks and runs commands for the host.
+"""The resident process inside every sandbox: it spawns and runs commands for the host.
 
 Stdlib only, run by the sandbox's own `python3 -I -S`. It reads one JSON request per line on
 stdin and answers with JSON lines on stdout (`out` chunks, then one `result`). Modes: `serve`
@@ -37,22 +37,72 @@ def send(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def exec_child(request: dict[str, Any], stdin_fd: int, out_fd: int, err_fd: int) -> None:
-    """In the forked child: new session, stdio, limits, then exec. Never returns."""
+def spawn(request: dict[str, Any], stdin_fd: int, out_fd: int, err_fd: int) -> int:
+    """Start the command in its own session with these stdio descriptors; its pid.
+
+    `posix_spawn` (a vfork: no page-table copy, no copy-on-write faults in this process after
+    it) costs ~0.6 ms here where `fork` + `exec` cost ~7 ms. What a forked child used to do
+    itself happens around it: limits on this process (inherited; see `apply_limits`), the
+    working directory changed and restored, the program looked up on the request's PATH.
+    Every other descriptor of ours is close-on-exec (`keep_descriptors_private`).
+    """
+    apply_limits(request.get("rlimits", {}))
+    argv = request["argv"]
+    env = request.get("env", {})
+    program = find_program(argv[0], env.get("PATH", os.defpath))
+    os.chdir(request.get("cwd", "/"))
     try:
-        os.setsid()  # its own session and group: a timeout kills exactly this command's tree
-        os.dup2(stdin_fd, 0)
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        os.closerange(3, 65536)
-        for name, value in request.get("rlimits", {}).items():
+        return os.posix_spawn(
+            program,
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, stdin_fd, 0),
+                (os.POSIX_SPAWN_DUP2, out_fd, 1),
+                (os.POSIX_SPAWN_DUP2, err_fd, 2),
+            ],
+            setsid=True,  # its own session and group: a timeout kills exactly its tree
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # Python ignores both; commands must not
+        )
+    finally:
+        os.chdir("/")
+
+
+def apply_limits(rlimits: dict[str, int]) -> None:
+    """Set the sandbox's limits on this process, which every command inherits.
+
+    They are the same for every request of one sandbox (a pooled sandbox's first request
+    lowers the pool's ceilings to its owner's): lowering is permanent, as it must be, and the
+    same value again costs nothing."""
+    for name, value in rlimits.items():
+        if resource.getrlimit(RLIMITS[name]) != (value, value):
             resource.setrlimit(RLIMITS[name], (value, value))
-        os.chdir(request.get("cwd", "/"))
-        argv = request["argv"]
-        os.execvpe(argv[0], argv, request.get("env", {}))
-    except BaseException as exc:
-        os.write(2, f"steward sandbox: cannot run {request.get('argv')!r}: {exc}\n".encode())
-    os._exit(127)
+
+
+def find_program(name: str, path: str) -> str:
+    """`name` on `path` as `execvp` would find it (first executable file)."""
+    if "/" in name:
+        return name
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    raise FileNotFoundError(2, "No such file or directory", name)
+
+
+def keep_descriptors_private() -> None:
+    """Mark every descriptor above stdio close-on-exec, so commands inherit only stdio.
+    (Python opens its own that way; this covers any inherited from whoever started us.)"""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: the slow, certain way
+        fds = list(range(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+    for fd in fds:
+        if fd > 2:
+            try:  # noqa: SIM105 (no contextlib: every import delays each sandbox start)
+                os.set_inheritable(fd, False)
+            except OSError:  # the listing's own descriptor, already closed
+                pass
 
 
 def kill_session(sid: int) -> None:
@@ -86,12 +136,16 @@ def run(request: dict[str, Any]) -> None:
     stdin_r, stdin_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(stdin_w)
-        os.close(out_r)
-        os.close(err_r)
-        exec_child(request, stdin_r, out_w, err_w)
+    try:
+        pid = spawn(request, stdin_r, out_w, err_w)
+    except (OSError, ValueError, KeyError) as exc:
+        for fd in (stdin_r, stdin_w, out_r, out_w, err_r, err_w):
+            os.close(fd)
+        message = f"steward sandbox: cannot run {request.get('argv')!r}: {exc}\n".encode()
+        send({"out": "stderr", "data": binascii.b2a_base64(message, newline=False).decode()})
+        wall = time.monotonic() - started
+        send({"result": {"exit_code": 127, "wall_s": wall, "cpu_s": 0.0, "timed_out": False}})
+        return
     for fd in (stdin_r, out_w, err_w):
         os.close(fd)
     data = binascii.a2b_base64(request.get("stdin", ""))
@@ -119,7 +173,15 @@ def _pump(
     pid: int, streams: dict[int, str], deadline: float
 ) -> tuple[int, resource.struct_rusage | None, bool]:
     """Forward output until the command exits (plus a short drain) or its deadline passes."""
-    selector = selectors.DefaultSelector()
+    # Closed explicitly: an epoll descriptor left to the garbage collector leaked one per exec
+    # until the open-files limit killed the resident (after ~370 execs).
+    with selectors.DefaultSelector() as selector:
+        return _pump_with(selector, pid, streams, deadline)
+
+
+def _pump_with(
+    selector: selectors.BaseSelector, pid: int, streams: dict[int, str], deadline: float
+) -> tuple[int, resource.struct_rusage | None, bool]:
     for fd in streams:
         selector.register(fd, selectors.EVENT_READ)
     status: int | None = None
@@ -184,6 +246,7 @@ def idle() -> None:
 
 def serve(once: bool) -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    keep_descriptors_private()
     for line in sys.stdin:
         request = json.loads(line)
         if request.get("op") == "ping":

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from steward.errors import (
     ApiError,
@@ -80,12 +80,31 @@ class ExecBody(BaseModel):
 
 
 class FileBody(BaseModel):
-    """A file's content as JSON (the API speaks JSON only): UTF-8 text or base64 bytes."""
+    """A file's content as JSON (the API speaks JSON only): UTF-8 text or base64 bytes.
+
+    Decoded while validating, so bad base64 of any kind (non-ASCII included, which the decoder
+    reports as `ValueError`, not `binascii.Error`) is a 422 before any sandbox is looked up."""
 
     model_config = ConfigDict(extra="forbid")
 
     content: str
     encoding: Literal["utf-8", "base64"] = "utf-8"
+    _data: bytes = PrivateAttr(b"")
+
+    @model_validator(mode="after")
+    def _decode(self) -> FileBody:
+        if self.encoding == "utf-8":
+            self._data = self.content.encode()
+            return self
+        try:
+            self._data = base64.b64decode(self.content.encode("ascii"), validate=True)
+        except (UnicodeEncodeError, binascii.Error) as exc:
+            raise ValueError("content is not base64 (A-Z, a-z, 0-9, +, /, = padding)") from exc
+        return self
+
+    @property
+    def data(self) -> bytes:
+        return self._data
 
 
 class StandbyBody(BaseModel):
@@ -133,13 +152,13 @@ async def create_sandbox(body: SandboxCreate, principal: Writer, request: Reques
 
 @router.get("")
 async def list_sandboxes(principal: Reader, request: Request, all: bool = False) -> Any:
-    infos = _manager(request).list_sandboxes(principal.tenant_id, include_ended=all)
+    infos = await _manager(request).describe_all(principal.tenant_id, include_ended=all)
     return {"sandboxes": [info.to_json() for info in infos]}
 
 
 @router.get("/{sandbox_id}")
 async def get_sandbox(sandbox_id: str, principal: Reader, request: Request) -> Any:
-    return _manager(request).get(principal.tenant_id, sandbox_id).to_json()
+    return (await _manager(request).describe(principal.tenant_id, sandbox_id)).to_json()
 
 
 @router.delete("/{sandbox_id}", status_code=204)
@@ -156,7 +175,7 @@ async def standby_sandbox(
     manager = _manager(request)
     with _translated():
         await manager.standby(principal.tenant_id, sandbox_id, body.mode)
-    return manager.get(principal.tenant_id, sandbox_id).to_json()
+    return (await manager.describe(principal.tenant_id, sandbox_id)).to_json()
 
 
 @router.post("/{sandbox_id}/resume")
@@ -164,7 +183,7 @@ async def resume_sandbox(sandbox_id: str, principal: Writer, request: Request) -
     manager = _manager(request)
     with _translated():
         await manager.resume(principal.tenant_id, sandbox_id)
-    return manager.get(principal.tenant_id, sandbox_id).to_json()
+    return (await manager.describe(principal.tenant_id, sandbox_id)).to_json()
 
 
 @router.post("/{sandbox_id}/exec")
@@ -172,7 +191,7 @@ async def exec_in_sandbox(
     sandbox_id: str, body: ExecBody, principal: Writer, request: Request
 ) -> Any:
     manager = _manager(request)
-    info = manager.get(principal.tenant_id, sandbox_id)
+    info = await manager.describe(principal.tenant_id, sandbox_id)
     if "\0" in body.cwd or not body.cwd.startswith("/"):
         raise ApiError(422, "validation-error", "Invalid input", "cwd must be an absolute path")
     with _translated():
@@ -233,14 +252,6 @@ async def read_sandbox_file(
 async def write_sandbox_file(
     sandbox_id: str, body: FileBody, principal: Writer, request: Request, path: PathParam
 ) -> Response:
-    try:
-        data = (
-            base64.b64decode(body.content, validate=True)
-            if body.encoding == "base64"
-            else body.content.encode()
-        )
-    except binascii.Error as exc:
-        raise ApiError(422, "validation-error", "Invalid input", "content is not base64") from exc
     with _translated():
-        await _manager(request).write_file(principal.tenant_id, sandbox_id, path, data)
+        await _manager(request).write_file(principal.tenant_id, sandbox_id, path, body.data)
     return Response(status_code=204)
