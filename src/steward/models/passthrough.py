@@ -18,6 +18,7 @@ from steward.errors import ModelError, ModelHTTPError, ModelStreamError
 from steward.models.anthropic import parse_usage as anthropic_usage
 from steward.models.deployments import Target
 from steward.models.openai import parse_usage as openai_usage
+from steward.models.sse import SSEEventSplitter
 from steward.models.types import Usage
 
 __all__ = ["ForwardedStream", "ProxyDialect", "UpstreamHTTPError", "forward_json", "open_stream"]
@@ -39,7 +40,6 @@ RELAYED_HEADERS = (
     "anthropic-ratelimit-requests-remaining",
     "x-ratelimit-remaining-requests",
 )
-_SSE_SEPARATORS = (b"\r\n\r\n", b"\n\n", b"\r\r")
 
 
 class UpstreamHTTPError(ModelHTTPError):
@@ -332,23 +332,15 @@ def _inspect_anthropic(state: StreamState, event: str, data: str) -> bool:
 
 
 async def _split_events(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """SSE events as raw bytes, separators included, however the network chunked them."""
-    buffer = b""
+    """SSE events as raw bytes, separators included, however the network chunked them (linear
+    in the bytes received; an event past the size cap raises SSEEventTooLarge)."""
+    splitter = SSEEventSplitter()
     async for chunk in content.iter_any():
-        buffer += chunk
-        while True:
-            cut = _first_separator(buffer)
-            if cut is None:
-                break
-            yield buffer[:cut]
-            buffer = buffer[cut:]
-    if buffer.strip():
-        yield buffer  # an unterminated last event: forward it; the state decides completeness
-
-
-def _first_separator(buffer: bytes) -> int | None:
-    ends = [i + len(sep) for sep in _SSE_SEPARATORS if (i := buffer.find(sep)) >= 0]
-    return min(ends) if ends else None
+        for event in splitter.feed(chunk):
+            yield event
+    last = splitter.end_of_stream()
+    if last.strip():
+        yield last  # an unterminated last event: forward it; the state decides completeness
 
 
 async def open_stream(
@@ -411,4 +403,7 @@ async def open_stream(
     except aiohttp.ClientError as exc:
         response.close()
         raise _transport_error(target, exc, streaming=False) from exc
+    except ModelError:  # the first event was too large
+        response.close()
+        raise
     return ForwardedStream(target, response, first, events, state, hide_usage)
