@@ -238,7 +238,7 @@ def test_breaker_opens_after_consecutive_failures_probes_after_cooloff_and_close
             text = httpx.get(f"{process.url}/metrics", headers={"x-api-key": key}).text
             pattern = (
                 r"steward_gateway_breaker_transitions_total"
-                r'\{deployment="primary",state="(\w+)"\} ([\d.]+)'
+                r'\{deployment="primary",model="gpt-4\.1-mini",state="(\w+)"\} ([\d.]+)'
             )
             found = re.findall(pattern, text)
             return {state: float(value) for state, value in found}
@@ -262,5 +262,107 @@ def test_breaker_opens_after_consecutive_failures_probes_after_cooloff_and_close
         assert ask() == "Echo: hi"
         assert len(primary.requests()) == 8
         assert transitions() == {"open": 2.0, "half_open": 2.0, "closed": 1.0}
+    finally:
+        process.stop()
+
+
+def _one_deployment_two_models(upstream: str, **settings: Any) -> dict[str, Any]:
+    return {
+        "deployments": [
+            {"name": "primary", "provider": "openai", "base_url": f"{upstream}/v1", "api_key": "k"}
+        ],
+        "routes": {"limited": ["primary:gpt-4.1-mini"], "other": ["primary:gpt-4.1"]},
+        "backoff_base_s": 0.001,
+        "backoff_max_s": 0.002,
+        "breaker_failures": 2,
+        "breaker_cooloff_s": 60,
+        **settings,
+    }
+
+
+def _ask(client: openai.OpenAI, model: str) -> str:
+    done = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    return done.choices[0].message.content or ""
+
+
+@pytest.mark.slow
+def test_a_rate_limited_model_answers_429_with_retry_after_and_opens_no_breaker(
+    upstream: str, tmp_path: Path
+) -> None:
+    control = UpstreamControl(upstream)
+    control.faults(error_status=429)  # with no Retry-After: the gateway must add one
+    process = _start(tmp_path, _one_deployment_two_models(upstream))
+    try:
+        key = process.create_key("limits")
+        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+        for _ in range(3):  # 12 upstream 429s: past the breaker's threshold of 2 many times
+            with pytest.raises(openai.RateLimitError) as caught:
+                _ask(client, "limited")
+            assert caught.value.response.headers["retry-after"] == "1"
+            assert caught.value.body == {  # the provider's own error, relayed
+                "message": "Rate limit reached for requests. Please try again later.",
+                "type": "requests",
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
+        assert len(control.requests()) == 12  # 1 + 3 retries each, none refused by a breaker
+
+        control.faults()  # the rate limit passes
+        assert _ask(client, "other") == "Echo: hi"
+        assert _ask(client, "limited") == "Echo: hi"
+    finally:
+        process.stop()
+
+
+@pytest.mark.slow
+def test_endpoint_failures_of_one_model_open_only_that_models_breaker(
+    upstream: str, tmp_path: Path
+) -> None:
+    control = UpstreamControl(upstream)
+    control.faults(error_status=500, times=2)
+    process = _start(tmp_path, _one_deployment_two_models(upstream))
+    try:
+        key = process.create_key("breakers")
+        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+        with pytest.raises(openai.InternalServerError):
+            _ask(client, "limited")  # the second failure opens (primary, gpt-4.1-mini)
+        assert len(control.requests()) == 2
+
+        assert _ask(client, "other") == "Echo: hi"  # same deployment, another model: served
+        with pytest.raises(openai.APIStatusError) as caught:
+            _ask(client, "limited")
+        assert caught.value.status_code == 503
+        assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
+        assert len(control.requests()) == 3  # the open breaker kept it from the upstream
+    finally:
+        process.stop()
+
+
+@pytest.mark.slow
+def test_a_breaker_opened_by_a_failure_falls_back_at_once_without_a_backoff(
+    upstream: str, backup: str, tmp_path: Path
+) -> None:
+    # A Retry-After of 30 s would make any backoff on primary wait 30 s.
+    UpstreamControl(upstream).faults(error_status=500, retry_after_s=30)
+    process = _start(
+        tmp_path,
+        {
+            "deployments": [
+                {"name": "primary", "provider": "openai", "base_url": f"{upstream}/v1"},
+                {"name": "backup", "provider": "openai", "base_url": f"{backup}/v1"},
+            ],
+            "routes": {"m": ["primary:gpt-4.1-mini", "backup:gpt-4.1-mini"]},
+            "breaker_failures": 1,
+        },
+    )
+    try:
+        key = process.create_key("fallback")
+        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+
+        assert _ask(client, "m") == "Echo: hi"
+
+        metrics = httpx.get(f"{process.url}/metrics", headers={"x-api-key": key}).text
+        assert 'steward_gateway_fallbacks_total{deployment="backup"} 1.0' in metrics
+        assert "steward_gateway_retries_total{" not in metrics  # no backoff was slept
     finally:
         process.stop()

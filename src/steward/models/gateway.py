@@ -57,7 +57,12 @@ PER_MESSAGE_TOKENS = 16  # chat-template tokens a provider adds around each mess
 
 
 class NoDeploymentAvailable(ModelError):
-    """Every deployment of the route has its circuit breaker open."""
+    """Every target of the route has its circuit breaker open; `retry_after_s` says when the
+    first of them lets a probe through."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None) -> None:
+        super().__init__(message, retryable=True)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass
@@ -75,6 +80,9 @@ class GatewayCall:
     fallback_used: bool = False
     first_chunk_s: float | None = None
     finished: bool = False
+    # Output already reached the caller (text on the run's stream): from then on a failure is
+    # final, since another attempt would send that output a second time.
+    output_sent: bool = False
 
     def mark_first_chunk(self) -> None:
         if self.first_chunk_s is None:
@@ -169,10 +177,11 @@ class Gateway:
     ) -> T:
         """Run `fn` against the targets in order, with breakers and retries; the first success
         wins. A non-retryable error ends the call at once, except quota exhaustion, which moves
-        on to the next deployment."""
+        on to the next target; so does a breaker that a failure just opened, without waiting.
+        Nothing is retried once output reached the caller."""
         last: ModelError | None = None
         for position, target in enumerate(targets):
-            breaker = target.deployment.breaker
+            breaker = target.breaker
             retry = 0
             while breaker.allow():
                 call.target = target
@@ -181,15 +190,7 @@ class Gateway:
                     result = await fn(target)
                 except ModelError as exc:
                     last = exc
-                    if is_deployment_failure(exc):
-                        breaker.failure()
-                    else:
-                        breaker.release()
-                    if not is_retryable(exc):
-                        if is_quota_exhausted(exc):
-                            break
-                        raise
-                    delay = self.retry.delay(retry, getattr(exc, "retry_after_s", None))
+                    delay = self._after_failure(call, target, exc, retry)
                     if delay is None:
                         break
                     retry += 1
@@ -206,11 +207,32 @@ class Gateway:
                 return result
         if last is not None:
             raise last
-        names = ", ".join(t.deployment.name for t in targets)
+        names = ", ".join(f"{t.deployment.name}:{t.model}" for t in targets)
         raise NoDeploymentAvailable(
-            f"every deployment for {call.request_model!r} has an open circuit breaker ({names})",
-            retryable=True,
+            f"every target for {call.request_model!r} has an open circuit breaker ({names})",
+            retry_after_s=min((t.breaker.probe_in_s() for t in targets), default=None),
         )
+
+    def _after_failure(
+        self, call: GatewayCall, target: Target, exc: ModelError, retry: int
+    ) -> float | None:
+        """Tell the breaker; then the backoff before retrying this target, None to move on to
+        the next one, or raise when the call is over."""
+        breaker = target.breaker
+        failed = is_deployment_failure(exc)
+        if failed:
+            breaker.failure()
+        else:
+            breaker.release()
+        if call.output_sent:
+            raise _final_after_output(exc) from exc
+        if not is_retryable(exc):
+            if is_quota_exhausted(exc):
+                return None
+            raise exc
+        if failed and breaker.state != "closed":
+            return None  # this failure opened the breaker: waiting would not help
+        return self.retry.delay(retry, getattr(exc, "retry_after_s", None))
 
     async def finish(
         self,
@@ -322,6 +344,7 @@ class Gateway:
             if isinstance(event, TextDelta):
                 call.mark_first_chunk()
                 if on_delta is not None:
+                    call.output_sent = True
                     on_delta(event.text)
             elif isinstance(event, StreamDone):
                 return event.response
@@ -432,6 +455,14 @@ class Gateway:
             price_version=cost.price_version,
             status=status or ("error" if error else "ok"),
         )
+
+
+def _final_after_output(exc: ModelError) -> ModelStreamError:
+    return ModelStreamError(
+        f"{exc} (after part of the answer was streamed, so it is not retried)",
+        provider=exc.provider,
+        retryable=False,
+    )
 
 
 def request_token_bound(request: ModelRequest) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from steward.models.passthrough import (
     forward_json,
     open_stream,
 )
+from steward.models.resilience import is_rate_limited
 from steward.models.response_cache import CachedAnswer, cache_key, is_deterministic
 from steward.security.keys import Principal
 from steward.server.auth import USER_HEADER, authenticated
@@ -243,7 +245,7 @@ async def _relay_stream(
             error = ModelError(stream.state.error)
     except ModelError as exc:
         status, error = "truncated", exc
-        stream.target.deployment.breaker.failure()
+        stream.target.breaker.failure()
         yield _stream_error(dialect, str(exc))
     except BaseException as exc:  # the client went away: still price what was generated
         status, error = "cancelled", exc
@@ -299,13 +301,21 @@ def _cap_error(dialect: ProxyDialect, exc: SpendCapExceeded) -> Response:
 
 
 def _upstream_error(dialect: ProxyDialect, exc: ModelError) -> Response:
-    """The provider's own error when it gave one (same status, body, Retry-After); otherwise
-    a gateway failure in the dialect's shape."""
+    """The provider's own error when it gave one (same status, body, Retry-After; a rate limit
+    without one gets it); otherwise a gateway failure in the dialect's shape."""
     if isinstance(exc, UpstreamHTTPError):
         headers = _relay(exc.headers)
+        if is_rate_limited(exc) and "retry-after" not in headers:
+            headers["retry-after"] = _seconds(exc.retry_after_s or 1.0)
         return Response(
             exc.raw, status_code=exc.status_code, media_type="application/json", headers=headers
         )
     timed_out = "timed out" in str(exc) or "within" in str(exc)
     status = 504 if timed_out else (529 if dialect == "anthropic" else 503)
-    return provider_error(dialect, status, str(exc))
+    retry_after = getattr(exc, "retry_after_s", None)
+    wait = None if retry_after is None else {"retry-after": _seconds(retry_after)}
+    return provider_error(dialect, status, str(exc), headers=wait)
+
+
+def _seconds(value: float) -> str:
+    return str(max(math.ceil(value), 1))
