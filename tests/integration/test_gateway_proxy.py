@@ -324,6 +324,25 @@ def test_models_metrics_and_spend_cli(proxy: StewardProcess, key: str) -> None:
     assert "gpt-4.1-mini" in table
 
 
+def test_models_list_answers_each_sdk_in_its_own_shape(proxy: StewardProcess, key: str) -> None:
+    openai_models = _openai(proxy, key).models.list()
+    anthropic_client = _anthropic(proxy, key)
+    first_page = anthropic_client.models.list(limit=1)
+    every_model = list(anthropic_client.models.list(limit=1))  # the SDK follows the pages
+
+    assert [m.id for m in openai_models.data] == ["gpt-4.1-mini", "local"]
+    assert {m.object for m in openai_models.data} == {"model"}
+    assert [m.id for m in every_model] == ["gpt-4.1-mini", "local"]
+    assert {(m.type, m.display_name == m.id) for m in every_model} == {("model", True)}
+    assert (first_page.has_more, first_page.first_id, first_page.last_id) == (
+        True,
+        "gpt-4.1-mini",
+        "gpt-4.1-mini",
+    )
+    with pytest.raises(anthropic.BadRequestError):
+        anthropic_client.models.list(limit=0)
+
+
 def test_spend_report_is_tenant_scoped(proxy: StewardProcess, tmp_path: Path) -> None:
     other = proxy.create_key("other", tenant="acme")
     totals = httpx.get(

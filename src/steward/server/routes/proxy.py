@@ -30,6 +30,7 @@ from steward.models.resilience import is_rate_limited
 from steward.models.response_cache import CachedAnswer, cache_key, is_deterministic
 from steward.security.keys import Principal
 from steward.server.auth import USER_HEADER, authenticated
+from steward.server.model_list import anthropic_model_page
 from steward.server.provider_errors import provider_error
 
 router = APIRouter(tags=["gateway"])
@@ -52,10 +53,13 @@ async def messages(request: Request) -> Response:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
-    """The logical models this gateway routes, in OpenAI's list shape."""
+    """The logical models this gateway routes: in Anthropic's paged list shape when the client
+    sends `anthropic-version` (the Anthropic SDK's `models.list()`), else in OpenAI's."""
     await authenticated(request)
     gateway: Gateway = request.app.state.gateway
     names = sorted({gateway.deployments.default_model, *gateway.settings.routes})
+    if "anthropic-version" in request.headers:
+        return anthropic_model_page(names, request.query_params)
     data = [{"id": n, "object": "model", "created": 0, "owned_by": "steward"} for n in names]
     return Response(json.dumps({"object": "list", "data": data}), media_type="application/json")
 
