@@ -239,6 +239,22 @@ def test_invalid_bodies_get_provider_shaped_400s(proxy: StewardProcess, key: str
     assert response.status_code == 400 and "error" in response.json()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("n", 0), ("n", 129), ("n", "8"), ("max_tokens", -1), ("max_completion_tokens", 1.5)],
+)
+def test_output_limits_the_reservation_cannot_price_are_refused_before_any_spend(
+    proxy: StewardProcess, key: str, control: UpstreamControl, field: str, value: object
+) -> None:
+    with pytest.raises(openai.BadRequestError, match=field):
+        _openai(proxy, key).chat.completions.create(
+            model="gpt-4.1-mini",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={field: value},
+        )
+    assert control.requests() == []
+
+
 def test_non_retryable_upstream_errors_reach_the_client_once_with_their_status(
     proxy: StewardProcess, key: str, control: UpstreamControl
 ) -> None:
@@ -304,6 +320,8 @@ def test_spend_cap_answers_429_with_the_cap_and_its_reset(
 
     body = error.value.body
     assert isinstance(body, dict) and body["code"] == "spend_cap_exceeded"
+    assert "and 10,000,000 output tokens" in body["message"]  # what it would have reserved
+    assert body["steward_spend_cap"]["reserved"]["output_tokens_per_choice"] == 10_000_000
     assert body["steward_spend_cap"]["cap"] == "user_daily"
     assert body["steward_spend_cap"]["resets_at"].endswith("T00:00:00Z")
     assert error.value.response.headers["x-should-retry"] == "false"

@@ -49,17 +49,31 @@ def _spent_by(process: StewardProcess, key: str, user: str) -> tuple[int, float]
     return (mine[0]["calls"], mine[0]["cost_usd"]) if mine else (0, 0.0)
 
 
+# What each burst's requests ask for, and the user's daily cap (USD) it runs against: the
+# upstream bills every answer as the longest the request allows (n choices, each at its output
+# limit, or at the model's 32,768-token maximum when the request sets none).
+BURSTS: dict[str, tuple[dict[str, Any], float]] = {
+    "max_tokens": ({"max_tokens": 50}, 0.0015),
+    "n_choices": ({"max_tokens": 50, "n": 8}, 0.0015),
+    "no_output_limit": ({}, 0.02),
+}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("burst", list(BURSTS))
 @pytest.mark.parametrize("counters", ["memory", "database", "redis"])
 async def test_200_concurrent_calls_never_spend_past_the_users_daily_cap(
-    counters: str, upstream: str, tmp_path: Path
+    counters: str, burst: str, upstream: str, tmp_path: Path
 ) -> None:
-    cap = 0.0015
+    shape, cap = BURSTS[burst]
+    control = UpstreamControl(upstream)
+    control.faults(bill_longest_output=True, default_max_output_tokens=32_768)
     process = _start(
         tmp_path,
         {"spend_counters": counters, "caps": {"user_daily_usd": cap}},
         OPENAI_API_KEY="sk-up",
         STEWARD_OPENAI_BASE_URL=f"{upstream}/v1",
+        STEWARD_REDIS_PREFIX=f"steward-test-{uuid.uuid4().hex}:",
         **({"STEWARD_REDIS_URL": REDIS_URL} if counters == "redis" else {}),
     )
     try:
@@ -72,8 +86,8 @@ async def test_200_concurrent_calls_never_spend_past_the_users_daily_cap(
                 await client.chat.completions.create(
                     model="gpt-4.1-mini",
                     messages=[{"role": "user", "content": f"request number {i} please"}],
-                    max_tokens=50,
                     user=user,
+                    **shape,
                 )
             except openai.RateLimitError as exc:
                 body = exc.body if isinstance(exc.body, dict) else {}
@@ -91,6 +105,9 @@ async def test_200_concurrent_calls_never_spend_past_the_users_daily_cap(
     assert calls == succeeded > 0
     assert spent <= cap
     assert spent / succeeded * 200 > cap  # all 200 would have cost more than the cap
+    if not shape:  # the gateway set the output limit it reserved for
+        limits = [r["body"].get("max_completion_tokens") for r in control.requests()]
+        assert all(isinstance(t, int) and 1 <= t <= 32_768 for t in limits)
 
 
 def _marker(record: dict[str, Any]) -> str:

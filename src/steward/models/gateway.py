@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from steward.errors import ModelError, ModelStreamError, SpendCapExceeded
-from steward.models.budget import Budget, Reservation, SpendScope
+from steward.models.budget import NANO_USD, Budget, Reservation, SpendScope
+from steward.models.budget.types import to_nano
 from steward.models.deployments import Deployments, Target
 from steward.models.pricing import Cost, PriceTable
+from steward.models.reservation import ReservationPlan, estimate_usd, plan_reservation
 from steward.models.resilience import (
     RetryPolicy,
     is_deployment_failure,
@@ -45,6 +48,7 @@ from steward.store.spend import SpendLedger
 
 __all__ = ["Gateway", "GatewayCall", "NoDeploymentAvailable"]
 
+log = logging.getLogger("steward.gateway")
 T = TypeVar("T")
 OnDelta = Callable[[str], None]
 
@@ -129,16 +133,29 @@ class Gateway:
         self, targets: Sequence[Target], input_tokens: int, output_tokens: int
     ) -> float:
         """An upper bound of the call's cost over every deployment it may end up on."""
-        bounds = [
-            self.prices.upper_bound_usd(
-                t.deployment.provider_name,
-                t.model,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-            )
-            for t in targets
-        ]
-        return max((b for b in bounds if b is not None), default=0.0)
+        return estimate_usd(self.prices, targets, input_tokens, output_tokens)
+
+    async def plan(
+        self,
+        scope: SpendScope,
+        targets: Sequence[Target],
+        *,
+        input_tokens: int,
+        max_tokens: int | None,
+        choices: int = 1,
+    ) -> ReservationPlan:
+        """The worst case the request allows; with no `max_tokens`, also the output limit to
+        send, so the provider cannot bill past what was reserved."""
+        return await plan_reservation(
+            self.budget,
+            self.prices,
+            scope,
+            targets,
+            input_tokens=input_tokens,
+            choices=choices,
+            max_tokens=max_tokens,
+            default_output_tokens=self.settings.reservation_output_tokens,
+        )
 
     async def open_call(
         self,
@@ -149,6 +166,7 @@ class Gateway:
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        reserved_for: str | None = None,
     ) -> GatewayCall:
         """Reserve the budget and start the `chat` span; raises `SpendCapExceeded`."""
         attributes: dict[str, AttributeValue] = {
@@ -163,7 +181,7 @@ class Gateway:
             f"chat {request_model}", kind=SpanKind.CLIENT, attributes=attributes
         )
         try:
-            reservation = await self.budget.reserve(scope, estimate_usd)
+            reservation = await self.budget.reserve(scope, estimate_usd, what=reserved_for)
         except SpendCapExceeded as exc:
             self.metrics.refused.labels(exc.cap).inc()
             span.set_attribute(genai.ERROR_TYPE, "spend_cap_exceeded")
@@ -257,6 +275,15 @@ class Gateway:
             cost = Cost(0.0, known=True, price_version=self.prices.version)
         else:
             cost = self.prices.cost(provider, model, usage)
+        if to_nano(cost.usd) > call.reservation.amount_nano:
+            # The spend happened and is recorded; a provider billed past the worst case its
+            # request allowed, so the caps may be passed by this much.
+            log.warning(
+                "%s call cost $%.6g, more than the $%.6g reserved for it",
+                call.request_model,
+                cost.usd,
+                call.reservation.amount_nano / NANO_USD,
+            )
         try:
             await self.budget.settle(call.reservation, cost.usd)
         finally:
@@ -278,15 +305,22 @@ class Gateway:
     ) -> tuple[ModelResponse, Cost]:
         """One agent model call, streamed from the provider and assembled."""
         targets = self.deployments.targets(model)
-        output_bound = request.max_tokens or self.settings.reservation_output_tokens
-        estimate = self.estimate_usd(targets, request_token_bound(request), output_bound)
+        plan = await self.plan(
+            scope,
+            targets,
+            input_tokens=request_token_bound(request),
+            max_tokens=request.max_tokens,
+        )
+        if plan.send_max_tokens is not None:
+            request = replace(request, max_tokens=plan.send_max_tokens)
         call = await self.open_call(
             scope,
             "agent",
             targets[0].model,
-            estimate,
+            plan.estimate_usd,
             max_tokens=request.max_tokens,
             temperature=request.temperature,
+            reserved_for=plan.describe(),
         )
         if self.tracing.capture_content:
             call.span.set_attribute(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,7 +21,14 @@ from steward.models.openai import parse_usage as openai_usage
 from steward.models.sse import SSEEventSplitter
 from steward.models.types import Usage
 
-__all__ = ["ForwardedStream", "ProxyDialect", "UpstreamHTTPError", "forward_json", "open_stream"]
+__all__ = [
+    "ForwardedStream",
+    "ProxyDialect",
+    "UpstreamHTTPError",
+    "forward_json",
+    "open_stream",
+    "with_output_limit",
+]
 
 ProxyDialect = Literal["openai", "anthropic"]
 
@@ -106,6 +113,16 @@ def _http_error(
         error_type=error.get("code") or error.get("type"),
         body=body,
     )
+
+
+def with_output_limit(
+    body: dict[str, Any], targets: Sequence[Target], tokens: int
+) -> dict[str, Any]:
+    """The request with the output limit the gateway reserved for, when it set none: OpenAI's
+    own API takes `max_completion_tokens` (its reasoning models refuse `max_tokens`); other
+    OpenAI-compatible servers know `max_tokens`."""
+    openai_only = all(t.deployment.provider_name == "openai" for t in targets)
+    return {**body, "max_completion_tokens" if openai_only else "max_tokens": tokens}
 
 
 def _transport_error(target: Target, exc: BaseException, *, streaming: bool) -> ModelError:

@@ -25,7 +25,9 @@ from steward.models.passthrough import (
     UpstreamHTTPError,
     forward_json,
     open_stream,
+    with_output_limit,
 )
+from steward.models.reservation import ReservationPlan
 from steward.models.resilience import is_rate_limited
 from steward.models.response_cache import CachedAnswer, cache_key, is_deterministic
 from steward.security.keys import Principal
@@ -82,17 +84,25 @@ def _bad_request(dialect: ProxyDialect, body: Any) -> str | None:
         return "model: a model name is required"
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         return "messages: a non-empty list is required"
-    if dialect == "anthropic" and not isinstance(body.get("max_tokens"), int):
+    if dialect == "anthropic" and body.get("max_tokens") is None:
         return "max_tokens: an integer is required"
+    # The reservation is priced from these, so they must mean what the provider reads.
+    for name in ("max_tokens", "max_completion_tokens"):
+        if body.get(name) is not None and not _int_within(body[name], 1, 2**31 - 1):
+            return f"{name}: a positive integer is required"
+    if dialect == "openai" and body.get("n") is not None and not _int_within(body["n"], 1, 128):
+        return "n: an integer from 1 to 128 is required"
     return None
 
 
-def _output_bound(body: dict[str, Any], default: int) -> int:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and value > 0:
-            return value
-    return default
+def _int_within(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _output_limits(body: dict[str, Any]) -> tuple[int, int | None]:
+    """Choices billed (OpenAI's `n`) and the largest output limit the request sets per choice."""
+    limits = [body[n] for n in ("max_tokens", "max_completion_tokens") if body.get(n) is not None]
+    return body.get("n") or 1, max(limits, default=None)
 
 
 def _relay(headers: dict[str, str]) -> dict[str, str]:
@@ -138,23 +148,10 @@ async def _proxy(request: Request, dialect: ProxyDialect) -> Response:
             )
 
     input_bound = len(raw) + PER_MESSAGE_TOKENS * (len(body["messages"]) + 1)
-    output_bound = _output_bound(body, gateway.settings.reservation_output_tokens)
-    estimate = gateway.estimate_usd(targets, input_bound, output_bound)
-    try:
-        call = await gateway.open_call(
-            scope,
-            "proxy",
-            body["model"],
-            estimate,
-            max_tokens=output_bound
-            if output_bound != gateway.settings.reservation_output_tokens
-            else None,
-            temperature=body.get("temperature")
-            if isinstance(body.get("temperature"), (int, float))
-            else None,
-        )
-    except SpendCapExceeded as exc:
-        return _cap_error(dialect, exc)
+    opened = await _open_call(gateway, scope, targets, body, dialect, input_bound)
+    if isinstance(opened, Response):
+        return opened
+    call, body = opened
     if body.get("stream"):
         return await _stream(gateway, call, targets, body, client_headers, dialect, input_bound)
     try:
@@ -179,6 +176,38 @@ async def _proxy(request: Request, dialect: ProxyDialect) -> Response:
     return Response(
         answer.raw, status_code=answer.status, media_type="application/json", headers=headers
     )
+
+
+async def _open_call(
+    gateway: Gateway,
+    scope: SpendScope,
+    targets: list[Target],
+    body: dict[str, Any],
+    dialect: ProxyDialect,
+    input_bound: int,
+) -> tuple[GatewayCall, dict[str, Any]] | Response:
+    """Reserve the worst case the request allows; the body to forward, with an output limit
+    when it set none (else the provider could bill past the reservation); or the refusal."""
+    choices, max_tokens = _output_limits(body)
+    plan = await gateway.plan(
+        scope, targets, input_tokens=input_bound, max_tokens=max_tokens, choices=choices
+    )
+    if plan.send_max_tokens is not None:
+        body = with_output_limit(body, targets, plan.send_max_tokens)
+    temperature = body.get("temperature")
+    try:
+        call = await gateway.open_call(
+            scope,
+            "proxy",
+            body["model"],
+            plan.estimate_usd,
+            max_tokens=max_tokens,
+            temperature=temperature if isinstance(temperature, (int, float)) else None,
+            reserved_for=plan.describe(),
+        )
+    except SpendCapExceeded as exc:
+        return _cap_error(dialect, exc, plan)
+    return call, body
 
 
 def _targets(gateway: Gateway, model: str, dialect: ProxyDialect) -> list[Target]:
@@ -290,8 +319,18 @@ def _stream_error(dialect: ProxyDialect, message: str) -> bytes:
     return f"event: error\ndata: {json.dumps(payload2)}\n\n".encode()
 
 
-def _cap_error(dialect: ProxyDialect, exc: SpendCapExceeded) -> Response:
-    details = {"cap": exc.cap, "limit_usd": exc.limit_usd, "resets_at": exc.resets_at}
+def _cap_error(dialect: ProxyDialect, exc: SpendCapExceeded, plan: ReservationPlan) -> Response:
+    details = {
+        "cap": exc.cap,
+        "limit_usd": exc.limit_usd,
+        "resets_at": exc.resets_at,
+        "reserved": {
+            "usd": plan.estimate_usd,
+            "input_tokens": plan.input_tokens,
+            "choices": plan.choices,
+            "output_tokens_per_choice": plan.output_tokens,
+        },
+    }
     headers = dict(_NO_RETRY)
     return provider_error(
         dialect,

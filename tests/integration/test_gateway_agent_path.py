@@ -1,5 +1,6 @@
 """The gateway's agent path against the wire-compatible upstream: a streamed call is retried
-only until its first text reached the run's stream, never after (which would repeat text)."""
+only until its first text reached the run's stream, never after (which would repeat text); a
+call with no output limit is sent the one its reservation covers, so a run's cap holds."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from steward.errors import ModelStreamError
-from steward.models.budget import Budget, SpendScope
+from steward.errors import ModelStreamError, SpendCapExceeded
+from steward.models.budget import NANO_USD, Budget, SpendCaps, SpendScope
 from steward.models.budget.memory import MemorySpendCounters
 from steward.models.gateway import Gateway
 from steward.models.pricing import load_prices
@@ -28,7 +29,12 @@ def upstream() -> Iterator[str]:
 
 
 @pytest.fixture
-async def gateway(upstream: str) -> AsyncIterator[Gateway]:
+def caps() -> SpendCaps:
+    return SpendCaps()
+
+
+@pytest.fixture
+async def gateway(upstream: str, caps: SpendCaps) -> AsyncIterator[Gateway]:
     settings = GatewaySettings.model_validate(
         {
             "deployments": [
@@ -41,7 +47,7 @@ async def gateway(upstream: str) -> AsyncIterator[Gateway]:
     gateway = Gateway(
         settings,
         default_model="up:gpt-4.1-mini",
-        budget=Budget(MemorySpendCounters(), settings.caps),
+        budget=Budget(MemorySpendCounters(), caps),
         prices=load_prices(None),
         tracing=Tracing.disabled(),
         ledger=None,
@@ -82,3 +88,22 @@ async def test_a_stream_broken_before_any_text_is_retried_and_emits_the_text_onc
 
     assert "".join(emitted) == response.content == TEXT
     assert len(control.requests()) == 2
+
+
+@pytest.mark.parametrize("caps", [SpendCaps(run_usd=0.01)])
+async def test_a_call_without_max_tokens_is_sent_the_output_limit_its_reservation_covers(
+    gateway: Gateway, upstream: str
+) -> None:
+    control = UpstreamControl(upstream)
+    # The provider may bill the model's whole 32,768-token maximum when no limit is sent.
+    control.faults(bill_longest_output=True, default_max_output_tokens=32_768)
+
+    _, cost = await gateway.chat(_request(), SCOPE)
+    with pytest.raises(SpendCapExceeded, match=r"for [\d,]+ input tokens and [\d,]+ output"):
+        await gateway.chat(_request(), SCOPE)
+
+    (sent,) = [r["body"]["max_completion_tokens"] for r in control.requests()]
+    assert 1_000 < sent < 32_768  # what $0.01 pays for at gpt-4.1-mini's output price
+    (limit,) = gateway.budget.limits(SCOPE)
+    assert await gateway.budget.counters.spent(limit.counter) <= 0.01 * NANO_USD
+    assert cost.usd <= 0.01
