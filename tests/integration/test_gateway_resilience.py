@@ -383,3 +383,38 @@ def test_a_breaker_opened_by_a_failure_falls_back_at_once_without_a_backoff(
         assert "steward_gateway_retries_total{" not in metrics  # no backoff was slept
     finally:
         process.stop()
+
+
+@pytest.mark.slow
+def test_an_answer_cut_short_by_one_users_budget_is_not_cached_for_the_others(
+    upstream: str, tmp_path: Path
+) -> None:
+    control = UpstreamControl(upstream)
+    control.faults(bill_longest_output=True, default_max_output_tokens=32_768)
+    process = _start(
+        tmp_path,
+        {"response_cache": True, "caps": {"user_daily_usd": 0.02}},
+        OPENAI_API_KEY="sk-up",
+        STEWARD_OPENAI_BASE_URL=f"{upstream}/v1",
+    )
+    try:
+        key = process.create_key("cache")
+        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+
+        def ask(user: str, **limits: int) -> None:
+            client.chat.completions.create(
+                model="gpt-4.1-mini",
+                messages=[{"role": "user", "content": "the same question"}],
+                temperature=0,
+                extra_headers={"x-steward-user": user},  # the same body for every user
+                **limits,
+            )
+
+        ask("first", max_tokens=100)
+        ask("second", max_tokens=100)  # a limit of its own: the answer is everyone's
+        assert len(control.requests()) == 1
+        ask("third")  # no limit: $0.02 buys less than the model's 32,768 tokens
+        ask("fourth")
+        assert len(control.requests()) == 3
+    finally:
+        process.stop()

@@ -26,6 +26,8 @@ class ReservationPlan:
     estimate_usd: float
     # The output limit to put on the forwarded request; None when the request set its own.
     send_max_tokens: int | None
+    # The remaining budget, not the model, set that limit: the answer may be cut short.
+    limited_by_budget: bool = False
 
     def describe(self) -> str:
         per_choice = f"{self.output_tokens:,} output tokens"
@@ -81,7 +83,8 @@ async def plan_reservation(
             estimate_usd(prices, targets, input_tokens, output),
             None,
         )
-    limit = _model_max_output(prices, targets) or default_output_tokens
+    model_limit = _model_max_output(prices, targets) or default_output_tokens
+    limit = model_limit
     room = await _room_nano(budget, scope)
     if room is not None:
         limit = min(limit, _affordable(prices, targets, input_tokens, choices, room))
@@ -92,6 +95,7 @@ async def plan_reservation(
         limit,
         estimate_usd(prices, targets, input_tokens, choices * limit),
         limit,
+        limited_by_budget=limit < model_limit,
     )
 
 

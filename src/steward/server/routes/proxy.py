@@ -120,18 +120,9 @@ async def _proxy(request: Request, dialect: ProxyDialect) -> Response:
     problem = _bad_request(dialect, body)
     if problem is not None:
         return provider_error(dialect, 400, problem)
-    try:
-        targets = [t for t in _targets(gateway, body["model"], dialect) if _speaks(t, dialect)]
-    except ConfigError as exc:
-        return provider_error(
-            dialect,
-            404,
-            str(exc),
-            error_type="not_found_error" if dialect == "anthropic" else None,
-            code="model_not_found" if dialect == "openai" else None,
-        )
-    if not targets:
-        return provider_error(dialect, 404, f"no {dialect} deployment serves {body['model']!r}")
+    targets = _route(gateway, body["model"], dialect)
+    if isinstance(targets, Response):
+        return targets
     client_headers = {k.lower(): v for k, v in request.headers.items()}
     scope = SpendScope(principal.tenant_id, principal.key_id, _user(dialect, body, request))
 
@@ -151,7 +142,9 @@ async def _proxy(request: Request, dialect: ProxyDialect) -> Response:
     opened = await _open_call(gateway, scope, targets, body, dialect, input_bound)
     if isinstance(opened, Response):
         return opened
-    call, body = opened
+    call, body, plan = opened
+    if plan.limited_by_budget:
+        key = None  # an answer cut short by this caller's budget is not everyone's answer
     if body.get("stream"):
         return await _stream(gateway, call, targets, body, client_headers, dialect, input_bound)
     try:
@@ -185,7 +178,7 @@ async def _open_call(
     body: dict[str, Any],
     dialect: ProxyDialect,
     input_bound: int,
-) -> tuple[GatewayCall, dict[str, Any]] | Response:
+) -> tuple[GatewayCall, dict[str, Any], ReservationPlan] | Response:
     """Reserve the worst case the request allows; the body to forward, with an output limit
     when it set none (else the provider could bill past the reservation); or the refusal."""
     choices, max_tokens = _output_limits(body)
@@ -207,7 +200,24 @@ async def _open_call(
         )
     except SpendCapExceeded as exc:
         return _cap_error(dialect, exc, plan)
-    return call, body
+    return call, body, plan
+
+
+def _route(gateway: Gateway, model: str, dialect: ProxyDialect) -> list[Target] | Response:
+    """The targets of `model` that speak the endpoint's dialect, or the 404."""
+    try:
+        targets = [t for t in _targets(gateway, model, dialect) if _speaks(t, dialect)]
+    except ConfigError as exc:
+        return provider_error(
+            dialect,
+            404,
+            str(exc),
+            error_type="not_found_error" if dialect == "anthropic" else None,
+            code="model_not_found" if dialect == "openai" else None,
+        )
+    if not targets:
+        return provider_error(dialect, 404, f"no {dialect} deployment serves {model!r}")
+    return targets
 
 
 def _targets(gateway: Gateway, model: str, dialect: ProxyDialect) -> list[Target]:
