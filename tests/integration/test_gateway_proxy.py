@@ -255,6 +255,24 @@ def test_output_limits_the_reservation_cannot_price_are_refused_before_any_spend
     assert control.requests() == []
 
 
+def test_an_anthropic_request_is_not_priced_by_openais_n(
+    proxy: StewardProcess, key: str, control: UpstreamControl
+) -> None:
+    response = httpx.post(
+        f"{proxy.url}/v1/messages",
+        headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+        json={
+            "model": "claude-haiku-4-5",
+            "max_tokens": 10,
+            "n": "several",  # not an Anthropic field: the provider ignores it, and so do we
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["content"][0]["text"] == "Echo: hi"
+
+
 def test_non_retryable_upstream_errors_reach_the_client_once_with_their_status(
     proxy: StewardProcess, key: str, control: UpstreamControl
 ) -> None:

@@ -99,10 +99,12 @@ def _int_within(value: Any, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _output_limits(body: dict[str, Any]) -> tuple[int, int | None]:
-    """Choices billed (OpenAI's `n`) and the largest output limit the request sets per choice."""
+def _output_limits(body: dict[str, Any], dialect: ProxyDialect) -> tuple[int, int | None]:
+    """Choices billed (OpenAI's `n`; Anthropic has none) and the largest output limit the
+    request sets per choice."""
     limits = [body[n] for n in ("max_tokens", "max_completion_tokens") if body.get(n) is not None]
-    return body.get("n") or 1, max(limits, default=None)
+    choices = (body.get("n") or 1) if dialect == "openai" else 1
+    return choices, max(limits, default=None)
 
 
 def _relay(headers: dict[str, str]) -> dict[str, str]:
@@ -181,7 +183,7 @@ async def _open_call(
 ) -> tuple[GatewayCall, dict[str, Any], ReservationPlan] | Response:
     """Reserve the worst case the request allows; the body to forward, with an output limit
     when it set none (else the provider could bill past the reservation); or the refusal."""
-    choices, max_tokens = _output_limits(body)
+    choices, max_tokens = _output_limits(body, dialect)
     plan = await gateway.plan(
         scope, targets, input_tokens=input_bound, max_tokens=max_tokens, choices=choices
     )
