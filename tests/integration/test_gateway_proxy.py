@@ -239,6 +239,40 @@ def test_invalid_bodies_get_provider_shaped_400s(proxy: StewardProcess, key: str
     assert response.status_code == 400 and "error" in response.json()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("n", 0), ("n", 129), ("n", "8"), ("max_tokens", -1), ("max_completion_tokens", 1.5)],
+)
+def test_output_limits_the_reservation_cannot_price_are_refused_before_any_spend(
+    proxy: StewardProcess, key: str, control: UpstreamControl, field: str, value: object
+) -> None:
+    with pytest.raises(openai.BadRequestError, match=field):
+        _openai(proxy, key).chat.completions.create(
+            model="gpt-4.1-mini",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={field: value},
+        )
+    assert control.requests() == []
+
+
+def test_an_anthropic_request_is_not_priced_by_openais_n(
+    proxy: StewardProcess, key: str, control: UpstreamControl
+) -> None:
+    response = httpx.post(
+        f"{proxy.url}/v1/messages",
+        headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+        json={
+            "model": "claude-haiku-4-5",
+            "max_tokens": 10,
+            "n": "several",  # not an Anthropic field: the provider ignores it, and so do we
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["content"][0]["text"] == "Echo: hi"
+
+
 def test_non_retryable_upstream_errors_reach_the_client_once_with_their_status(
     proxy: StewardProcess, key: str, control: UpstreamControl
 ) -> None:
@@ -304,6 +338,8 @@ def test_spend_cap_answers_429_with_the_cap_and_its_reset(
 
     body = error.value.body
     assert isinstance(body, dict) and body["code"] == "spend_cap_exceeded"
+    assert "and 10,000,000 output tokens" in body["message"]  # what it would have reserved
+    assert body["steward_spend_cap"]["reserved"]["output_tokens_per_choice"] == 10_000_000
     assert body["steward_spend_cap"]["cap"] == "user_daily"
     assert body["steward_spend_cap"]["resets_at"].endswith("T00:00:00Z")
     assert error.value.response.headers["x-should-retry"] == "false"
@@ -322,6 +358,25 @@ def test_models_metrics_and_spend_cli(proxy: StewardProcess, key: str) -> None:
     assert "gen_ai_client_operation_time_to_first_chunk_seconds_bucket" in metrics.text
     assert "steward_gateway_spend_usd_total" in metrics.text
     assert "gpt-4.1-mini" in table
+
+
+def test_models_list_answers_each_sdk_in_its_own_shape(proxy: StewardProcess, key: str) -> None:
+    openai_models = _openai(proxy, key).models.list()
+    anthropic_client = _anthropic(proxy, key)
+    first_page = anthropic_client.models.list(limit=1)
+    every_model = list(anthropic_client.models.list(limit=1))  # the SDK follows the pages
+
+    assert [m.id for m in openai_models.data] == ["gpt-4.1-mini", "local"]
+    assert {m.object for m in openai_models.data} == {"model"}
+    assert [m.id for m in every_model] == ["gpt-4.1-mini", "local"]
+    assert {(m.type, m.display_name == m.id) for m in every_model} == {("model", True)}
+    assert (first_page.has_more, first_page.first_id, first_page.last_id) == (
+        True,
+        "gpt-4.1-mini",
+        "gpt-4.1-mini",
+    )
+    with pytest.raises(anthropic.BadRequestError):
+        anthropic_client.models.list(limit=0)
 
 
 def test_spend_report_is_tenant_scoped(proxy: StewardProcess, tmp_path: Path) -> None:

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
+from steward.config import Settings
 from steward.errors import SpendCapExceeded
 from steward.models.budget import NANO_USD, Budget, Limit, SpendCaps, SpendCounters, SpendScope
 from steward.models.budget.database import DatabaseSpendCounters
 from steward.models.budget.memory import MemorySpendCounters
 from steward.models.budget.redis import RedisSpendCounters
+from steward.models.gateway_factory import build_gateway
+from steward.observe.tracing import Tracing
 from steward.store import migrate
 from steward.store.database import Database
 
@@ -117,3 +121,44 @@ async def test_200_concurrent_reservations_never_pass_the_cap(counters: SpendCou
     assert all(cap == "user_daily" and resets for cap, resets in refusals)
     remaining = await budget.remaining(scope)
     assert remaining["user_daily"] == pytest.approx((limit.limit_nano - spent) / NANO_USD)
+
+
+async def test_two_deployments_with_their_own_redis_prefix_never_share_a_cap(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'steward.db'}"
+    migrate.upgrade(url)
+    db = Database(url)
+    run = uuid.uuid4().hex
+    prefixes = (f"steward-test-{run}-a:", f"steward-test-{run}-b:")
+    gateways = [
+        build_gateway(
+            Settings(
+                redis_url=REDIS_URL,
+                redis_prefix=prefix,
+                gateway={"spend_counters": "redis", "caps": {"user_daily_usd": 0.01}},
+            ),
+            db,
+            Tracing.disabled(),
+        )
+        for prefix in prefixes
+    ]
+    scope = SpendScope(tenant_id="default", user_id=f"user-{run}")
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        await gateways[0].budget.reserve(scope, 0.01)  # the user's whole day on deployment a
+        with pytest.raises(SpendCapExceeded):
+            await gateways[0].budget.reserve(scope, 0.001)
+
+        await gateways[1].budget.reserve(scope, 0.01)  # deployment b never served this user
+
+        keys = sorted(k.decode() for k in client.scan_iter(match=f"*{run}*"))
+        assert len(keys) == 2
+        assert [k.split(":", 1)[0] + ":" for k in keys] == list(prefixes)
+    finally:
+        for gateway in gateways:
+            await gateway.aclose()
+        for key in client.scan_iter(match=f"*{run}*"):
+            client.delete(key)
+        client.close()
+        db.dispose()

@@ -199,3 +199,16 @@ def test_a_config_price_table_overrides_and_extends_the_shipped_one(tmp_path: Pa
 
 def test_usage_that_was_estimated_marks_the_cost_estimated() -> None:
     assert cost_usd("openai", "gpt-4.1", Usage(input_tokens=5, estimated=True)).estimated
+
+
+def test_each_shipped_chat_model_has_the_longest_answer_it_can_give() -> None:
+    table = default_price_table()
+    for provider, model, longest in (
+        ("openai", "gpt-4.1-mini", 32_768),
+        ("openai", "gpt-4o-mini-2024-07-18", 16_384),
+        ("anthropic", "claude-sonnet-4-5", 64_000),
+    ):
+        price = table.price_for(provider, model)
+        assert price is not None and price.max_output_tokens == longest
+    local = table.price_for("steward.local", "dev")
+    assert local is not None and local.max_output_tokens is None  # the gateway's default applies

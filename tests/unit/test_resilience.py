@@ -7,7 +7,12 @@ import random
 import pytest
 
 from steward.errors import ModelError, ModelHTTPError, ModelStreamError
-from steward.models.resilience import CircuitBreaker, RetryPolicy, is_retryable
+from steward.models.resilience import (
+    CircuitBreaker,
+    RetryPolicy,
+    is_deployment_failure,
+    is_retryable,
+)
 
 
 def _http(status: int, body: object = None, error_type: str | None = None) -> ModelHTTPError:
@@ -42,6 +47,15 @@ def test_quota_and_spend_limit_429s_are_never_retried() -> None:
     )
     assert not is_retryable(openai_quota)
     assert not is_retryable(anthropic_limit)
+
+
+def test_a_rate_limit_is_retried_but_says_nothing_about_the_endpoints_health() -> None:
+    quota = _http(429, {"error": {"type": "insufficient_quota", "code": "insufficient_quota"}})
+
+    assert not is_deployment_failure(_http(429))
+    assert is_deployment_failure(quota)  # an exhausted account fails every call
+    assert all(is_deployment_failure(_http(status)) for status in (408, 500, 503, 529))
+    assert is_deployment_failure(ModelError("refused", retryable=True))
 
 
 def test_connection_errors_and_cut_streams_follow_their_flag() -> None:

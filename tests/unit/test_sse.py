@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from steward.models.sse import ServerSentEvent, SSEDecoder, aiter_sse
+import pytest
+
+from steward.models.sse import (
+    ServerSentEvent,
+    SSEDecoder,
+    SSEEventSplitter,
+    SSEEventTooLarge,
+    aiter_sse,
+)
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:
@@ -68,3 +76,99 @@ async def test_unterminated_last_event_of_a_cut_stream_is_discarded() -> None:
     events = [event async for event in aiter_sse(chunks())]
 
     assert [e.data for e in events] == ["whole"]
+
+
+def _feed_one_big_event(decoder: SSEDecoder, size: int, chunk: int) -> list[ServerSentEvent]:
+    stream = b"data: " + b"x" * size + b"\n\n"
+    events: list[ServerSentEvent] = []
+    for i in range(0, len(stream), chunk):
+        events += decoder.feed(stream[i : i + chunk])
+    return events
+
+
+def test_a_multi_megabyte_event_fed_in_small_chunks_costs_linear_work() -> None:
+    costs = {}
+    for size in (1 << 20, 4 << 20):
+        decoder = SSEDecoder()
+        (event,) = _feed_one_big_event(decoder, size, 4096)
+        assert len(event.data) == size
+        costs[size] = decoder.work_bytes
+
+    # Each byte is scanned and copied a bounded number of times, however it was chunked: four
+    # times the input is about four times the work (a rescan per chunk would be sixteen).
+    assert costs[1 << 20] <= 3 * (1 << 20) + 64
+    assert costs[4 << 20] <= 3 * (4 << 20) + 64
+
+
+def test_an_event_larger_than_the_cap_is_refused_with_a_clear_error() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    decoder.feed(b"data: " + b"a" * 600 + b"\n")
+
+    with pytest.raises(SSEEventTooLarge, match="1000 bytes"):
+        decoder.feed(b"data: " + b"b" * 300 + b"\ndata: " + b"c" * 200)
+    assert decoder.work_bytes < 2000  # refused before reading further
+
+
+def test_an_unterminated_line_past_the_cap_is_refused_before_its_end_arrives() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    for _ in range(9):
+        decoder.feed(b"y" * 100)
+
+    with pytest.raises(SSEEventTooLarge):
+        decoder.feed(b"y" * 101)
+
+
+def test_the_cap_counts_one_event_and_starts_over_after_it() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    events = []
+    for _ in range(20):
+        events += decoder.feed(b"data: " + b"z" * 600 + b"\n\n")
+
+    assert len(events) == 20
+
+
+def split(splitter: SSEEventSplitter, stream: bytes, chunk: int) -> list[bytes]:
+    events: list[bytes] = []
+    for i in range(0, len(stream), chunk):
+        events += splitter.feed(stream[i : i + chunk])
+    last = splitter.end_of_stream()
+    return events + ([last] if last else [])
+
+
+def test_the_raw_splitter_gives_back_every_byte_as_whole_events_under_any_chunking() -> None:
+    stream = (
+        b": hi\r\n\r\nevent: a\r\ndata: 1\r\n\r\ndata: 2\n\ndata: 3\r\rdata: 4\n\r\n"
+        b'data: {"t": "h\xc3\xa9llo"}\n\ndata: cut'
+    )
+    expected = [
+        b": hi\r\n\r\n",
+        b"event: a\r\ndata: 1\r\n\r\n",
+        b"data: 2\n\n",
+        b"data: 3\r\r",
+        b"data: 4\n\r\n",
+        b'data: {"t": "h\xc3\xa9llo"}\n\n',
+        b"data: cut",
+    ]
+    for size in (1, 2, 3, 5, 7, len(stream)):
+        assert split(SSEEventSplitter(), stream, size) == expected, size
+
+
+def test_the_raw_splitter_reads_a_multi_megabyte_event_in_linear_work() -> None:
+    costs = {}
+    for size in (1 << 20, 4 << 20):
+        splitter = SSEEventSplitter()
+        stream = b"data: " + b"x" * size + b"\n\n"
+        (event,) = split(splitter, stream, 4096)
+        assert event == stream
+        costs[size] = splitter.work_bytes
+
+    assert costs[1 << 20] <= 4 * (1 << 20) + 64
+    assert costs[4 << 20] <= 4 * (4 << 20) + 64
+
+
+def test_the_raw_splitter_refuses_an_event_past_its_cap() -> None:
+    splitter = SSEEventSplitter(max_event_bytes=1000)
+    splitter.feed(b"data: small\n\n" + b"data: " + b"a" * 600 + b"\n")
+
+    with pytest.raises(SSEEventTooLarge):
+        splitter.feed(b"data: " + b"b" * 600 + b"\n")

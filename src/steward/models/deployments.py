@@ -1,5 +1,6 @@
 """Provider deployments: one endpoint + key each, with its provider object (agent calls), its
-own HTTP session (proxy calls) and its circuit breaker; and the routes that name them.
+own HTTP session (proxy calls) and a circuit breaker per model it serves; and the routes that
+name them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class Target:
     deployment: Deployment
     model: str
 
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.deployment.breaker(self.model)
+
 
 @dataclass(eq=False)
 class Deployment:
@@ -44,11 +49,20 @@ class Deployment:
     base_url: str
     api_key: str | None
     provider: ModelProvider
-    breaker: CircuitBreaker
+    make_breaker: Callable[[str], CircuitBreaker] = field(repr=False)
     connect_timeout_s: float
     read_timeout_s: float
     max_connections: int
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    _breakers: dict[str, CircuitBreaker] = field(default_factory=dict, repr=False)
+
+    def breaker(self, model: str) -> CircuitBreaker:
+        """The breaker of this endpoint for `model`: a model that fails or is withdrawn must not
+        take the deployment's other models down with it."""
+        breaker = self._breakers.get(model)
+        if breaker is None:
+            breaker = self._breakers[model] = self.make_breaker(model)
+        return breaker
 
     def session(self) -> aiohttp.ClientSession:
         """The proxy's connection pool to this deployment (aiohttp: httpx's pool collapses at
@@ -82,7 +96,7 @@ class Deployments:
         settings: GatewaySettings,
         default_model: str,
         *,
-        on_breaker_change: Callable[[str, str], None] | None = None,
+        on_breaker_change: Callable[[str, str, str], None] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
@@ -176,12 +190,18 @@ class Deployments:
             provider = AnthropicProvider(
                 base_url, key, timeout_s=s.read_timeout_s, connect_timeout_s=s.connect_timeout_s
             )
-        breaker = CircuitBreaker(
-            name,
-            failure_threshold=s.breaker_failures,
-            cooloff_s=s.breaker_cooloff_s,
-            on_change=self._on_change,
-        )
+        on_change = self._on_change
+
+        def make_breaker(model: str) -> CircuitBreaker:
+            return CircuitBreaker(
+                f"{name}:{model}",
+                failure_threshold=s.breaker_failures,
+                cooloff_s=s.breaker_cooloff_s,
+                on_change=None
+                if on_change is None
+                else lambda _name, state: on_change(name, model, state),
+            )
+
         return Deployment(
             name=name,
             provider_name=provider_name,
@@ -189,7 +209,7 @@ class Deployments:
             base_url=base_url.rstrip("/"),
             api_key=key,
             provider=provider,
-            breaker=breaker,
+            make_breaker=make_breaker,
             connect_timeout_s=s.connect_timeout_s,
             read_timeout_s=s.read_timeout_s,
             max_connections=s.max_connections_per_deployment,

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from steward.errors import ModelError, ModelStreamError, SpendCapExceeded
-from steward.models.budget import Budget, Reservation, SpendScope
+from steward.models.budget import NANO_USD, Budget, Reservation, SpendScope
+from steward.models.budget.types import to_nano
 from steward.models.deployments import Deployments, Target
 from steward.models.pricing import Cost, PriceTable
+from steward.models.reservation import ReservationPlan, estimate_usd, plan_reservation
 from steward.models.resilience import (
     RetryPolicy,
     is_deployment_failure,
@@ -45,6 +48,7 @@ from steward.store.spend import SpendLedger
 
 __all__ = ["Gateway", "GatewayCall", "NoDeploymentAvailable"]
 
+log = logging.getLogger("steward.gateway")
 T = TypeVar("T")
 OnDelta = Callable[[str], None]
 
@@ -57,7 +61,12 @@ PER_MESSAGE_TOKENS = 16  # chat-template tokens a provider adds around each mess
 
 
 class NoDeploymentAvailable(ModelError):
-    """Every deployment of the route has its circuit breaker open."""
+    """Every target of the route has its circuit breaker open; `retry_after_s` says when the
+    first of them lets a probe through."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None) -> None:
+        super().__init__(message, retryable=True)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass
@@ -75,6 +84,9 @@ class GatewayCall:
     fallback_used: bool = False
     first_chunk_s: float | None = None
     finished: bool = False
+    # Output already reached the caller (text on the run's stream): from then on a failure is
+    # final, since another attempt would send that output a second time.
+    output_sent: bool = False
 
     def mark_first_chunk(self) -> None:
         if self.first_chunk_s is None:
@@ -121,16 +133,29 @@ class Gateway:
         self, targets: Sequence[Target], input_tokens: int, output_tokens: int
     ) -> float:
         """An upper bound of the call's cost over every deployment it may end up on."""
-        bounds = [
-            self.prices.upper_bound_usd(
-                t.deployment.provider_name,
-                t.model,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-            )
-            for t in targets
-        ]
-        return max((b for b in bounds if b is not None), default=0.0)
+        return estimate_usd(self.prices, targets, input_tokens, output_tokens)
+
+    async def plan(
+        self,
+        scope: SpendScope,
+        targets: Sequence[Target],
+        *,
+        input_tokens: int,
+        max_tokens: int | None,
+        choices: int = 1,
+    ) -> ReservationPlan:
+        """The worst case the request allows; with no `max_tokens`, also the output limit to
+        send, so the provider cannot bill past what was reserved."""
+        return await plan_reservation(
+            self.budget,
+            self.prices,
+            scope,
+            targets,
+            input_tokens=input_tokens,
+            choices=choices,
+            max_tokens=max_tokens,
+            default_output_tokens=self.settings.reservation_output_tokens,
+        )
 
     async def open_call(
         self,
@@ -141,6 +166,7 @@ class Gateway:
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        reserved_for: str | None = None,
     ) -> GatewayCall:
         """Reserve the budget and start the `chat` span; raises `SpendCapExceeded`."""
         attributes: dict[str, AttributeValue] = {
@@ -155,7 +181,7 @@ class Gateway:
             f"chat {request_model}", kind=SpanKind.CLIENT, attributes=attributes
         )
         try:
-            reservation = await self.budget.reserve(scope, estimate_usd)
+            reservation = await self.budget.reserve(scope, estimate_usd, what=reserved_for)
         except SpendCapExceeded as exc:
             self.metrics.refused.labels(exc.cap).inc()
             span.set_attribute(genai.ERROR_TYPE, "spend_cap_exceeded")
@@ -169,10 +195,11 @@ class Gateway:
     ) -> T:
         """Run `fn` against the targets in order, with breakers and retries; the first success
         wins. A non-retryable error ends the call at once, except quota exhaustion, which moves
-        on to the next deployment."""
+        on to the next target; so does a breaker that a failure just opened, without waiting.
+        Nothing is retried once output reached the caller."""
         last: ModelError | None = None
         for position, target in enumerate(targets):
-            breaker = target.deployment.breaker
+            breaker = target.breaker
             retry = 0
             while breaker.allow():
                 call.target = target
@@ -181,15 +208,7 @@ class Gateway:
                     result = await fn(target)
                 except ModelError as exc:
                     last = exc
-                    if is_deployment_failure(exc):
-                        breaker.failure()
-                    else:
-                        breaker.release()
-                    if not is_retryable(exc):
-                        if is_quota_exhausted(exc):
-                            break
-                        raise
-                    delay = self.retry.delay(retry, getattr(exc, "retry_after_s", None))
+                    delay = self._after_failure(call, target, exc, retry)
                     if delay is None:
                         break
                     retry += 1
@@ -206,11 +225,32 @@ class Gateway:
                 return result
         if last is not None:
             raise last
-        names = ", ".join(t.deployment.name for t in targets)
+        names = ", ".join(f"{t.deployment.name}:{t.model}" for t in targets)
         raise NoDeploymentAvailable(
-            f"every deployment for {call.request_model!r} has an open circuit breaker ({names})",
-            retryable=True,
+            f"every target for {call.request_model!r} has an open circuit breaker ({names})",
+            retry_after_s=min((t.breaker.retry_in_s() for t in targets), default=None),
         )
+
+    def _after_failure(
+        self, call: GatewayCall, target: Target, exc: ModelError, retry: int
+    ) -> float | None:
+        """Tell the breaker; then the backoff before retrying this target, None to move on to
+        the next one, or raise when the call is over."""
+        breaker = target.breaker
+        failed = is_deployment_failure(exc)
+        if failed:
+            breaker.failure()
+        else:
+            breaker.release()
+        if call.output_sent:
+            raise _final_after_output(exc) from exc
+        if not is_retryable(exc):
+            if is_quota_exhausted(exc):
+                return None
+            raise exc
+        if failed and breaker.state != "closed":
+            return None  # this failure opened the breaker: waiting would not help
+        return self.retry.delay(retry, getattr(exc, "retry_after_s", None))
 
     async def finish(
         self,
@@ -235,6 +275,15 @@ class Gateway:
             cost = Cost(0.0, known=True, price_version=self.prices.version)
         else:
             cost = self.prices.cost(provider, model, usage)
+        if to_nano(cost.usd) > call.reservation.amount_nano:
+            # The spend happened and is recorded; a provider billed past the worst case its
+            # request allowed, so the caps may be passed by this much.
+            log.warning(
+                "%s call cost $%.6g, more than the $%.6g reserved for it",
+                call.request_model,
+                cost.usd,
+                call.reservation.amount_nano / NANO_USD,
+            )
         try:
             await self.budget.settle(call.reservation, cost.usd)
         finally:
@@ -256,15 +305,22 @@ class Gateway:
     ) -> tuple[ModelResponse, Cost]:
         """One agent model call, streamed from the provider and assembled."""
         targets = self.deployments.targets(model)
-        output_bound = request.max_tokens or self.settings.reservation_output_tokens
-        estimate = self.estimate_usd(targets, request_token_bound(request), output_bound)
+        plan = await self.plan(
+            scope,
+            targets,
+            input_tokens=request_token_bound(request),
+            max_tokens=request.max_tokens,
+        )
+        if plan.send_max_tokens is not None:
+            request = replace(request, max_tokens=plan.send_max_tokens)
         call = await self.open_call(
             scope,
             "agent",
             targets[0].model,
-            estimate,
+            plan.estimate_usd,
             max_tokens=request.max_tokens,
             temperature=request.temperature,
+            reserved_for=plan.describe(),
         )
         if self.tracing.capture_content:
             call.span.set_attribute(
@@ -322,6 +378,7 @@ class Gateway:
             if isinstance(event, TextDelta):
                 call.mark_first_chunk()
                 if on_delta is not None:
+                    call.output_sent = True
                     on_delta(event.text)
             elif isinstance(event, StreamDone):
                 return event.response
@@ -432,6 +489,14 @@ class Gateway:
             price_version=cost.price_version,
             status=status or ("error" if error else "ok"),
         )
+
+
+def _final_after_output(exc: ModelError) -> ModelStreamError:
+    return ModelStreamError(
+        f"{exc} (after part of the answer was streamed, so it is not retried)",
+        provider=exc.provider,
+        retryable=False,
+    )
 
 
 def request_token_bound(request: ModelRequest) -> int:

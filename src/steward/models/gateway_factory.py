@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from steward.config import Settings
 
 
-def build_counters(kind: str, *, db: Database, redis_url: str | None) -> SpendCounters:
+def build_counters(
+    kind: str, *, db: Database, redis_url: str | None, redis_prefix: str = "steward:"
+) -> SpendCounters:
     if kind == "auto":
         kind = "redis" if redis_url else "database"
     if kind == "memory":
@@ -29,12 +31,17 @@ def build_counters(kind: str, *, db: Database, redis_url: str | None) -> SpendCo
         raise ConfigError("gateway.spend_counters = 'redis' needs STEWARD_REDIS_URL")
     from steward.models.budget.redis import RedisSpendCounters
 
-    return RedisSpendCounters(redis_url)
+    return RedisSpendCounters(redis_url, prefix=redis_prefix)
 
 
 def build_gateway(settings: Settings, db: Database, tracing: Tracing) -> Gateway:
     config = settings.gateway
-    counters = build_counters(config.spend_counters, db=db, redis_url=settings.redis_url)
+    counters = build_counters(
+        config.spend_counters,
+        db=db,
+        redis_url=settings.redis_url,
+        redis_prefix=settings.redis_prefix,
+    )
     return Gateway(
         config,
         default_model=settings.model,

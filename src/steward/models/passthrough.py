@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,9 +18,17 @@ from steward.errors import ModelError, ModelHTTPError, ModelStreamError
 from steward.models.anthropic import parse_usage as anthropic_usage
 from steward.models.deployments import Target
 from steward.models.openai import parse_usage as openai_usage
+from steward.models.sse import SSEEventSplitter
 from steward.models.types import Usage
 
-__all__ = ["ForwardedStream", "ProxyDialect", "UpstreamHTTPError", "forward_json", "open_stream"]
+__all__ = [
+    "ForwardedStream",
+    "ProxyDialect",
+    "UpstreamHTTPError",
+    "forward_json",
+    "open_stream",
+    "with_output_limit",
+]
 
 ProxyDialect = Literal["openai", "anthropic"]
 
@@ -39,7 +47,6 @@ RELAYED_HEADERS = (
     "anthropic-ratelimit-requests-remaining",
     "x-ratelimit-remaining-requests",
 )
-_SSE_SEPARATORS = (b"\r\n\r\n", b"\n\n", b"\r\r")
 
 
 class UpstreamHTTPError(ModelHTTPError):
@@ -106,6 +113,16 @@ def _http_error(
         error_type=error.get("code") or error.get("type"),
         body=body,
     )
+
+
+def with_output_limit(
+    body: dict[str, Any], targets: Sequence[Target], tokens: int
+) -> dict[str, Any]:
+    """The request with the output limit the gateway reserved for, when it set none: OpenAI's
+    own API takes `max_completion_tokens` (its reasoning models refuse `max_tokens`); other
+    OpenAI-compatible servers know `max_tokens`."""
+    openai_only = all(t.deployment.provider_name == "openai" for t in targets)
+    return {**body, "max_completion_tokens" if openai_only else "max_tokens": tokens}
 
 
 def _transport_error(target: Target, exc: BaseException, *, streaming: bool) -> ModelError:
@@ -332,23 +349,15 @@ def _inspect_anthropic(state: StreamState, event: str, data: str) -> bool:
 
 
 async def _split_events(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """SSE events as raw bytes, separators included, however the network chunked them."""
-    buffer = b""
+    """SSE events as raw bytes, separators included, however the network chunked them (linear
+    in the bytes received; an event past the size cap raises SSEEventTooLarge)."""
+    splitter = SSEEventSplitter()
     async for chunk in content.iter_any():
-        buffer += chunk
-        while True:
-            cut = _first_separator(buffer)
-            if cut is None:
-                break
-            yield buffer[:cut]
-            buffer = buffer[cut:]
-    if buffer.strip():
-        yield buffer  # an unterminated last event: forward it; the state decides completeness
-
-
-def _first_separator(buffer: bytes) -> int | None:
-    ends = [i + len(sep) for sep in _SSE_SEPARATORS if (i := buffer.find(sep)) >= 0]
-    return min(ends) if ends else None
+        for event in splitter.feed(chunk):
+            yield event
+    last = splitter.end_of_stream()
+    if last.strip():
+        yield last  # an unterminated last event: forward it; the state decides completeness
 
 
 async def open_stream(
@@ -411,4 +420,7 @@ async def open_stream(
     except aiohttp.ClientError as exc:
         response.close()
         raise _transport_error(target, exc, streaming=False) from exc
+    except ModelError:  # the first event was too large
+        response.close()
+        raise
     return ForwardedStream(target, response, first, events, state, hide_usage)

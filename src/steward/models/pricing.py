@@ -63,17 +63,21 @@ class ModelPrice(TierPrice):
 
     long_context_threshold: int | None = None
     long_context: TierPrice | None = None
+    max_output_tokens: int | None = None  # the longest answer the model can give
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> ModelPrice:
         standard = TierPrice.from_json(entry)
+        limit = entry.get("max_output_tokens")
+        max_output = int(limit) if limit is not None else None
         long_entry = entry.get("long_context")
         if long_entry is None:
-            return cls(**standard.__dict__)
+            return cls(**standard.__dict__, max_output_tokens=max_output)
         return cls(
             **standard.__dict__,
             long_context_threshold=int(long_entry["threshold_tokens"]),
             long_context=TierPrice.from_json(long_entry),
+            max_output_tokens=max_output,
         )
 
     def tier_for(self, input_tokens: int) -> TierPrice:
@@ -113,7 +117,8 @@ class PriceTable:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
                 "a price table needs a 'version' and 'models': {provider: {model: "
-                f"{{{', '.join(_REQUIRED)}[, cache_write_1h, reasoning, long_context]}}}} in USD "
+                f"{{{', '.join(_REQUIRED)}[, cache_write_1h, reasoning, long_context, "
+                f"max_output_tokens]}}}} in USD "
                 f"per million tokens ({exc!r})"
             ) from exc
         return cls(version, prices)

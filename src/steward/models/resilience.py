@@ -1,4 +1,5 @@
-"""Retries with exponential backoff and full jitter, and a circuit breaker per deployment.
+"""Retries with exponential backoff and full jitter, and a circuit breaker per deployment and
+model (one model's trouble says nothing about the others served by the same endpoint).
 
 Retried: 408, 429, 5xx (529 included) and connection errors or timeouts, at most 3 times,
 waiting at least what `Retry-After` asks. Never retried: any other 4xx, and a 429 that means the
@@ -14,7 +15,15 @@ from typing import Any
 from steward.errors import ModelError, ModelHTTPError, ModelStreamError
 from steward.policy.breaker import BreakerState, CircuitBreaker
 
-__all__ = ["BreakerState", "CircuitBreaker", "RetryPolicy", "is_quota_exhausted", "is_retryable"]
+__all__ = [
+    "BreakerState",
+    "CircuitBreaker",
+    "RetryPolicy",
+    "is_deployment_failure",
+    "is_quota_exhausted",
+    "is_rate_limited",
+    "is_retryable",
+]
 
 # OpenAI `error.code`/`type` and Anthropic `error.details.error_code` values meaning "out of
 # money", which no amount of waiting fixes.
@@ -53,8 +62,18 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
+def is_rate_limited(exc: BaseException) -> bool:
+    """A 429 that waiting fixes: the retry logic honours it, so it says nothing about health."""
+    return (
+        isinstance(exc, ModelHTTPError) and exc.status_code == 429 and not is_quota_exhausted(exc)
+    )
+
+
 def is_deployment_failure(exc: BaseException) -> bool:
-    """Failures that say the deployment is unhealthy (and count towards opening its breaker)."""
+    """Failures that say the endpoint is unhealthy (and count towards opening its breaker):
+    errors, timeouts, cut streams and an exhausted quota, but not a rate limit."""
+    if is_rate_limited(exc):
+        return False
     return is_retryable(exc) or is_quota_exhausted(exc)
 
 

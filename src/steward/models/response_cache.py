@@ -21,7 +21,9 @@ class CachedAnswer:
 
 def is_deterministic(body: Mapping[str, Any]) -> bool:
     """Only temperature-0, single-choice, non-streaming requests answer the same every time."""
-    return body.get("temperature") == 0 and not body.get("stream") and int(body.get("n") or 1) == 1
+    n = body.get("n")
+    single = n is None or (type(n) is int and n == 1)  # anything else: not ours to interpret
+    return body.get("temperature") == 0 and not body.get("stream") and single
 
 
 def cache_key(

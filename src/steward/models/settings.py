@@ -60,7 +60,11 @@ class GatewaySettings(BaseModel):
         60.0, gt=0, description="Longest wait for the first streamed chunk (then retry)."
     )
     reservation_output_tokens: int = Field(
-        4096, ge=1, description="Output tokens reserved for requests that set no max_tokens."
+        4096,
+        ge=1,
+        description="For a request that sets no max_tokens, to a model the price table gives "
+        "no max_output_tokens: the output limit reserved for and sent with it (else the "
+        "model's maximum, or less when the remaining budget cannot pay for it).",
     )
     response_cache: bool = Field(
         False, description="Answer repeated deterministic (temperature 0) requests from cache."

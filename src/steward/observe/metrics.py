@@ -68,20 +68,20 @@ class GatewayMetrics:
         )
         self.breaker = Gauge(
             "steward_gateway_breaker_state",
-            "Circuit breaker per deployment: 0 closed, 1 half-open, 2 open.",
-            ["deployment"],
+            "Circuit breaker per deployment and model: 0 closed, 1 half-open, 2 open.",
+            ["deployment", "model"],
             registry=self.registry,
         )
         self.breaker_transitions = Counter(
             "steward_gateway_breaker_transitions",
             "Breaker state changes.",
-            ["deployment", "state"],
+            ["deployment", "model", "state"],
             registry=self.registry,
         )
 
-    def breaker_changed(self, deployment: str, state: str) -> None:
-        self.breaker.labels(deployment).set(_BREAKER_VALUES.get(state, 0))
-        self.breaker_transitions.labels(deployment, state).inc()
+    def breaker_changed(self, deployment: str, model: str, state: str) -> None:
+        self.breaker.labels(deployment, model).set(_BREAKER_VALUES.get(state, 0))
+        self.breaker_transitions.labels(deployment, model, state).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -50,6 +50,9 @@ class SpendLedger:
         self.interval_s = interval_s
         self._pending: list[SpendRecord] = []
         self._task: asyncio.Task[None] | None = None
+        # One batch written at a time, so a flush also waits for the batch another flush (the
+        # background writer's) has in flight: after `flush()` every earlier record is readable.
+        self._writing = asyncio.Lock()
 
     def add(self, record: SpendRecord) -> None:
         self._pending.append(record)
@@ -57,9 +60,11 @@ class SpendLedger:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if batch:
-            await asyncio.to_thread(self._write, batch)
+        """Write every record added so far; returns once they are all in the database."""
+        async with self._writing:
+            batch, self._pending = self._pending, []
+            if batch:
+                await asyncio.to_thread(self._write, batch)
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -98,6 +98,11 @@ class Faults(BaseModel):
     stream_error_type: str | None = None
     # A storm: each hit request gets one of these instead of the single fault above.
     mix: list[FaultVariant] = Field(default_factory=list)
+    # Bill every answer as the longest the request allows, as a provider may: each of its `n`
+    # choices at its max_tokens / max_completion_tokens, or at `default_max_output_tokens`
+    # (the model's own limit) when it sets neither.
+    bill_longest_output: bool = False
+    default_max_output_tokens: int = Field(32_768, ge=1)
 
     def gated(self) -> bool:
         return (
@@ -211,6 +216,16 @@ class UpstreamState:
             return None
         return self._rng.choices(mix, weights=[v.weight for v in mix])[0]
 
+    def _longest_output(self, body: dict[str, Any]) -> int:
+        limits = [
+            v
+            for v in (body.get("max_tokens"), body.get("max_completion_tokens"))
+            if isinstance(v, int)
+        ]
+        n = body.get("n")
+        choices = n if isinstance(n, int) else 1
+        return choices * max(limits, default=self.faults.default_max_output_tokens)
+
     def next_id(self, prefix: str) -> str:
         self._counter += 1
         return prefix + hashlib.sha1(f"{prefix}{self._counter}".encode()).hexdigest()[:24]
@@ -234,6 +249,8 @@ class UpstreamState:
                 (len(scripted.text) + sum(len(c.arguments_json) for c in calls)) / 4
             ),
         )
+        if self.faults.bill_longest_output:
+            usage = usage.model_copy(update={"output_tokens": self._longest_output(body)})
         return Reply(
             id=self.next_id(id_prefix),
             model=scripted.model or str(body.get("model") or "unknown"),

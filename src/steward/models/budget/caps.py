@@ -105,15 +105,18 @@ class Budget:
         add("tenant_monthly", caps.tenant_monthly_usd, f"tenant:{tenant}:{month}", month_end)
         return limits
 
-    async def reserve(self, scope: SpendScope, estimate_usd: float) -> Reservation:
-        """Hold `estimate_usd` against every cap of `scope`; raises `SpendCapExceeded`."""
+    async def reserve(
+        self, scope: SpendScope, estimate_usd: float, *, what: str | None = None
+    ) -> Reservation:
+        """Hold `estimate_usd` against every cap of `scope`; raises `SpendCapExceeded`, whose
+        message names `what` the amount was reserved for."""
         limits = tuple(self.limits(scope))
         amount = max(to_nano(estimate_usd), 0)
         if not limits:
             return Reservation((), amount)
         refused = await self.counters.reserve(limits, amount)
         if refused is not None:
-            raise _exceeded(refused, estimate_usd)
+            raise _exceeded(refused, estimate_usd, what)
         return Reservation(limits, amount)
 
     async def settle(self, reservation: Reservation, actual_usd: float) -> None:
@@ -132,12 +135,13 @@ class Budget:
         return result
 
 
-def _exceeded(limit: Limit, estimate_usd: float) -> SpendCapExceeded:
+def _exceeded(limit: Limit, estimate_usd: float, what: str | None) -> SpendCapExceeded:
     limit_usd = limit.limit_nano / NANO_USD
     when = f"; it resets at {limit.resets_at}" if limit.resets_at else ""
+    target = f" for {what}" if what else ""
     return SpendCapExceeded(
         f"the {limit.cap} spend cap of ${limit_usd:.6g} has no room for this call "
-        f"(reserved up to ${estimate_usd:.6g}){when}",
+        f"(it would reserve up to ${estimate_usd:.6g}{target}){when}",
         cap=limit.cap,
         limit_usd=limit_usd,
         resets_at=limit.resets_at,

@@ -37,16 +37,15 @@ return 0
 
 
 class RedisSpendCounters:
-    """Counters as plain integer keys under `prefix`. All keys of one reservation must live on
-    one node (a Redis Cluster would need a hash tag per scope)."""
+    """Counters as plain integer keys under `{prefix}spend:`, `prefix` being the deployment's
+    `redis_prefix`, so deployments sharing a Redis never share a cap. All keys of one
+    reservation must live on one node (a Redis Cluster would need a hash tag per scope)."""
 
-    def __init__(
-        self, url: str, *, prefix: str = "steward:spend:", max_connections: int = 64
-    ) -> None:
+    def __init__(self, url: str, *, prefix: str = "steward:", max_connections: int = 64) -> None:
         # A blocking pool: a burst of calls waits for a connection instead of failing.
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections)
         self._redis: Redis = Redis(connection_pool=pool)
-        self._prefix = prefix
+        self._prefix = prefix + "spend:"
         self._reserve: Any = self._redis.register_script(_RESERVE)
         self._adjust: Any = self._redis.register_script(_ADJUST)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,10 +25,14 @@ from steward.models.passthrough import (
     UpstreamHTTPError,
     forward_json,
     open_stream,
+    with_output_limit,
 )
+from steward.models.reservation import ReservationPlan
+from steward.models.resilience import is_rate_limited
 from steward.models.response_cache import CachedAnswer, cache_key, is_deterministic
 from steward.security.keys import Principal
 from steward.server.auth import USER_HEADER, authenticated
+from steward.server.model_list import anthropic_model_page
 from steward.server.provider_errors import provider_error
 
 router = APIRouter(tags=["gateway"])
@@ -50,10 +55,13 @@ async def messages(request: Request) -> Response:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
-    """The logical models this gateway routes, in OpenAI's list shape."""
+    """The logical models this gateway routes: in Anthropic's paged list shape when the client
+    sends `anthropic-version` (the Anthropic SDK's `models.list()`), else in OpenAI's."""
     await authenticated(request)
     gateway: Gateway = request.app.state.gateway
     names = sorted({gateway.deployments.default_model, *gateway.settings.routes})
+    if "anthropic-version" in request.headers:
+        return anthropic_model_page(names, request.query_params)
     data = [{"id": n, "object": "model", "created": 0, "owned_by": "steward"} for n in names]
     return Response(json.dumps({"object": "list", "data": data}), media_type="application/json")
 
@@ -76,17 +84,27 @@ def _bad_request(dialect: ProxyDialect, body: Any) -> str | None:
         return "model: a model name is required"
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         return "messages: a non-empty list is required"
-    if dialect == "anthropic" and not isinstance(body.get("max_tokens"), int):
+    if dialect == "anthropic" and body.get("max_tokens") is None:
         return "max_tokens: an integer is required"
+    # The reservation is priced from these, so they must mean what the provider reads.
+    for name in ("max_tokens", "max_completion_tokens"):
+        if body.get(name) is not None and not _int_within(body[name], 1, 2**31 - 1):
+            return f"{name}: a positive integer is required"
+    if dialect == "openai" and body.get("n") is not None and not _int_within(body["n"], 1, 128):
+        return "n: an integer from 1 to 128 is required"
     return None
 
 
-def _output_bound(body: dict[str, Any], default: int) -> int:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and value > 0:
-            return value
-    return default
+def _int_within(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _output_limits(body: dict[str, Any], dialect: ProxyDialect) -> tuple[int, int | None]:
+    """Choices billed (OpenAI's `n`; Anthropic has none) and the largest output limit the
+    request sets per choice."""
+    limits = [body[n] for n in ("max_tokens", "max_completion_tokens") if body.get(n) is not None]
+    choices = (body.get("n") or 1) if dialect == "openai" else 1
+    return choices, max(limits, default=None)
 
 
 def _relay(headers: dict[str, str]) -> dict[str, str]:
@@ -104,18 +122,9 @@ async def _proxy(request: Request, dialect: ProxyDialect) -> Response:
     problem = _bad_request(dialect, body)
     if problem is not None:
         return provider_error(dialect, 400, problem)
-    try:
-        targets = [t for t in _targets(gateway, body["model"], dialect) if _speaks(t, dialect)]
-    except ConfigError as exc:
-        return provider_error(
-            dialect,
-            404,
-            str(exc),
-            error_type="not_found_error" if dialect == "anthropic" else None,
-            code="model_not_found" if dialect == "openai" else None,
-        )
-    if not targets:
-        return provider_error(dialect, 404, f"no {dialect} deployment serves {body['model']!r}")
+    targets = _route(gateway, body["model"], dialect)
+    if isinstance(targets, Response):
+        return targets
     client_headers = {k.lower(): v for k, v in request.headers.items()}
     scope = SpendScope(principal.tenant_id, principal.key_id, _user(dialect, body, request))
 
@@ -132,23 +141,12 @@ async def _proxy(request: Request, dialect: ProxyDialect) -> Response:
             )
 
     input_bound = len(raw) + PER_MESSAGE_TOKENS * (len(body["messages"]) + 1)
-    output_bound = _output_bound(body, gateway.settings.reservation_output_tokens)
-    estimate = gateway.estimate_usd(targets, input_bound, output_bound)
-    try:
-        call = await gateway.open_call(
-            scope,
-            "proxy",
-            body["model"],
-            estimate,
-            max_tokens=output_bound
-            if output_bound != gateway.settings.reservation_output_tokens
-            else None,
-            temperature=body.get("temperature")
-            if isinstance(body.get("temperature"), (int, float))
-            else None,
-        )
-    except SpendCapExceeded as exc:
-        return _cap_error(dialect, exc)
+    opened = await _open_call(gateway, scope, targets, body, dialect, input_bound)
+    if isinstance(opened, Response):
+        return opened
+    call, body, plan = opened
+    if plan.limited_by_budget:
+        key = None  # an answer cut short by this caller's budget is not everyone's answer
     if body.get("stream"):
         return await _stream(gateway, call, targets, body, client_headers, dialect, input_bound)
     try:
@@ -173,6 +171,55 @@ async def _proxy(request: Request, dialect: ProxyDialect) -> Response:
     return Response(
         answer.raw, status_code=answer.status, media_type="application/json", headers=headers
     )
+
+
+async def _open_call(
+    gateway: Gateway,
+    scope: SpendScope,
+    targets: list[Target],
+    body: dict[str, Any],
+    dialect: ProxyDialect,
+    input_bound: int,
+) -> tuple[GatewayCall, dict[str, Any], ReservationPlan] | Response:
+    """Reserve the worst case the request allows; the body to forward, with an output limit
+    when it set none (else the provider could bill past the reservation); or the refusal."""
+    choices, max_tokens = _output_limits(body, dialect)
+    plan = await gateway.plan(
+        scope, targets, input_tokens=input_bound, max_tokens=max_tokens, choices=choices
+    )
+    if plan.send_max_tokens is not None:
+        body = with_output_limit(body, targets, plan.send_max_tokens)
+    temperature = body.get("temperature")
+    try:
+        call = await gateway.open_call(
+            scope,
+            "proxy",
+            body["model"],
+            plan.estimate_usd,
+            max_tokens=max_tokens,
+            temperature=temperature if isinstance(temperature, (int, float)) else None,
+            reserved_for=plan.describe(),
+        )
+    except SpendCapExceeded as exc:
+        return _cap_error(dialect, exc, plan)
+    return call, body, plan
+
+
+def _route(gateway: Gateway, model: str, dialect: ProxyDialect) -> list[Target] | Response:
+    """The targets of `model` that speak the endpoint's dialect, or the 404."""
+    try:
+        targets = [t for t in _targets(gateway, model, dialect) if _speaks(t, dialect)]
+    except ConfigError as exc:
+        return provider_error(
+            dialect,
+            404,
+            str(exc),
+            error_type="not_found_error" if dialect == "anthropic" else None,
+            code="model_not_found" if dialect == "openai" else None,
+        )
+    if not targets:
+        return provider_error(dialect, 404, f"no {dialect} deployment serves {model!r}")
+    return targets
 
 
 def _targets(gateway: Gateway, model: str, dialect: ProxyDialect) -> list[Target]:
@@ -243,7 +290,7 @@ async def _relay_stream(
             error = ModelError(stream.state.error)
     except ModelError as exc:
         status, error = "truncated", exc
-        stream.target.deployment.breaker.failure()
+        stream.target.breaker.failure()
         yield _stream_error(dialect, str(exc))
     except BaseException as exc:  # the client went away: still price what was generated
         status, error = "cancelled", exc
@@ -284,8 +331,18 @@ def _stream_error(dialect: ProxyDialect, message: str) -> bytes:
     return f"event: error\ndata: {json.dumps(payload2)}\n\n".encode()
 
 
-def _cap_error(dialect: ProxyDialect, exc: SpendCapExceeded) -> Response:
-    details = {"cap": exc.cap, "limit_usd": exc.limit_usd, "resets_at": exc.resets_at}
+def _cap_error(dialect: ProxyDialect, exc: SpendCapExceeded, plan: ReservationPlan) -> Response:
+    details = {
+        "cap": exc.cap,
+        "limit_usd": exc.limit_usd,
+        "resets_at": exc.resets_at,
+        "reserved": {
+            "usd": plan.estimate_usd,
+            "input_tokens": plan.input_tokens,
+            "choices": plan.choices,
+            "output_tokens_per_choice": plan.output_tokens,
+        },
+    }
     headers = dict(_NO_RETRY)
     return provider_error(
         dialect,
@@ -299,13 +356,21 @@ def _cap_error(dialect: ProxyDialect, exc: SpendCapExceeded) -> Response:
 
 
 def _upstream_error(dialect: ProxyDialect, exc: ModelError) -> Response:
-    """The provider's own error when it gave one (same status, body, Retry-After); otherwise
-    a gateway failure in the dialect's shape."""
+    """The provider's own error when it gave one (same status, body, Retry-After; a rate limit
+    without one gets it); otherwise a gateway failure in the dialect's shape."""
     if isinstance(exc, UpstreamHTTPError):
         headers = _relay(exc.headers)
+        if is_rate_limited(exc) and "retry-after" not in headers:
+            headers["retry-after"] = _seconds(exc.retry_after_s or 1.0)
         return Response(
             exc.raw, status_code=exc.status_code, media_type="application/json", headers=headers
         )
     timed_out = "timed out" in str(exc) or "within" in str(exc)
     status = 504 if timed_out else (529 if dialect == "anthropic" else 503)
-    return provider_error(dialect, status, str(exc))
+    retry_after = getattr(exc, "retry_after_s", None)
+    wait = None if retry_after is None else {"retry-after": _seconds(retry_after)}
+    return provider_error(dialect, status, str(exc), headers=wait)
+
+
+def _seconds(value: float) -> str:
+    return str(max(math.ceil(value), 1))
