@@ -16,6 +16,7 @@ from steward.runs.engine import RunEngine, RunRequest
 from steward.security.keys import Principal
 from steward.server import rate_limits
 from steward.server.auth import USER_HEADER, Reader, Writer
+from steward.server.pagination import PageQuery
 from steward.server.routes.webhooks import check_webhook
 from steward.server.schemas import ApprovalDecision, RunCreate, run_json, run_result
 from steward.store.runs import AWAITING_APPROVAL
@@ -211,9 +212,8 @@ async def list_thread_runs(
     thread_id: str,
     principal: Reader,
     request: Request,
-    limit: int = Query(10, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
-    status: str | None = None,
+    page: PageQuery,
+    status: Annotated[str | None, Query(max_length=32)] = None,
 ) -> list[dict[str, Any]]:
     engine = _engine(request)
     await _ensure_thread(engine, principal, thread_id)
@@ -222,8 +222,8 @@ async def list_thread_runs(
         principal.tenant_id,
         thread_id=thread_id,
         status=status,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
     return [run_json(run) for run in runs]
 
