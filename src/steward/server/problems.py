@@ -19,7 +19,7 @@ TYPE_BASE = "https://steward.dev/problems/"
 DATABASE_RETRY_AFTER_S = 2
 log = logging.getLogger("steward.server")
 
-_TITLES = {
+TITLES = {
     400: ("bad-request", "Bad request"),
     401: ("unauthenticated", "Authentication required"),
     403: ("forbidden", "Forbidden"),
@@ -45,7 +45,7 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    default_kind, default_title = _TITLES.get(status, ("error", "Error"))
+    default_kind, default_title = TITLES.get(status, ("error", "Error"))
     body: dict[str, Any] = {
         "type": TYPE_BASE + (kind or default_kind),
         "title": title or default_title,
