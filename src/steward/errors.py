@@ -2,8 +2,10 @@
 
 ```
 StewardError
-├── UserError                 a developer's mistake (bad decorator use, unknown agent, bad config)
-│   └── ConfigError           invalid settings or model strings
+├── UserError                 a developer's or a caller's mistake (bad decorator use, bad input)
+│   ├── InvalidInput          run input that fails the agent's input model
+│   └── ConfigError           invalid settings or missing credentials: the server's fault
+│       └── UnknownModel      a model string that names nothing this server can serve
 ├── RunSignal                 control flow in a run; the engine turns each into a terminal status
 │   ├── StepLimitExceeded     max_steps reached          -> status limit_exceeded
 │   ├── CostLimitExceeded     max_cost_usd reached       -> status limit_exceeded
@@ -25,7 +27,8 @@ StewardError
 ```
 
 Every third-party exception is translated at the boundary (`raise ... from exc`), and every
-`ApiError` maps to one RFC 9457 problem type in `steward.server.problems`.
+family maps to one HTTP status class in `steward.server.problems`: a caller's mistake is a 4xx,
+the server's (a `ConfigError`, a sandbox backend this host lacks, any other exception) a 5xx.
 """
 
 from __future__ import annotations
@@ -41,8 +44,25 @@ class UserError(StewardError):
     """A developer's mistake: fix the code or the configuration."""
 
 
+class InvalidInput(UserError):
+    """Input that fails validation against the model that describes it (a run's input).
+
+    `errors` are pydantic's error dicts (`loc`, `msg`, `type`).
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 class ConfigError(UserError):
-    """Invalid settings, model strings or missing provider credentials."""
+    """Invalid settings or missing provider credentials: over HTTP, a server fault."""
+
+
+class UnknownModel(ConfigError):
+    """A model string names no model this server can serve (no accepted form, or a provider
+    without credentials): the caller's mistake when a request carried it, the configuration's
+    when an agent or a setting did."""
 
 
 class RunSignal(StewardError):
