@@ -18,6 +18,7 @@ StewardError
 │   │   └── PolicyBlocked     policy refused the call or holds it for a human's approval
 │   ├── SandboxError          a sandbox refused or failed an operation
 │   │   ├── SandboxUnavailable  the backend cannot run here or is not enabled
+│   │   │   └── SandboxBackendRefused  ...the one the caller asked for
 │   │   ├── SandboxPathRefused  a file path leaves the sandbox's work directory
 │   │   └── SandboxStateError   the sandbox is gone, failed, or cannot do that in its state
 │   └── ModelError            a provider call failed (after the gateway's retries)
@@ -147,6 +148,11 @@ class SandboxError(RunError):
 
 class SandboxUnavailable(SandboxError):
     """The sandbox backend cannot run on this machine, or is not enabled."""
+
+
+class SandboxBackendRefused(SandboxUnavailable):
+    """The backend a caller asked for cannot run here or is not enabled; it may pick another
+    (where no backend at all is the server's fault)."""
 
 
 class SandboxPathRefused(SandboxError):

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steward.errors import SandboxStateError, SandboxUnavailable, UserError
+from steward.errors import (
+    SandboxBackendRefused,
+    SandboxStateError,
+    SandboxUnavailable,
+    UserError,
+)
 from steward.sandbox import cgroups
 from steward.sandbox.bwrap import RUNTIME_ROOT, BwrapBackend, BwrapInstance, unmount
 from steward.sandbox.files import FileEntry, list_files, read_file, write_file
@@ -172,16 +177,10 @@ class SandboxManager:
         return state
 
     def pick_backend(self, name: str | None) -> SandboxBackend:
-        if name is not None:
-            backend = self.backends.get(name)
-            if backend is None:
-                raise UserError(f"unknown sandbox backend {name!r}; known: {sorted(self.backends)}")
-            reason = backend.unavailable_reason()
-            if reason:
-                raise SandboxUnavailable(f"sandbox backend {name!r} is unavailable: {reason}")
-            return backend
-        if self.default_backend is not None:
-            return self.pick_backend(self.default_backend)
+        if name is not None:  # the caller's choice: it may choose another
+            return self._available(name, SandboxBackendRefused)
+        if self.default_backend is not None:  # the operator's choice
+            return self._available(self.default_backend, SandboxUnavailable)
         reasons = []
         for candidate in ("bwrap", "gvisor", "process"):
             reason = self.backends[candidate].unavailable_reason()
@@ -189,6 +188,15 @@ class SandboxManager:
                 return self.backends[candidate]
             reasons.append(f"{candidate}: {reason}")
         raise SandboxUnavailable("no sandbox backend can run here (" + "; ".join(reasons) + ")")
+
+    def _available(self, name: str, unavailable: type[SandboxUnavailable]) -> SandboxBackend:
+        backend = self.backends.get(name)
+        if backend is None:
+            raise UserError(f"unknown sandbox backend {name!r}; known: {sorted(self.backends)}")
+        reason = backend.unavailable_reason()
+        if reason:
+            raise unavailable(f"sandbox backend {name!r} is unavailable: {reason}")
+        return backend
 
     # -- API ----------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from steward.errors import (
     ApiError,
     ConfigError,
     InvalidInput,
+    SandboxBackendRefused,
     SandboxError,
     SandboxPathRefused,
     SandboxStateError,
@@ -94,6 +95,7 @@ def _validation_errors(errors: Any) -> list[dict[str, Any]]:
 _FAMILIES: dict[type[Exception], tuple[int, str, str]] = {
     SandboxPathRefused: (400, "sandbox-path-refused", "Path refused"),
     SandboxStateError: (409, "sandbox-state", "Sandbox cannot do that now"),
+    SandboxBackendRefused: (422, "sandbox-backend-refused", "Sandbox backend not offered"),
     SandboxUnavailable: (503, "sandbox-unavailable", "Sandbox backend unavailable"),
     SandboxError: (500, "sandbox-error", "Sandbox failure"),
     UnknownModel: (422, "unknown-model", "Unknown model"),
