@@ -230,3 +230,16 @@ def test_rows_already_holding_a_lone_surrogate_still_read(
     assert thread["thread_id"] in [t["thread_id"] for t in found.json()]
     got = http.get(f"/runs/{run_id}")
     assert got.status_code == 200 and got.json()["metadata"] == {"m": "\ufffd"}
+
+
+@pytest.mark.parametrize("value", ["NaN", "1e999", '"\\udfff"'])
+def test_the_proxy_refuses_unportable_json_in_the_providers_shape(
+    http: httpx.Client, value: str
+) -> None:
+    messages = '[{"role": "user", "content": "hi"}]'
+    content = f'{{"model": "local", "temperature": {value}, "messages": {messages}}}'
+    response = post_raw(http, "/v1/chat/completions", content)
+
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["type"] == "invalid_request_error"
