@@ -5,12 +5,13 @@ Every option is documented here; `steward dev` and the tests build one `Settings
 
 from __future__ import annotations
 
+import json
 import tomllib
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -21,6 +22,20 @@ from pydantic_settings import (
 
 from steward.models.settings import GatewaySettings
 from steward.tools.settings import ToolSettings
+
+
+def _comma_or_json_list(value: Any) -> Any:
+    """`a,b` or `["a", "b"]`: what a list looks like in an environment variable."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        return json.loads(value)  # a malformed list is an error, never one odd-looking item
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+# Every list-valued setting is one of these: pydantic-settings would otherwise JSON-decode the
+# environment value and refuse `a.py,b.py` before any validator sees it.
+StringList = Annotated[list[str], NoDecode, BeforeValidator(_comma_or_json_list)]
 
 
 class Settings(BaseSettings):
@@ -38,9 +53,10 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the durable store; default: SQLite under `home`.",
     )
-    apps: list[str] = Field(
+    apps: StringList = Field(
         default_factory=list,
-        description="App targets to serve, `path/to/file.py` or `module:attribute`.",
+        description="App targets to serve, `path/to/file.py` or `module:attribute`; in the "
+        "environment comma-separated (`a.py,b.py`) or a JSON list.",
     )
     model: str = Field(
         default="local",
@@ -123,7 +139,7 @@ class Settings(BaseSettings):
         description="Per-tenant `whsec_…` secrets (JSON object tenant -> secret); they win over "
         "`webhook_secret`.",
     )
-    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(
+    webhook_allowed_networks: StringList = Field(
         default_factory=list,
         description="CIDRs webhook targets may resolve to even though they are private, "
         "loopback or link-local (e.g. `127.0.0.0/8`); everything non-public is refused otherwise.",
@@ -237,13 +253,6 @@ class Settings(BaseSettings):
         description="The most launched bwrap sandboxes kept ready for fast creates; the pool "
         "sizes itself from recent demand up to this (0 disables the pool).",
     )
-
-    @field_validator("apps", "webhook_allowed_networks", mode="before")
-    @classmethod
-    def _split_apps(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     @classmethod
     def settings_customise_sources(

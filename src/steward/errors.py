@@ -2,8 +2,10 @@
 
 ```
 StewardError
-├── UserError                 a developer's mistake (bad decorator use, unknown agent, bad config)
-│   └── ConfigError           invalid settings or model strings
+├── UserError                 a developer's or a caller's mistake (bad decorator use, bad input)
+│   ├── InvalidInput          run input that fails the agent's input model
+│   └── ConfigError           invalid settings or missing credentials: the server's fault
+│       └── UnknownModel      a model string that names nothing this server can serve
 ├── RunSignal                 control flow in a run; the engine turns each into a terminal status
 │   ├── StepLimitExceeded     max_steps reached          -> status limit_exceeded
 │   ├── CostLimitExceeded     max_cost_usd reached       -> status limit_exceeded
@@ -17,6 +19,7 @@ StewardError
 │   │   └── Retryable         a tool's transient failure: retried within its `retries`
 │   ├── SandboxError          a sandbox refused or failed an operation
 │   │   ├── SandboxUnavailable  the backend cannot run here or is not enabled
+│   │   │   └── SandboxBackendRefused  ...the one the caller asked for
 │   │   ├── SandboxPathRefused  a file path leaves the sandbox's work directory
 │   │   └── SandboxStateError   the sandbox is gone, failed, or cannot do that in its state
 │   └── ModelError            a provider call failed (after the gateway's retries)
@@ -26,7 +29,8 @@ StewardError
 ```
 
 Every third-party exception is translated at the boundary (`raise ... from exc`), and every
-`ApiError` maps to one RFC 9457 problem type in `steward.server.problems`.
+family maps to one HTTP status class in `steward.server.problems`: a caller's mistake is a 4xx,
+the server's (a `ConfigError`, a sandbox backend this host lacks, any other exception) a 5xx.
 """
 
 from __future__ import annotations
@@ -42,8 +46,25 @@ class UserError(StewardError):
     """A developer's mistake: fix the code or the configuration."""
 
 
+class InvalidInput(UserError):
+    """Input that fails validation against the model that describes it (a run's input).
+
+    `errors` are pydantic's error dicts (`loc`, `msg`, `type`).
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 class ConfigError(UserError):
-    """Invalid settings, model strings or missing provider credentials."""
+    """Invalid settings or missing provider credentials: over HTTP, a server fault."""
+
+
+class UnknownModel(ConfigError):
+    """A model string names no model this server can serve (no accepted form, or a provider
+    without credentials): the caller's mistake when a request carried it, the configuration's
+    when an agent or a setting did."""
 
 
 class RunSignal(StewardError):
@@ -136,6 +157,11 @@ class SandboxError(RunError):
 
 class SandboxUnavailable(SandboxError):
     """The sandbox backend cannot run on this machine, or is not enabled."""
+
+
+class SandboxBackendRefused(SandboxUnavailable):
+    """The backend a caller asked for cannot run here or is not enabled; it may pick another
+    (where no backend at all is the server's fault)."""
 
 
 class SandboxPathRefused(SandboxError):

@@ -10,6 +10,26 @@ import httpx
 
 from tests.conftest import ROOT, STEWARD, StewardProcess, free_port, make_process
 
+_CELL_SEPARATORS = re.compile("[┃│]")
+
+
+def table_rows(printed: str) -> list[dict[str, str]]:
+    """The rows of a table the CLI printed, each a mapping from column header to cell text."""
+    lines = [line for line in printed.splitlines() if _CELL_SEPARATORS.match(line.strip())]
+    assert lines, f"no table in {printed!r}"
+    split = [
+        [cell.strip() for cell in _CELL_SEPARATORS.split(line.strip())[1:-1]] for line in lines
+    ]
+    header, rows = split[0], split[1:]
+    assert all(len(row) == len(header) for row in rows), split
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def wide_cli(process: StewardProcess, *args: str) -> str:
+    """Run the CLI with a terminal wide enough that no cell is wrapped or cut."""
+    process.env["COLUMNS"] = "300"
+    return process.cli(*args)
+
 
 def test_dev_from_repo_root_serves_the_example_agents_from_steward_toml(tmp_path: Path) -> None:
     process = make_process(tmp_path)
@@ -45,9 +65,12 @@ def test_keys_create_prints_the_secret_last_and_list_never_shows_it(
 ) -> None:
     secret = fresh_server.create_key("alice", role="developer")
     assert re.fullmatch(r"stw_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", secret)
-    listing = fresh_server.cli("keys", "list")
-    assert "alice" in listing and "developer" in listing
+    listing = wide_cli(fresh_server, "keys", "list")
     assert secret not in listing and secret.split("_", 2)[-1] not in listing  # the secret part
+    (row,) = [row for row in table_rows(listing) if row["name"] == "alice"]
+    assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", row["id"]), row
+    assert row["tenant"] == "default" and row["role"] == "developer" and row["revoked"] == ""
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", row["created"]), row
 
 
 def test_revoked_key_is_refused(fresh_server: StewardProcess) -> None:
@@ -73,8 +96,11 @@ def test_runs_list_and_show_summarise_a_finished_run(fresh_server: StewardProces
         json={"assistant_id": "support", "input": {"message": "Where is my order 42?"}},
     )
     run_id = result.headers["content-location"].rsplit("/", 1)[-1]
-    listing = fresh_server.cli("runs", "list")
-    assert run_id in listing and "success" in listing
+    (row,) = table_rows(wide_cli(fresh_server, "runs", "list"))
+    assert row["run"] == run_id and row["agent"] == "support", row
+    assert row["status"] == "success" and row["reason"] == "completed" and row["steps"] == "3"
+    assert re.fullmatch(r"\d+/\d+", row["tokens"]) and re.fullmatch(r"\d+\.\d{6}", row["cost $"])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", row["created"]), row
     shown = fresh_server.cli("runs", "show", run_id)
     assert "status   success (completed)" in shown
     assert "steps    3" in shown  # model, lookup_order, model

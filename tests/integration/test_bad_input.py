@@ -457,6 +457,31 @@ def test_deeply_nested_input_is_refused_before_the_run_starts(
     assert_problem(response, 422, "validation-error")
 
 
+@pytest.mark.parametrize(
+    "query",
+    ["offset=1e20", "offset=100000000000000000000", "offset=-1", "limit=0", "limit=1e20"],
+)
+def test_paging_beyond_its_bounds_is_invalid_not_a_server_error(
+    http: httpx.Client, witness: dict[str, Any], query: str
+) -> None:
+    response = http.get(f"/threads/{witness['thread_id']}/runs?{query}")
+
+    assert_problem(response, 422, "validation-error")
+    searched = http.post("/threads/search", json={"offset": 10**20})
+    assert_problem(searched, 422, "validation-error")
+
+
+def test_a_sandbox_backend_this_server_does_not_offer_is_the_callers_choice_not_a_fault(
+    http: httpx.Client,
+) -> None:
+    """The unisolated `process` backend is off unless enabled: asking for it is a 422 (pick
+    another), while no backend at all on the host would be the server's 503."""
+    response = http.post("/v1/sandboxes", json={"backend": "process"})
+
+    body = assert_problem(response, 422, "sandbox-backend-refused")
+    assert "process" in body["detail"]
+
+
 def test_ten_thousand_levels_of_nesting_is_a_bad_request(http: httpx.Client, runs_url: str) -> None:
     content = f'{{"assistant_id": "support", "input": {nested_list(10_000)}}}'
     response = http.post(runs_url, content=content, headers={"content-type": "application/json"})

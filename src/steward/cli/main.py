@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from steward.cli.loader import load_apps
 from steward.cli.security import audit_cli, open_security, secrets_cli
@@ -167,11 +167,15 @@ def keys_create(
     print(created.secret)
 
 
+def _id_column(header: str) -> Column:
+    """The first column of a listing: whole ids, never wrapped, so they can be copied."""
+    return Column(header, no_wrap=True, min_width=36)
+
+
 @keys_cli.command("list")
 def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None) -> None:
     """List API keys (never their secrets)."""
-    table = Table("name", "tenant", "role", "created", "revoked")
-    table.add_column("id", no_wrap=True, min_width=36)
+    table = Table(_id_column("id"), "name", "tenant", "role", "created", "revoked")
     for key in KeyStore(_database(_settings())).list(tenant):
         table.add_row(
             key.id,
@@ -199,8 +203,9 @@ def runs_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """List recent runs with status, steps, tokens and cost."""
-    table = Table("agent", "status", "reason", "steps", "tokens", "cost $", "created")
-    table.add_column("run", no_wrap=True, min_width=36)
+    table = Table(
+        _id_column("run"), "agent", "status", "reason", "steps", "tokens", "cost $", "created"
+    )
     for run in RunStore(_database(_settings())).list_runs(tenant, limit=limit):
         table.add_row(
             run.id,

@@ -12,7 +12,7 @@ from typing import Literal
 
 import aiohttp
 
-from steward.errors import ConfigError
+from steward.errors import ConfigError, UnknownModel
 from steward.models.anthropic import AnthropicProvider
 from steward.models.local import LocalModel
 from steward.models.openai import OpenAIProvider
@@ -221,8 +221,10 @@ class Deployments:
         self._built.clear()
 
 
-def _missing_key(spec: ModelSpec, variable: str) -> ConfigError:
-    return ConfigError(
+def _missing_key(spec: ModelSpec, variable: str) -> UnknownModel:
+    # No deployment can serve the model: to a caller that named it, an unknown model (404 on
+    # the proxy); a deployment configured with a key variable that is unset stays a ConfigError.
+    return UnknownModel(
         f"no API key for model '{spec}'. Set {variable} (or STEWARD_{variable}), for example "
         f"`export {variable}=...`, or configure a deployment under [steward.gateway]; to develop "
         "without a key, use the built-in local model: `export STEWARD_MODEL=local`."

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from steward.errors import ConfigError
+from steward.errors import ConfigError, UnknownModel
 from steward.models.anthropic import AnthropicProvider
 from steward.models.local import LOCAL_MODEL_NAME, LocalModel
 from steward.models.openai import OpenAIProvider
@@ -44,9 +44,9 @@ class ModelSpec:
         return f"{self.provider_kind}:{self.model}"
 
 
-def _bad_string(text: str, why: str) -> ConfigError:
+def _bad_string(text: str, why: str) -> UnknownModel:
     forms = "\n  ".join(ACCEPTED_FORMS)
-    return ConfigError(f"invalid model string {text!r}: {why}. Accepted forms:\n  {forms}")
+    return UnknownModel(f"invalid model string {text!r}: {why}. Accepted forms:\n  {forms}")
 
 
 def parse_model_string(text: str) -> ModelSpec:

@@ -9,7 +9,7 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
-from steward.errors import UserError
+from steward.errors import InvalidInput, UserError
 from steward.policy.declaration import AgentPolicy
 
 AgentFn = Callable[[Any, Any], Awaitable[Any]]
@@ -46,8 +46,14 @@ class Agent:
     policy: AgentPolicy = field(default_factory=AgentPolicy)
 
     def parse_input(self, data: Any) -> BaseModel:
-        """Validate run input; raises pydantic's ValidationError for the API to answer 422."""
-        return self.input_model.model_validate(data)
+        """Validate run input; `InvalidInput` (the caller's mistake, a 422) when it fails."""
+        try:
+            return self.input_model.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidInput(
+                f"the input does not match agent {self.name!r}'s input model",
+                [dict(error) for error in exc.errors()],
+            ) from exc
 
     def dump_output(self, result: Any) -> dict[str, Any]:
         """The run's JSON output: the output model's fields, or `{"output": text}`."""

@@ -9,7 +9,7 @@ import logging
 import secrets
 import uuid
 
-from steward.errors import SandboxUnavailable, UserError
+from steward.errors import SandboxBackendRefused, SandboxUnavailable, UserError
 from steward.sandbox.bwrap import BwrapBackend, BwrapInstance
 from steward.sandbox.gvisor import GVisorBackend
 from steward.sandbox.options import BASE_ENV, CreateOptions
@@ -56,16 +56,10 @@ class Provisioner:
         self._pool_possible = self.backends["bwrap"].unavailable_reason() is None
 
     def pick_backend(self, name: str | None) -> SandboxBackend:
-        if name is not None:
-            backend = self.backends.get(name)
-            if backend is None:
-                raise UserError(f"unknown sandbox backend {name!r}; known: {sorted(self.backends)}")
-            reason = backend.unavailable_reason()
-            if reason:
-                raise SandboxUnavailable(f"sandbox backend {name!r} is unavailable: {reason}")
-            return backend
-        if self.default_backend is not None:
-            return self.pick_backend(self.default_backend)
+        if name is not None:  # the caller's choice: it may choose another
+            return self._available(name, SandboxBackendRefused)
+        if self.default_backend is not None:  # the operator's choice
+            return self._available(self.default_backend, SandboxUnavailable)
         reasons = []
         for candidate in PREFERENCE:
             reason = self.backends[candidate].unavailable_reason()
@@ -73,6 +67,15 @@ class Provisioner:
                 return self.backends[candidate]
             reasons.append(f"{candidate}: {reason}")
         raise SandboxUnavailable("no sandbox backend can run here (" + "; ".join(reasons) + ")")
+
+    def _available(self, name: str, unavailable: type[SandboxUnavailable]) -> SandboxBackend:
+        backend = self.backends.get(name)
+        if backend is None:
+            raise UserError(f"unknown sandbox backend {name!r}; known: {sorted(self.backends)}")
+        reason = backend.unavailable_reason()
+        if reason:
+            raise unavailable(f"sandbox backend {name!r} is unavailable: {reason}")
+        return backend
 
     async def start(self, tenant_id: str, options: CreateOptions) -> Started:
         backend = self.pick_backend(options.backend)

@@ -14,6 +14,7 @@ from steward.app import Steward
 from steward.config import Settings
 from steward.models.response_cache import ResponseCache
 from steward.runtime import Runtime
+from steward.server import openapi
 from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
 from steward.server.idempotency import IdempotencyGate
@@ -77,6 +78,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         lifespan=lifespan,
     )
     install_problem_handlers(api)
+    openapi.install(api)
     # Added last runs first: authenticate before any body is read or checked; idempotency
     # comes after both, so it sees the principal and a bounded body.
     api.add_middleware(IdempotencyGate, max_body_bytes=settings.max_body_bytes)

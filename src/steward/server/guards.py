@@ -1,10 +1,12 @@
-"""ASGI middleware that rejects oversized bodies (413) and non-JSON bodies (415) before routing."""
+"""ASGI middleware that rejects, before routing, oversized bodies (413), non-JSON bodies (415)
+and JSON that no store or response can carry (400: non-finite numbers, lone surrogates)."""
 
 from __future__ import annotations
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from steward.server.json_body import unportable_reason
 from steward.server.problems import problem as problem_json
 from steward.server.provider_errors import proxy_error_for_path
 
@@ -13,11 +15,17 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
 def problem(
-    status: int, *, detail: str, instance: str, headers: dict[str, str] | None = None
+    status: int,
+    *,
+    detail: str,
+    instance: str,
+    headers: dict[str, str] | None = None,
+    kind: str | None = None,
+    title: str | None = None,
 ) -> Response:
     """problem+json, or the provider's error shape on the proxy endpoints."""
     return proxy_error_for_path(instance, status, detail, headers) or problem_json(
-        status, detail=detail, instance=instance, headers=headers
+        status, kind, title, detail, instance=instance, headers=headers
     )
 
 
@@ -30,45 +38,24 @@ class RequestGuard:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path = scope.get("path", "")
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                await problem(400, detail="invalid Content-Length", instance=path)(
-                    scope, receive, send
-                )
-                return
-            if int(declared) > self.max_body_bytes:
-                await self._too_large(scope, receive, send)
-                return
-        has_body = declared not in (None, "0") or "transfer-encoding" in headers
-        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if has_body and not (media_type in _JSON_TYPES or media_type.endswith("+json")):
-            await problem(
-                415,
-                detail="send the body as application/json",
-                instance=path,
-                headers={"Accept": "application/json"},
-            )(scope, receive, send)
+        refusal = self._refuse_headers(scope, path)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
-
-        # Read the body here, bounded, so an oversized chunked upload never reaches a route.
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.max_body_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await self._read_body(receive, path)
+        if body is None:
+            return  # the client went away
+        if isinstance(body, Response):
+            await body(scope, receive, send)
+            return
+        reason = unportable_reason(body)
+        if reason is not None:
+            refused = problem(
+                400, kind="invalid-json", title="Invalid JSON", detail=reason, instance=path
+            )
+            await refused(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -80,9 +67,42 @@ class RequestGuard:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await problem(
-            413,
-            detail=f"the body exceeds {self.max_body_bytes} bytes",
-            instance=scope.get("path", ""),
-        )(scope, receive, send)
+    def _refuse_headers(self, scope: Scope, path: str) -> Response | None:
+        """400/413/415 from the headers alone, before a byte of the body is read."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return problem(400, detail="invalid Content-Length", instance=path)
+            if int(declared) > self.max_body_bytes:
+                return self._too_large(path)
+        has_body = declared not in (None, "0") or "transfer-encoding" in headers
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if has_body and not (media_type in _JSON_TYPES or media_type.endswith("+json")):
+            return problem(
+                415,
+                detail="send the body as application/json",
+                instance=path,
+                headers={"Accept": "application/json"},
+            )
+        return None
+
+    async def _read_body(self, receive: Receive, path: str) -> bytes | Response | None:
+        """The whole body, read here and bounded so an oversized chunked upload never reaches
+        a route; a 413 answer when it is too large; None when the client went away."""
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                return self._too_large(path)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self, path: str) -> Response:
+        return problem(413, detail=f"the body exceeds {self.max_body_bytes} bytes", instance=path)

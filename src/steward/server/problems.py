@@ -8,18 +8,29 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from steward.errors import ApiError, UserError
+from steward.errors import (
+    ApiError,
+    ConfigError,
+    InvalidInput,
+    SandboxBackendRefused,
+    SandboxError,
+    SandboxPathRefused,
+    SandboxStateError,
+    SandboxUnavailable,
+    UnknownModel,
+    UserError,
+)
+from steward.server.provider_errors import proxy_error_for_path
 from steward.store.outage import DATABASE_UNREACHABLE
 
 TYPE_BASE = "https://steward.dev/problems/"
 DATABASE_RETRY_AFTER_S = 2
 log = logging.getLogger("steward.server")
 
-_TITLES = {
+TITLES = {
     400: ("bad-request", "Bad request"),
     401: ("unauthenticated", "Authentication required"),
     403: ("forbidden", "Forbidden"),
@@ -45,7 +56,7 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    default_kind, default_title = _TITLES.get(status, ("error", "Error"))
+    default_kind, default_title = TITLES.get(status, ("error", "Error"))
     body: dict[str, Any] = {
         "type": TYPE_BASE + (kind or default_kind),
         "title": title or default_title,
@@ -79,63 +90,98 @@ def _validation_errors(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
+# The status of each error family: a caller's mistake is a 4xx, the server's a 5xx. The most
+# specific class wins (handlers are looked up along the exception's MRO).
+_FAMILIES: dict[type[Exception], tuple[int, str, str]] = {
+    SandboxPathRefused: (400, "sandbox-path-refused", "Path refused"),
+    SandboxStateError: (409, "sandbox-state", "Sandbox cannot do that now"),
+    SandboxBackendRefused: (422, "sandbox-backend-refused", "Sandbox backend not offered"),
+    SandboxUnavailable: (503, "sandbox-unavailable", "Sandbox backend unavailable"),
+    SandboxError: (500, "sandbox-error", "Sandbox failure"),
+    UnknownModel: (422, "unknown-model", "Unknown model"),
+    ConfigError: (500, "server-misconfigured", "Server misconfigured"),
+    UserError: (422, "invalid-request", "Invalid input"),
+}
+
+
+def _family(exc: Exception) -> tuple[int, str, str]:
+    for cls in type(exc).__mro__:
+        if cls in _FAMILIES:
+            return _FAMILIES[cls]
+    return 500, "internal-error", "Internal server error"
+
+
+def _answer(
+    request: Request,
+    status: int,
+    kind: str | None = None,
+    title: str | None = None,
+    detail: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """problem+json, or the provider's error shape on the proxy endpoints."""
+    path = request.url.path
+    provider_shaped = proxy_error_for_path(path, status, detail or title or "error", headers)
+    return provider_shaped or problem(
+        status, kind, title, detail, instance=path, headers=headers, **extra
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return problem(
-            exc.status,
-            exc.kind,
-            exc.title,
-            exc.detail,
-            instance=request.url.path,
-            headers=exc.headers,
-            **exc.extra,
+        return _answer(
+            request, exc.status, exc.kind, exc.title, exc.detail, headers=exc.headers, **exc.extra
         )
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return problem(
-            exc.status_code,
-            detail=str(exc.detail),
-            instance=request.url.path,
-            headers=dict(exc.headers or {}),
+        return _answer(
+            request, exc.status_code, detail=str(exc.detail), headers=dict(exc.headers or {})
         )
 
     async def request_invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
-            return problem(
-                400,
-                "malformed-json",
-                "Malformed JSON",
-                "the body is not valid JSON",
-                instance=request.url.path,
+            return _answer(
+                request, 400, "malformed-json", "Malformed JSON", "the body is not valid JSON"
             )
-        return problem(
+        return _answer(
+            request,
             422,
             detail="the request does not match the schema",
-            instance=request.url.path,
             errors=_validation_errors(errors),
         )
 
     async def input_invalid(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ValidationError)
-        return problem(
+        assert isinstance(exc, InvalidInput)
+        return _answer(
+            request,
             422,
             "invalid-input",
             "Invalid agent input",
             "the input does not match the agent's input model",
-            instance=request.url.path,
-            errors=_validation_errors(exc.errors()),
+            errors=_validation_errors(exc.errors),
         )
 
-    async def user_error(request: Request, exc: Exception) -> Response:
-        return problem(422, "invalid-request", detail=str(exc), instance=request.url.path)
+    async def steward_error(request: Request, exc: Exception) -> Response:
+        status, kind, title = _family(exc)
+        if status >= 500:
+            # The server's fault: logged in full, and not explained to the caller (a missing
+            # provider key's name is the operator's business).
+            log.error("%s on %s %s: %s", title, request.method, request.url.path, exc, exc_info=exc)
+            detail = str(exc) if status == 503 else "see the server's log"
+            return _answer(request, status, kind, title, detail)
+        return _answer(request, status, kind, title, str(exc))
 
     async def unexpected(request: Request, exc: Exception) -> Response:
+        # Also pydantic's ValidationError: raised by our own code, it is a bug, not bad input
+        # (request bodies fail as RequestValidationError, run input as InvalidInput).
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, instance=request.url.path)
+        return _answer(request, 500)
 
     async def database_unavailable(request: Request, exc: Exception) -> Response:
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
@@ -147,6 +193,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         app.add_exception_handler(unreachable, database_unavailable)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_invalid)
-    app.add_exception_handler(ValidationError, input_invalid)
-    app.add_exception_handler(UserError, user_error)
+    app.add_exception_handler(InvalidInput, input_invalid)
+    for family in _FAMILIES:
+        app.add_exception_handler(family, steward_error)
     app.add_exception_handler(Exception, unexpected)

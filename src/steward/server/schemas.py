@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from steward.server.pagination import DEFAULT_LIMIT, Limit, Offset
 from steward.store.schema import Run, Thread
 
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "events", "debug"]
@@ -138,8 +139,8 @@ class ThreadSearch(BaseModel):
     metadata: dict[str, Any] | None = None
     values: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=1_000_000)
+    limit: Limit = DEFAULT_LIMIT
+    offset: Offset = 0
 
     _bounded = field_validator("metadata", "values")(_bounded_depth)
 
@@ -163,7 +164,7 @@ class ThreadStateUpdate(BaseModel):
 class ThreadHistory(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    limit: int = Field(default=10, ge=1, le=1000)
+    limit: Limit = DEFAULT_LIMIT
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -5,6 +5,8 @@ SQLite runs in WAL mode with a busy timeout so the API and worker processes can 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,31 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    return value
+
+
+def read_json(text: str | bytes) -> Any:
+    """Decode a JSON column. Rows written before the API refused lone surrogates may hold one
+    (`"\\udfff"`); it becomes U+FFFD so the row still reads and encodes, instead of failing
+    every later response that includes it."""
+    value = json.loads(text)
+    if isinstance(text, bytes):  # psycopg hands over bytes, SQLite str
+        suspect = b"\\ud" in text or b"\\uD" in text
+    else:
+        suspect = "\\ud" in text or "\\uD" in text
+    return _without_lone_surrogates(value) if suspect else value
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -36,10 +63,16 @@ def create_db_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 10},
+            json_deserializer=read_json,
+        )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, json_deserializer=read_json
+    )
 
 
 class Database:

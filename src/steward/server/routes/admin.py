@@ -19,6 +19,7 @@ from steward.errors import NotFound
 from steward.security.keys import ROLES
 from steward.security.services import Security
 from steward.server.auth import Admin
+from steward.server.openapi import answers
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -94,7 +95,7 @@ async def revoke_key(key_id: str, principal: Admin, request: Request) -> Respons
 # -- webhook hooks -----------------------------------------------------------------------------
 
 
-@router.post("/hooks", status_code=201)
+@router.post("/hooks", status_code=201, responses=answers(404))
 async def create_hook(body: HookCreate, principal: Admin, request: Request) -> dict[str, Any]:
     request.app.state.engine.agent(body.agent)  # 404 for an agent this server does not serve
     security = _security(request)

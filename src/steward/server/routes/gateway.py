@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
 from starlette.responses import Response
 
 from steward.errors import Forbidden
@@ -57,7 +58,7 @@ async def remaining(
     return {"remaining_usd": await gateway.budget.remaining(scope)}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(principal: Annotated[Principal, Depends(_admin)], request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

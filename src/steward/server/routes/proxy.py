@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from steward.errors import ConfigError, ModelError, SpendCapExceeded
+from steward.errors import ModelError, SpendCapExceeded, UnknownModel
 from steward.models.budget import SpendScope
 from steward.models.deployments import Target
 from steward.models.gateway import PER_MESSAGE_TOKENS, Gateway, GatewayCall
@@ -209,7 +209,7 @@ def _route(gateway: Gateway, model: str, dialect: ProxyDialect) -> list[Target] 
     """The targets of `model` that speak the endpoint's dialect, or the 404."""
     try:
         targets = [t for t in _targets(gateway, model, dialect) if _speaks(t, dialect)]
-    except ConfigError as exc:
+    except UnknownModel as exc:
         return provider_error(
             dialect,
             404,
@@ -227,7 +227,7 @@ def _targets(gateway: Gateway, model: str, dialect: ProxyDialect) -> list[Target
     endpoint's own dialect (`gpt-4.1` on /v1/chat/completions is `openai:gpt-4.1`)."""
     try:
         return gateway.deployments.targets(model)
-    except ConfigError:
+    except UnknownModel:
         if model in gateway.settings.routes:
             raise
         return gateway.deployments.targets(f"{dialect}:{model}")

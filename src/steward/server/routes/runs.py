@@ -16,6 +16,8 @@ from steward.runs.engine import RunEngine, RunRequest
 from steward.security.keys import Principal
 from steward.server import rate_limits
 from steward.server.auth import USER_HEADER, Reader, Writer
+from steward.server.openapi import answers, event_stream
+from steward.server.pagination import PageQuery
 from steward.server.routes.webhooks import check_webhook
 from steward.server.schemas import ApprovalDecision, RunCreate, run_json, run_result
 from steward.store.runs import AWAITING_APPROVAL
@@ -108,7 +110,7 @@ async def create_thread_run(
     )
 
 
-@router.post("/runs")
+@router.post("/runs", responses=answers(404))
 async def create_run(body: RunCreate, principal: Writer, request: Request) -> JSONResponse:
     run, _ = await _submit(_engine(request), principal, body, None, request)
     return JSONResponse(
@@ -138,7 +140,7 @@ async def wait_thread_run(
     return await _wait(request, principal, body, thread_id)
 
 
-@router.post("/runs/wait")
+@router.post("/runs/wait", responses=answers(404))
 async def wait_run(body: RunCreate, principal: Writer, request: Request) -> JSONResponse:
     return await _wait(request, principal, body, None)
 
@@ -191,14 +193,22 @@ async def _stream(
     return _event_stream(request, principal, run, body.stream_modes(), after, metadata=True)
 
 
-@router.post("/threads/{thread_id}/runs/stream")
+@router.post(
+    "/threads/{thread_id}/runs/stream",
+    response_class=StreamingResponse,
+    responses=event_stream("The run's events, first `metadata` with its id"),
+)
 async def stream_thread_run(
     thread_id: str, body: RunCreate, principal: Writer, request: Request
 ) -> StreamingResponse:
     return await _stream(request, principal, body, thread_id)
 
 
-@router.post("/runs/stream")
+@router.post(
+    "/runs/stream",
+    response_class=StreamingResponse,
+    responses={**event_stream("The run's events, first `metadata` with its id"), **answers(404)},
+)
 async def stream_run(body: RunCreate, principal: Writer, request: Request) -> StreamingResponse:
     return await _stream(request, principal, body, None)
 
@@ -211,9 +221,8 @@ async def list_thread_runs(
     thread_id: str,
     principal: Reader,
     request: Request,
-    limit: int = Query(10, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
-    status: str | None = None,
+    page: PageQuery,
+    status: Annotated[str | None, Query(max_length=32)] = None,
 ) -> list[dict[str, Any]]:
     engine = _engine(request)
     await _ensure_thread(engine, principal, thread_id)
@@ -222,8 +231,8 @@ async def list_thread_runs(
         principal.tenant_id,
         thread_id=thread_id,
         status=status,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
     return [run_json(run) for run in runs]
 
@@ -249,7 +258,11 @@ async def join_run(
     return await _result(engine, await engine.wait(principal.tenant_id, run_id))
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+@router.get(
+    "/threads/{thread_id}/runs/{run_id}/stream",
+    response_class=StreamingResponse,
+    responses=event_stream("The run's events after `Last-Event-ID`"),
+)
 async def join_stream(
     thread_id: str,
     run_id: str,
@@ -271,7 +284,12 @@ async def join_stream(
     return _event_stream(request, principal, run, modes, int(last), metadata=False)
 
 
-@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+@router.post(
+    "/threads/{thread_id}/runs/{run_id}/cancel",
+    status_code=202,
+    response_class=Response,
+    responses={204: {"description": "Cancelled and ended (`wait=true`)"}},
+)
 async def cancel_run(
     thread_id: str,
     run_id: str,
@@ -288,7 +306,7 @@ async def cancel_run(
     return Response(status_code=202)
 
 
-@router.delete("/threads/{thread_id}/runs/{run_id}")
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
 async def delete_run(thread_id: str, run_id: str, principal: Writer, request: Request) -> Response:
     """Delete a run; an unfinished one is cancelled first."""
     await _engine(request).cancel(principal.tenant_id, run_id, thread_id, delete=True)

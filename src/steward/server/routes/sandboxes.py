@@ -21,9 +21,6 @@ from steward.errors import (
     ApiError,
     NotFound,
     SandboxError,
-    SandboxPathRefused,
-    SandboxStateError,
-    SandboxUnavailable,
 )
 from steward.sandbox.manager import Completed, CreateOptions, SandboxManager, argv_for
 from steward.sandbox.types import ExecRequest, ExecResult, Limits, Output
@@ -120,17 +117,9 @@ def _manager(request: Request) -> SandboxManager:
 
 @contextmanager
 def _translated() -> Iterator[None]:
-    """Sandbox failures as problem types; capabilities do not know HTTP."""
+    """A missing file as a 404; SandboxError's family maps in steward.server.problems."""
     try:
         yield
-    except SandboxPathRefused as exc:
-        raise ApiError(400, "sandbox-path-refused", "Path refused", str(exc)) from exc
-    except SandboxUnavailable as exc:
-        raise ApiError(422, "sandbox-unavailable", "Sandbox backend unavailable", str(exc)) from exc
-    except SandboxStateError as exc:
-        raise ApiError(409, "sandbox-state", "Sandbox cannot do that now", str(exc)) from exc
-    except SandboxError as exc:
-        raise ApiError(409, "sandbox-error", "Sandbox error", str(exc)) from exc
     except FileNotFoundError as exc:
         raise ApiError(404, "not-found", "Not found", str(exc)) from exc
 

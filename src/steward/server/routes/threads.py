@@ -108,7 +108,7 @@ async def patch_thread(
     return await _full_json(engine, thread)
 
 
-@router.delete("/threads/{thread_id}")
+@router.delete("/threads/{thread_id}", status_code=204)
 async def delete_thread(thread_id: str, principal: Writer, request: Request) -> Response:
     await _engine(request).delete_thread(principal.tenant_id, thread_id)
     return Response(status_code=204)
