@@ -46,7 +46,14 @@ from steward.security.secrets import SecretStore
 from steward.store.approvals import DECISIONS, ApprovalStore
 from steward.store.hot import HEARTBEAT, Event, HotState
 from steward.store.outage import retry_while_unreachable
-from steward.store.runs import AWAITING_APPROVAL, RunStore, RunTotals, ThreadBusy, is_open
+from steward.store.runs import (
+    AWAITING_APPROVAL,
+    RunStart,
+    RunStore,
+    RunTotals,
+    ThreadBusy,
+    is_open,
+)
 from steward.store.schema import Approval, Run, utcnow
 from steward.store.threads import ThreadStore
 
@@ -115,7 +122,8 @@ class RunEngine:
         self._execute_here = execute
         self._sandboxes = sandboxes
         self._tasks: dict[str, asyncio.Task[Any]] = {}
-        # Called with a run id when a run of this process ends (e.g. to wake webhook delivery).
+        # Called with a run id when a run of this process that has a webhook ends (to wake
+        # webhook delivery).
         self.finished_listeners: list[Callable[[str], None]] = []
         self._cancelling: set[str] = set()
         self._detached: set[asyncio.Task[Any]] = set()
@@ -174,11 +182,9 @@ class RunEngine:
             raise UserError(f"unknown multitask_strategy {request.multitask_strategy!r}")
         validated = agent.parse_input(request.input).model_dump(mode="json")
         thread_id = request.thread_id
-        if thread_id is None:
-            thread_id = str(uuid.uuid4())  # stateless runs get a thread of their own
-            await asyncio.to_thread(
-                self.store.create_thread, request.tenant_id, thread_id, {"temporary": True}
-            )
+        # Stateless runs get a thread of their own, created with the run in one transaction.
+        new_thread = {"temporary": True} if thread_id is None else None
+        thread_id = thread_id or str(uuid.uuid4())
         strategy = request.multitask_strategy
         for _ in range(5):  # each retry follows a run that another request just started
             run = Run(
@@ -195,7 +201,7 @@ class RunEngine:
                 webhook=request.webhook,
             )
             try:
-                await asyncio.to_thread(self.store.create_run, run)
+                await asyncio.to_thread(self.store.create_run, run, new_thread=new_thread)
             except ThreadBusy:
                 active = await asyncio.to_thread(
                     self.store.active_run_on_thread, request.tenant_id, thread_id
@@ -386,17 +392,18 @@ class RunEngine:
     # -- the workflow body --------------------------------------------------------------------
 
     async def _execute(self, run_id: str, payload: JsonObject) -> JsonObject:
-        run = await asyncio.to_thread(
-            retry_while_unreachable, self.store.mark_running, run_id, utcnow()
+        start = await asyncio.to_thread(
+            retry_while_unreachable, self.store.begin_run, run_id, utcnow()
         )
-        if run is None or not is_open(run):
+        run = start.run if start is not None else None
+        if start is None or run is None or not is_open(run):
             return {"status": run.status if run else "missing"}
         task = asyncio.current_task()
         if task is not None:
             self._tasks[run_id] = task
         try:
             with run_scope(run_id, run.tenant_id):
-                outcome, totals = await self._run_agent(run, payload)
+                outcome, totals = await self._run_agent(run, payload, start)
             outcome = Outcome(  # no secret this process decrypted leaves in a result
                 outcome.status,
                 outcome.stop_reason,
@@ -434,8 +441,9 @@ class RunEngine:
             self.hot.publish_nowait(channel, {"event": "error", "data": outcome.error})
         self.hot.publish_nowait(channel, {"event": TERMINAL_EVENT, "data": {}})
         self._start_detached(self._promote_next(run.tenant_id, run.thread_id))
-        for listener in self.finished_listeners:
-            listener(run_id)
+        if run.webhook is not None:  # the only thing a listener does (saves a query per run)
+            for listener in self.finished_listeners:
+                listener(run_id)
         return {"status": outcome.status, "stop_reason": outcome.stop_reason}
 
     def _start_detached(self, work: Any) -> None:
@@ -445,7 +453,9 @@ class RunEngine:
         self._detached.add(task)
         task.add_done_callback(self._detached.discard)
 
-    async def _run_agent(self, run: Run, payload: JsonObject) -> tuple[Outcome, RunTotals]:
+    async def _run_agent(
+        self, run: Run, payload: JsonObject, start: RunStart
+    ) -> tuple[Outcome, RunTotals]:
         agent = self.app.agents.get(payload["agent"])
         if agent is None:
             error = {"error": "UnknownAgent", "message": f"agent {payload['agent']!r} is gone"}
@@ -455,7 +465,9 @@ class RunEngine:
             started = started.replace(tzinfo=UTC)
         # Time spent waiting for people does not count against the wall-time cap; a run
         # recovered after (or during) a pause gets that time back before it replays.
-        credits = await asyncio.to_thread(self.approvals.waits, run.tenant_id, run.id)
+        credits: dict[str, float] = {}
+        if not start.first:  # a run's first start has no approvals behind it yet
+            credits = await asyncio.to_thread(self.approvals.waits, run.tenant_id, run.id)
         limit = timedelta(seconds=agent.limits.timeout_s + sum(credits.values()))
         deadline = (started + limit).timestamp()
         channel = run_channel(run.id)
@@ -482,9 +494,6 @@ class RunEngine:
                 channel, {"event": event, "data": guard.filter_event(data)}
             )
 
-        thread_state = await asyncio.to_thread(
-            self.store.thread_values, run.tenant_id, run.thread_id
-        )
         gate = ApprovalGate(
             store=self.approvals,
             journal=guard.journaled(self._durable.step, release_first=True),
@@ -511,7 +520,7 @@ class RunEngine:
             sandboxes=self._sandboxes,
             secrets=self.secrets,
             approvals=gate,
-            thread_state=thread_state,
+            thread_state=start.thread_values,
             approval_credits=credits,
         )
         with self._tracing.invoke_agent(agent.name, conversation_id=run.thread_id) as span:
