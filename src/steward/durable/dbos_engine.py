@@ -2,6 +2,11 @@
 
 Steward pins the application version (so runs recover across restarts of new code), stores
 step results as portable JSON instead of pickle, and gives each worker a stable executor id.
+
+Private DBOS symbols used here (the version is pinned; tests/integration/test_dbos_contract.py
+checks each): `DBOS._recover_pending_workflows` (the sweeper hands a dead worker's runs back),
+`dbos._dbos._dbos_global_instance` and its `_active_workflows_set` (shutdown waits for
+outcomes being written).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from steward.errors import RunCancelled, UserError
 WORKFLOW_NAME = "steward.run"
 QUEUE_NAME = "steward-runs"
 APP_NAME = "steward"
+# How often a process that starts its own runs looks at the queue, which then holds only runs
+# recovered from dead workers and runs accepted by a process that crashed before starting them.
+RECOVERY_POLL_S = 5.0
 
 _run_body: RunBody | None = None
 

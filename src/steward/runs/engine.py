@@ -44,7 +44,7 @@ from steward.sandbox.manager import SandboxManager
 from steward.security.redaction import REDACTOR
 from steward.security.secrets import SecretStore
 from steward.store.approvals import DECISIONS, ApprovalStore
-from steward.store.hot import HEARTBEAT, Event, HotState
+from steward.store.hot import HEARTBEAT, Event, HotState, MemoryHotState
 from steward.store.outage import retry_while_unreachable
 from steward.store.runs import (
     AWAITING_APPROVAL,
@@ -128,6 +128,9 @@ class RunEngine:
         self._cancelling: set[str] = set()
         self._detached: set[asyncio.Task[Any]] = set()
         self._cancel_listener: asyncio.Task[None] | None = None
+        # How often a waiter re-reads the run. An API-only process whose hot state is its own
+        # memory never hears the end of a run a worker executed: the database is all it has.
+        self._recheck_s = 0.2 if not execute and isinstance(hot, MemoryHotState) else 1.0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -343,13 +346,13 @@ class RunEngine:
     async def wait(self, tenant_id: str, run_id: str) -> Run:
         """Return the run once it has ended, woken by its terminal event.
 
-        The database is re-checked on every heartbeat, which covers a run finished by another
-        process that shares no hot state with this one.
+        The database is re-checked on every heartbeat (`_recheck_s`), which covers a run
+        finished by another process that shares no hot state with this one.
         """
         run = await self.get(tenant_id, run_id)
         if _settled(run):
             return run
-        async for _, event in self.hot.read(run_channel(run_id), heartbeat_s=1.0):
+        async for _, event in self.hot.read(run_channel(run_id), heartbeat_s=self._recheck_s):
             if event["event"] in (TERMINAL_EVENT, PAUSE_EVENT) or event is HEARTBEAT:
                 run = await self.get(tenant_id, run_id)
                 if _settled(run):
@@ -365,7 +368,7 @@ class RunEngine:
         `updates` event carrying `__interrupt__`.
         """
         async for event_id, event in self.hot.read(
-            run_channel(run_id), after=int(after), heartbeat_s=1.0
+            run_channel(run_id), after=int(after), heartbeat_s=self._recheck_s
         ):
             if event["event"] == TERMINAL_EVENT:
                 return
