@@ -398,9 +398,9 @@ class RunEngine:
         start = await asyncio.to_thread(
             retry_while_unreachable, self.store.begin_run, run_id, utcnow()
         )
-        run = start.run if start is not None else None
-        if start is None or run is None or not is_open(run):
-            return {"status": run.status if run else "missing"}
+        if start is None or not is_open(start.run):
+            return {"status": start.run.status if start else "missing"}
+        run = start.run
         task = asyncio.current_task()
         if task is not None:
             self._tasks[run_id] = task
