@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from steward.app import Steward
 from steward.config import Settings
-from steward.durable.dbos_engine import DBOSEngine
+from steward.durable.dbos_engine import RECOVERY_POLL_S, DBOSEngine
 from steward.durable.sweeper import Sweeper
 from steward.durable.workers import WorkerRegistry
 from steward.models.gateway import Gateway
@@ -59,9 +60,17 @@ class Runtime:
     registry: WorkerRegistry | None = None
     sweeper: Sweeper | None = None
     _sweeping: asyncio.Task[None] | None = field(default=None, repr=False)
+    _orphans_checked_at: float = field(default=float("-inf"), repr=False)
 
     @classmethod
-    def build(cls, settings: Settings, app: Steward, *, execute: bool) -> Runtime:
+    def build(
+        cls, settings: Settings, app: Steward, *, execute: bool, queue_dispatch: bool = False
+    ) -> Runtime:
+        """With `queue_dispatch` (a dedicated `steward worker`), runs arrive through the durable
+        queue, polled every `queue_poll_interval_s`. Otherwise a process that executes starts
+        the runs it accepts itself, at once, and polls the queue only as the fallback that
+        picks up recovered and orphaned runs, every `RECOVERY_POLL_S`: an idle `steward dev`
+        does next to nothing."""
         settings.home.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(settings.resolved_database_url)
         db = Database(settings.resolved_database_url)
@@ -73,7 +82,9 @@ class Runtime:
         )
         durable = DBOSEngine(
             settings.durable_database_url,
-            queue_poll_interval_s=settings.queue_poll_interval_s,
+            queue_poll_interval_s=settings.queue_poll_interval_s
+            if queue_dispatch
+            else max(settings.queue_poll_interval_s, RECOVERY_POLL_S),
             worker_concurrency=settings.worker_concurrency,
         )
         registry = sweeper = None
@@ -199,6 +210,11 @@ class Runtime:
         enqueueing it leaves such a run; the sweeper's turn finds it.
         """
         assert self.durable is not None and self.registry is not None
+        # Only runs older than the stale time count, so looking every half of it is enough.
+        now = time.monotonic()
+        if now - self._orphans_checked_at < self.registry.stale_after_s / 2:
+            return
+        self._orphans_checked_at = now
         cutoff = datetime.now(UTC) - timedelta(seconds=self.registry.stale_after_s)
         runs = await asyncio.to_thread(self.engine.store.pending_runs)
         old = {

@@ -118,7 +118,7 @@ def worker(
     app = load_apps(apps or settings.apps)
 
     async def main() -> None:
-        runtime = Runtime.build(settings, app, execute=True)
+        runtime = Runtime.build(settings, app, execute=True, queue_dispatch=True)
         await runtime.start()
         console.print(f"[bold]steward worker[/] {runtime.executor_id} executing runs")
         sys.stdout.flush()  # process managers (and the kill test) wait for this line

@@ -2,6 +2,11 @@
 
 Steward pins the application version (so runs recover across restarts of new code), stores
 step results as portable JSON instead of pickle, and gives each worker a stable executor id.
+
+Private DBOS symbols used here (the version is pinned; tests/integration/test_dbos_contract.py
+checks each): `DBOS._recover_pending_workflows` (the sweeper hands a dead worker's runs back),
+`dbos._dbos._dbos_global_instance` and its `_active_workflows_set` (shutdown waits for
+outcomes being written).
 """
 
 from __future__ import annotations
@@ -14,14 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from dbos import DBOS, DBOSClient, EnqueueOptions, SetWorkflowID
-from dbos._context import current_owner_xid
-from dbos._error import (
-    DBOSNonExistentWorkflowError,
-    DBOSWorkflowCancelledError,
-    DBOSWorkflowConflictIDError,
-)
-from dbos._serialization import DBOSPortableJSONSerializer
+from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer, EnqueueOptions, SetWorkflowID
+from dbos import error as dbos_errors
 
 from steward.durable.types import JsonObject, RunBody, StepFence
 from steward.errors import RunCancelled, UserError
@@ -29,6 +28,9 @@ from steward.errors import RunCancelled, UserError
 WORKFLOW_NAME = "steward.run"
 QUEUE_NAME = "steward-runs"
 APP_NAME = "steward"
+# How often a process that starts its own runs looks at the queue, which then holds only runs
+# recovered from dead workers and runs accepted by a process that crashed before starting them.
+RECOVERY_POLL_S = 5.0
 
 _run_body: RunBody | None = None
 
@@ -136,20 +138,16 @@ class DBOSEngine:
             await DBOS.enqueue_workflow_with_options_async(options, run_id, payload)
 
     async def step(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
-        workflow_id = DBOS.workflow_id
-        owner = current_owner_xid(workflow_id) if workflow_id else None
         fence = self._fence
 
         async def run() -> JsonObject:
+            # The fence: a worker starts a step's effect only while its lease holds. A sweeper
+            # hands a worker's runs over only after it has been silent for the stale time,
+            # twice the lease, so an execution whose run could have moved stops here, before
+            # the effect; DBOS's own owner check refuses a late result when it is recorded.
             if fence is not None:
                 await fence.enter_step()
             try:
-                # The fence: an execution whose run was handed to another worker stops here,
-                # before the step's effect, instead of when it tries to record the result.
-                if workflow_id and owner is not None:
-                    current = await asyncio.to_thread(_system_db().get_workflow_owner, workflow_id)
-                    if current != owner:
-                        raise DBOSWorkflowConflictIDError(workflow_id)
                 return await fn()
             finally:
                 if fence is not None:
@@ -158,14 +156,14 @@ class DBOSEngine:
         runner: Callable[[], Coroutine[Any, Any, JsonObject]] = run
         try:
             result: JsonObject = await DBOS.run_step_async({"name": name}, runner)
-        except DBOSWorkflowCancelledError as exc:
+        except dbos_errors.DBOSWorkflowCancelledError as exc:
             raise RunCancelled(str(exc)) from exc
         return result
 
     async def receive(self, topic: str, timeout_s: float) -> JsonObject | None:
         try:
             message: JsonObject | None = await DBOS.recv_async(topic, timeout_seconds=timeout_s)
-        except DBOSWorkflowCancelledError as exc:
+        except dbos_errors.DBOSWorkflowCancelledError as exc:
             raise RunCancelled(str(exc)) from exc
         return message
 
@@ -199,7 +197,7 @@ class DBOSEngine:
         if self._client is not None:
             try:
                 await self._client.retrieve_workflow_async(run_id)
-            except DBOSNonExistentWorkflowError:
+            except dbos_errors.DBOSNonExistentWorkflowError:
                 return False
             return True
         return await DBOS.get_workflow_status_async(run_id) is not None
@@ -224,10 +222,6 @@ async def _wait_for_outcomes(timeout_s: float) -> None:
     # DBOS offers no event for "outcome written"; its writers are tasks on this loop.
     while active is not None and active.activeList() and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
-
-
-def _system_db() -> Any:
-    return _dbos_instance()._sys_db
 
 
 def _dbos_instance() -> Any:

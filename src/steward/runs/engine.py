@@ -44,9 +44,16 @@ from steward.sandbox.manager import SandboxManager
 from steward.security.redaction import REDACTOR
 from steward.security.secrets import SecretStore
 from steward.store.approvals import DECISIONS, ApprovalStore
-from steward.store.hot import HEARTBEAT, Event, HotState
+from steward.store.hot import HEARTBEAT, Event, HotState, MemoryHotState
 from steward.store.outage import retry_while_unreachable
-from steward.store.runs import AWAITING_APPROVAL, RunStore, RunTotals, ThreadBusy, is_open
+from steward.store.runs import (
+    AWAITING_APPROVAL,
+    RunStart,
+    RunStore,
+    RunTotals,
+    ThreadBusy,
+    is_open,
+)
 from steward.store.schema import Approval, Run, utcnow
 from steward.store.threads import ThreadStore
 from steward.tools.runner import ToolRunner, default_runner
@@ -119,11 +126,15 @@ class RunEngine:
         self._execute_here = execute
         self._sandboxes = sandboxes
         self._tasks: dict[str, asyncio.Task[Any]] = {}
-        # Called with a run id when a run of this process ends (e.g. to wake webhook delivery).
+        # Called with a run id when a run of this process that has a webhook ends (to wake
+        # webhook delivery).
         self.finished_listeners: list[Callable[[str], None]] = []
         self._cancelling: set[str] = set()
         self._detached: set[asyncio.Task[Any]] = set()
         self._cancel_listener: asyncio.Task[None] | None = None
+        # How often a waiter re-reads the run. An API-only process whose hot state is its own
+        # memory never hears the end of a run a worker executed: the database is all it has.
+        self._recheck_s = 0.2 if not execute and isinstance(hot, MemoryHotState) else 1.0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -178,11 +189,9 @@ class RunEngine:
             raise UserError(f"unknown multitask_strategy {request.multitask_strategy!r}")
         validated = agent.parse_input(request.input).model_dump(mode="json")
         thread_id = request.thread_id
-        if thread_id is None:
-            thread_id = str(uuid.uuid4())  # stateless runs get a thread of their own
-            await asyncio.to_thread(
-                self.store.create_thread, request.tenant_id, thread_id, {"temporary": True}
-            )
+        # Stateless runs get a thread of their own, created with the run in one transaction.
+        new_thread = {"temporary": True} if thread_id is None else None
+        thread_id = thread_id or str(uuid.uuid4())
         strategy = request.multitask_strategy
         for _ in range(5):  # each retry follows a run that another request just started
             run = Run(
@@ -199,7 +208,7 @@ class RunEngine:
                 webhook=request.webhook,
             )
             try:
-                await asyncio.to_thread(self.store.create_run, run)
+                await asyncio.to_thread(self.store.create_run, run, new_thread=new_thread)
             except ThreadBusy:
                 active = await asyncio.to_thread(
                     self.store.active_run_on_thread, request.tenant_id, thread_id
@@ -341,13 +350,13 @@ class RunEngine:
     async def wait(self, tenant_id: str, run_id: str) -> Run:
         """Return the run once it has ended, woken by its terminal event.
 
-        The database is re-checked on every heartbeat, which covers a run finished by another
-        process that shares no hot state with this one.
+        The database is re-checked on every heartbeat (`_recheck_s`), which covers a run
+        finished by another process that shares no hot state with this one.
         """
         run = await self.get(tenant_id, run_id)
         if _settled(run):
             return run
-        async for _, event in self.hot.read(run_channel(run_id), heartbeat_s=1.0):
+        async for _, event in self.hot.read(run_channel(run_id), heartbeat_s=self._recheck_s):
             if event["event"] in (TERMINAL_EVENT, PAUSE_EVENT) or event is HEARTBEAT:
                 run = await self.get(tenant_id, run_id)
                 if _settled(run):
@@ -363,7 +372,7 @@ class RunEngine:
         `updates` event carrying `__interrupt__`.
         """
         async for event_id, event in self.hot.read(
-            run_channel(run_id), after=int(after), heartbeat_s=1.0
+            run_channel(run_id), after=int(after), heartbeat_s=self._recheck_s
         ):
             if event["event"] == TERMINAL_EVENT:
                 return
@@ -390,17 +399,18 @@ class RunEngine:
     # -- the workflow body --------------------------------------------------------------------
 
     async def _execute(self, run_id: str, payload: JsonObject) -> JsonObject:
-        run = await asyncio.to_thread(
-            retry_while_unreachable, self.store.mark_running, run_id, utcnow()
+        start = await asyncio.to_thread(
+            retry_while_unreachable, self.store.begin_run, run_id, utcnow()
         )
-        if run is None or not is_open(run):
-            return {"status": run.status if run else "missing"}
+        if start is None or not is_open(start.run):
+            return {"status": start.run.status if start else "missing"}
+        run = start.run
         task = asyncio.current_task()
         if task is not None:
             self._tasks[run_id] = task
         try:
             with run_scope(run_id, run.tenant_id):
-                outcome, totals = await self._run_agent(run, payload)
+                outcome, totals = await self._run_agent(run, payload, start)
         except Exception as exc:
             # A failure around the agent (a stored row that cannot be read, a decision sink
             # that raises) still ends the run: otherwise it would hold its thread forever.
@@ -434,8 +444,9 @@ class RunEngine:
             self.hot.publish_nowait(channel, {"event": "error", "data": outcome.error})
         self.hot.publish_nowait(channel, {"event": TERMINAL_EVENT, "data": {}})
         self._start_detached(self._promote_next(run.tenant_id, run.thread_id))
-        for listener in self.finished_listeners:
-            listener(run_id)
+        if run.webhook is not None:  # the only thing a listener does (saves a query per run)
+            for listener in self.finished_listeners:
+                listener(run_id)
         return {"status": outcome.status, "stop_reason": outcome.stop_reason}
 
     async def _record_end(self, run_id: str, outcome: Outcome, totals: RunTotals) -> Outcome:
@@ -472,7 +483,9 @@ class RunEngine:
         self._detached.add(task)
         task.add_done_callback(self._detached.discard)
 
-    async def _run_agent(self, run: Run, payload: JsonObject) -> tuple[Outcome, RunTotals]:
+    async def _run_agent(
+        self, run: Run, payload: JsonObject, start: RunStart
+    ) -> tuple[Outcome, RunTotals]:
         agent = self.app.agents.get(payload["agent"])
         if agent is None:
             error = {"error": "UnknownAgent", "message": f"agent {payload['agent']!r} is gone"}
@@ -482,7 +495,9 @@ class RunEngine:
             started = started.replace(tzinfo=UTC)
         # Time spent waiting for people does not count against the wall-time cap; a run
         # recovered after (or during) a pause gets that time back before it replays.
-        credits = await asyncio.to_thread(self.approvals.waits, run.tenant_id, run.id)
+        credits: dict[str, float] = {}
+        if not start.first:  # a run's first start has no approvals behind it yet
+            credits = await asyncio.to_thread(self.approvals.waits, run.tenant_id, run.id)
         limit = timedelta(seconds=agent.limits.timeout_s + sum(credits.values()))
         deadline = (started + limit).timestamp()
         channel = run_channel(run.id)
@@ -509,9 +524,6 @@ class RunEngine:
                 channel, {"event": event, "data": guard.filter_event(data)}
             )
 
-        thread_state = await asyncio.to_thread(
-            self.store.thread_values, run.tenant_id, run.thread_id
-        )
         gate = ApprovalGate(
             store=self.approvals,
             journal=guard.journaled(self._durable.step, release_first=True),
@@ -538,7 +550,7 @@ class RunEngine:
             sandboxes=self._sandboxes,
             secrets=self.secrets,
             approvals=gate,
-            thread_state=thread_state,
+            thread_state=start.thread_values,
             approval_credits=credits,
             tool_runner=self.tool_runner,
         )

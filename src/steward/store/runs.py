@@ -42,6 +42,15 @@ class RunTotals:
     cost_usd: float = 0.0
 
 
+@dataclass
+class RunStart:
+    """What a worker needs to begin executing a run, read in one transaction."""
+
+    run: Run
+    thread_values: dict[str, Any]
+    first: bool  # never started before: no journal, no approvals to credit
+
+
 class RunStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -58,17 +67,33 @@ class RunStore:
                 select(Thread).where(Thread.tenant_id == tenant_id, Thread.id == thread_id)
             )
 
-    def create_run(self, run: Run) -> Run:
-        """Insert a pending run; an active one raises `ThreadBusy` if its thread is held."""
+    def create_run(self, run: Run, *, new_thread: dict[str, Any] | None = None) -> Run:
+        """Insert a pending run; an active one raises `ThreadBusy` if its thread is held.
+
+        With `new_thread` (its metadata), the run's thread is created in the same transaction.
+        """
         try:
-            return self._insert_run(run)
+            return self._insert_run(run, new_thread)
         except IntegrityError as exc:
+            if new_thread is not None:
+                raise  # a fresh thread cannot be busy: this is another conflict
             raise ThreadBusy(run.thread_id or "") from exc
 
-    def _insert_run(self, run: Run) -> Run:
+    def _insert_run(self, run: Run, new_thread: dict[str, Any] | None) -> Run:
         with self.db.session() as session:
+            if new_thread is not None:
+                status = "busy" if run.active else "idle"
+                session.add(
+                    Thread(
+                        id=run.thread_id,
+                        tenant_id=run.tenant_id,
+                        status=status,
+                        meta=new_thread,
+                        values={},
+                    )
+                )
             session.add(run)
-            if run.active:
+            if run.active and new_thread is None:
                 session.execute(
                     update(Thread)
                     .where(Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id)
@@ -84,6 +109,18 @@ class RunStore:
         """
         try:
             with self.db.session() as session:
+                queued = session.scalar(
+                    select(Run.id)
+                    .where(
+                        Run.tenant_id == tenant_id,
+                        Run.thread_id == thread_id,
+                        Run.status == "pending",
+                        Run.active.is_(False),
+                    )
+                    .limit(1)
+                )
+                if queued is None:
+                    return None  # the usual case: nothing waits, one read and done
                 held = session.scalar(
                     select(Run.id).where(
                         Run.tenant_id == tenant_id, Run.thread_id == thread_id, Run.active
@@ -158,16 +195,29 @@ class RunStore:
 
     def mark_running(self, run_id: str, started_at: datetime) -> Run | None:
         """Move a pending run to running, keeping the first start time across recoveries."""
+        started = self.begin_run(run_id, started_at)
+        return None if started is None else started.run
+
+    def begin_run(self, run_id: str, started_at: datetime) -> RunStart | None:
+        """`mark_running` and the thread's values, read in the same transaction."""
         with self.db.session() as session:
             run = session.get(Run, run_id)
             if run is None:
                 return None
             if run.status == "pending":
                 run.status = "running"
-            if run.started_at is None:
+            first = run.started_at is None
+            if first:
                 run.started_at = started_at
             run.updated_at = utcnow()
-            return run
+            values: dict[str, Any] | None = None
+            if run.thread_id is not None:
+                values = session.scalar(
+                    select(Thread.values).where(
+                        Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id
+                    )
+                )
+            return RunStart(run, dict(values or {}), first)
 
     def finish_run(
         self,
@@ -179,42 +229,50 @@ class RunStore:
         error: dict[str, Any] | None,
         totals: RunTotals,
     ) -> None:
-        """Write the terminal state; idempotent, so a replay after a crash writes the same."""
+        """Write the terminal state; idempotent, so a replay after a crash writes the same.
+
+        Two UPDATEs in one transaction: the run's, only while it is open (a cancel may already
+        have decided its fate), and its thread's, only when the run's did.
+        """
         now = utcnow()
-        with self.db.session() as session:
-            run = session.get(Run, run_id)
-            if run is None:
-                return
-            if not is_open(run):
-                return  # a cancel already decided this run's fate
-            run.active = False
-            run.status = status
-            run.stop_reason = stop_reason
-            run.output = output
-            run.error = error
-            run.steps = totals.steps
-            run.input_tokens = totals.input_tokens
-            run.output_tokens = totals.output_tokens
-            run.cache_read_tokens = totals.cache_read_tokens
-            run.cost_usd = totals.cost_usd
-            run.ended_at = now
-            run.updated_at = now
-            if run.thread_id is not None:
-                # An UPDATE, not a load: a thread row whose values cannot be read (stored by
-                # an older version, say) must not keep its run from ending.
-                changes: dict[str, Any] = {
-                    "status": "idle"
-                    if status == "success"
-                    else ("interrupted" if status == "interrupted" else "error"),
-                    "updated_at": now,
-                }
-                if output is not None:
-                    changes["values"] = output
-                session.execute(
-                    update(Thread)
-                    .where(Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id)
-                    .values(**changes)
+        still_open = (Run.status.in_(ACTIVE)) | (
+            (Run.status == "interrupted") & (Run.stop_reason == AWAITING_APPROVAL)
+        )
+        with self.db.engine.begin() as conn:
+            finished = conn.execute(
+                update(Run)
+                .where(Run.id == run_id, still_open)
+                .values(
+                    active=False,
+                    status=status,
+                    stop_reason=stop_reason,
+                    output=output,
+                    error=error,
+                    steps=totals.steps,
+                    input_tokens=totals.input_tokens,
+                    output_tokens=totals.output_tokens,
+                    cache_read_tokens=totals.cache_read_tokens,
+                    cost_usd=totals.cost_usd,
+                    ended_at=now,
+                    updated_at=now,
                 )
+                .returning(Run.tenant_id, Run.thread_id)
+            ).first()
+            if finished is None or finished.thread_id is None:
+                return
+            thread_status = (
+                "idle"
+                if status == "success"
+                else ("interrupted" if status == "interrupted" else "error")
+            )
+            changes: dict[str, Any] = {"status": thread_status, "updated_at": now}
+            if output is not None:
+                changes["values"] = output
+            conn.execute(
+                update(Thread)
+                .where(Thread.tenant_id == finished.tenant_id, Thread.id == finished.thread_id)
+                .values(**changes)
+            )
 
     def mark_cancelled(self, tenant_id: str, run_id: str) -> bool:
         """Record a cancel of an active run; False when the run had already ended."""

@@ -29,7 +29,7 @@ from steward.webhooks.store import Due, WebhookStore, as_utc
 from steward.webhooks.targets import Network, WebhookTargetRefused, parse_networks, resolve
 
 log = logging.getLogger("steward.webhooks")
-POLL_S = 0.5
+POLL_S = 2.0
 USER_AGENT = "Steward-Webhooks/1"
 
 

@@ -1,0 +1,80 @@
+"""The private DBOS symbols `steward.durable.dbos_engine` relies on still behave as it expects.
+
+`pyproject.toml` pins the DBOS version these were checked against; a new version must pass
+this file before the pin moves. One test per private symbol, on a real DBOS over SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from dbos import DBOS
+from dbos._dbos import _dbos_global_instance  # noqa: F401  (the import is part of the contract)
+
+from steward.durable import dbos_engine
+from steward.durable.dbos_engine import DBOSEngine, JsonObject
+
+
+class Release:
+    """Set by a test to let its blocked runs finish; one event per test's event loop."""
+
+    event = asyncio.Event()
+
+
+async def blocking_body(run_id: str, payload: JsonObject) -> JsonObject:
+    await Release.event.wait()
+    return {"status": "success", "run_id": run_id}
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[DBOSEngine]:
+    Release.event = asyncio.Event()
+    durable = DBOSEngine(f"sqlite:///{tmp_path / 'durable.db'}", executor_id="contract-a")
+    durable.set_run_body(blocking_body)
+    await durable.launch(execute=True)
+    yield durable
+    Release.event.set()
+    await durable.shutdown()
+
+
+async def test_dbos_global_instance_is_the_launched_instance(engine: DBOSEngine) -> None:
+    from dbos import _dbos
+
+    instance = _dbos._dbos_global_instance
+    assert instance is not None
+    assert instance is dbos_engine._dbos_instance()
+    assert isinstance(instance, DBOS)
+
+
+async def test_active_workflows_set_lists_running_workflows_until_they_end(
+    engine: DBOSEngine,
+) -> None:
+    run_id = str(uuid.uuid4())
+    await engine.start(run_id, {})
+    active = dbos_engine._dbos_instance()._active_workflows_set
+    for _ in range(500):  # the workflow task registers itself once it starts
+        if run_id in active.activeList():
+            break
+        await asyncio.sleep(0.01)
+    assert run_id in active.activeList()
+    Release.event.set()
+    await dbos_engine._wait_for_outcomes(timeout_s=30)
+    assert run_id not in active.activeList()
+    status = await DBOS.get_workflow_status_async(run_id)
+    assert status is not None and status.status == "SUCCESS"
+
+
+async def test_recover_pending_workflows_returns_the_pending_runs_of_given_executors(
+    engine: DBOSEngine,
+) -> None:
+    run_id = str(uuid.uuid4())
+    await engine.start(run_id, {})  # pending under executor "contract-a" until released
+    assert await asyncio.to_thread(engine.recover, ["someone-else"]) == 0
+    recovered = await asyncio.to_thread(DBOS._recover_pending_workflows, ["contract-a"])
+    assert [handle.get_workflow_id() for handle in recovered] == [run_id]
+    Release.event.set()
+    await dbos_engine._wait_for_outcomes(timeout_s=30)
