@@ -410,6 +410,8 @@ class RunEngine:
             self._tasks[run_id] = task
         try:
             with run_scope(run_id, run.tenant_id):
+                if start.thread_unreadable is not None:
+                    raise start.thread_unreadable
                 outcome, totals = await self._run_agent(run, payload, start)
         except Exception as exc:
             # A failure around the agent (a stored row that cannot be read, a decision sink

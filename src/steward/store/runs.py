@@ -49,6 +49,9 @@ class RunStart:
     run: Run
     thread_values: dict[str, Any]
     first: bool  # never started before: no journal, no approvals to credit
+    # The thread's values could not be decoded (a row an older version wrote, say): the run
+    # is marked running all the same, so the engine can end it in error and free the thread.
+    thread_unreadable: ValueError | None = None
 
 
 class RunStore:
@@ -212,11 +215,14 @@ class RunStore:
             run.updated_at = utcnow()
             values: dict[str, Any] | None = None
             if run.thread_id is not None:
-                values = session.scalar(
-                    select(Thread.values).where(
-                        Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id
+                try:
+                    values = session.scalar(
+                        select(Thread.values).where(
+                            Thread.tenant_id == run.tenant_id, Thread.id == run.thread_id
+                        )
                     )
-                )
+                except ValueError as exc:
+                    return RunStart(run, {}, first, thread_unreadable=exc)
             return RunStart(run, dict(values or {}), first)
 
     def finish_run(
