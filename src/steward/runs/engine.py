@@ -45,7 +45,7 @@ from steward.security.redaction import REDACTOR
 from steward.security.secrets import SecretStore
 from steward.store.approvals import DECISIONS, ApprovalStore
 from steward.store.hot import HEARTBEAT, Event, HotState, MemoryHotState
-from steward.store.outage import retry_while_unreachable
+from steward.store.outage import until_reachable
 from steward.store.runs import (
     AWAITING_APPROVAL,
     RunStart,
@@ -399,9 +399,7 @@ class RunEngine:
     # -- the workflow body --------------------------------------------------------------------
 
     async def _execute(self, run_id: str, payload: JsonObject) -> JsonObject:
-        start = await asyncio.to_thread(
-            retry_while_unreachable, self.store.begin_run, run_id, utcnow()
-        )
+        start = await until_reachable(self.store.begin_run, run_id, utcnow())
         if start is None or not is_open(start.run):
             return {"status": start.run.status if start else "missing"}
         run = start.run
@@ -455,7 +453,7 @@ class RunEngine:
         """Write the run's terminal state; should the store refuse it (an output it cannot
         hold, say), end the run in error instead of leaving it open."""
         try:
-            await asyncio.to_thread(retry_while_unreachable, self._finish, run_id, outcome, totals)
+            await until_reachable(self._finish, run_id, outcome, totals)
             return outcome
         except Exception as exc:
             log.exception("could not record how run %s ended", run_id)
@@ -465,7 +463,7 @@ class RunEngine:
                 "message": "the run's outcome could not be stored",
             }
             failed = Outcome("error", INTERNAL_ERROR, error=error)
-            await asyncio.to_thread(retry_while_unreachable, self._finish, run_id, failed, totals)
+            await until_reachable(self._finish, run_id, failed, totals)
             return failed
 
     def _finish(self, run_id: str, outcome: Outcome, totals: RunTotals) -> None:

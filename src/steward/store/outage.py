@@ -5,8 +5,8 @@ A run's own bookkeeping waits for the database to return; an HTTP request answer
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -23,22 +23,26 @@ DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
 )
+MAX_DELAY_S = 2.0
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def retry_while_unreachable(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Call `fn` (blocking), again and again with backoff while the database is unreachable.
+async def until_reachable(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call blocking `fn` in a worker thread, again and again with backoff while the database
+    is unreachable.
 
     For writes that must land for a run to be correct (its start, its outcome): the durable
-    core pauses the same way, so a PostgreSQL restart delays runs but fails none.
+    core pauses the same way, so a PostgreSQL restart delays runs but fails none. Each attempt
+    holds a thread only while it runs; the waits between attempts are on the event loop, so a
+    long outage cannot occupy the shared thread pool with sleeping retries.
     """
     delay = 0.1
     while True:
         try:
-            return fn(*args, **kwargs)
+            return await asyncio.to_thread(fn, *args, **kwargs)
         except DATABASE_UNREACHABLE as exc:
             log.warning("database unreachable (%s); retrying in %.1fs", type(exc).__name__, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY_S)
