@@ -10,6 +10,7 @@ from steward.server.provider_errors import proxy_error_for_path
 
 _JSON_TYPES = ("application/json",)
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+_READ = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 
 
 def problem(
@@ -21,6 +22,16 @@ def problem(
     )
 
 
+def _read_headers(scope: Scope) -> dict[str, str]:
+    """Only the three headers the guard reads, not every header of the request."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        lowered = name.lower()
+        if lowered in _READ:
+            headers[lowered.decode("latin-1")] = value.decode("latin-1")
+    return headers
+
+
 class RequestGuard:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -30,7 +41,7 @@ class RequestGuard:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _read_headers(scope)
         path = scope.get("path", "")
         declared = headers.get("content-length")
         if declared is not None:
