@@ -404,7 +404,12 @@ def main() -> None:
                 )
             )
         time.sleep(1.0)
-        figures = asyncio.run(measure(sides, args))
+        try:
+            figures = asyncio.run(measure(sides, args))
+        except RuntimeError:
+            for log in sorted(home.glob("*.log")):  # why a side failed, before they are deleted
+                print(f"--- {log.name}\n{log.read_text()[-4000:]}", file=sys.stderr)
+            raise
     finally:
         for proc in procs:
             proc.terminate()
