@@ -67,3 +67,16 @@ async def test_a_refused_reservation_leaves_room_for_a_smaller_one_in_the_same_b
 
     assert big == cap and small is None
     assert await counters.spent(cap.counter) == 10
+
+
+async def test_a_counter_reused_after_its_window_expired_starts_over(database: Database) -> None:
+    counters = DatabaseSpendCounters(database)
+    counter = f"key:{uuid.uuid4().hex}"
+    past = Limit(counter, "key_daily", 1000, time.time() - 1, None)
+    assert await counters.reserve([past], 900) is None
+
+    current = _limit(counter, 1000)
+    assert await counters.reserve([current], 900) is None  # the old window's 900 is gone
+
+    assert await counters.spent(counter) == 900
+    assert await counters.reserve([current], 200) == current

@@ -12,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
 from steward.models.budget.types import Limit
 from steward.store.database import Database
 from steward.store.schema import SpendCounter
 
 _Request = tuple[list[Limit], int]
+_TABLE = cast(Table, SpendCounter.__table__)
 
 
 class DatabaseSpendCounters:
@@ -88,19 +89,23 @@ class DatabaseSpendCounters:
         every = sorted(
             {limit.counter: limit for limits, _ in requests for limit in limits}.values(), key=_key
         )
+        now = time.time()
         refusals: list[Limit | None] = []
-        with self.db.session() as session:
-            # Writing first takes SQLite's write lock; PostgreSQL locks the rows in key order.
-            self._ensure_rows(session, every)
-            amounts: dict[str, int] = dict(
-                session.execute(
-                    select(SpendCounter.key, SpendCounter.amount_nano)
-                    .where(SpendCounter.key.in_([limit.counter for limit in every]))
-                    .order_by(SpendCounter.key)
-                    .with_for_update()
-                ).all()
-            )
-            added = dict.fromkeys(amounts, 0)
+        # Core statements on one connection: the ORM's per-statement work was most of the cost.
+        with self.db.engine.begin() as conn:
+            # Writing first takes SQLite's write lock; PostgreSQL then locks the rows in key order.
+            self._insert_missing(conn, every)
+            rows = conn.execute(
+                select(_TABLE.c.key, _TABLE.c.amount_nano, _TABLE.c.expires_at)
+                .where(_TABLE.c.key.in_([limit.counter for limit in every]))
+                .order_by(_TABLE.c.key)
+                .with_for_update()
+            ).all()
+            # A counter kept past its window starts over (its key names the window, so this
+            # only matters for keys reused after expiry).
+            expired = {key for key, _, expires_at in rows if expires_at < now}
+            amounts = {key: 0 if key in expired else amount for key, amount, _ in rows}
+            touched: set[str] = set()
             for limits, amount in requests:
                 refused = next(
                     (x for x in limits if amounts[x.counter] + amount > x.limit_nano), None
@@ -108,43 +113,38 @@ class DatabaseSpendCounters:
                 if refused is None:
                     for limit in limits:
                         amounts[limit.counter] += amount
-                        added[limit.counter] += amount
+                        touched.add(limit.counter)
                 refusals.append(refused)
-            for counter, amount in added.items():
-                if amount:
-                    session.execute(
-                        update(SpendCounter)
-                        .where(SpendCounter.key == counter)
-                        .values(amount_nano=SpendCounter.amount_nano + amount)
-                    )
+            window = {limit.counter: limit.expires_at for limit in every}
+            for counter in sorted(touched):
+                values: dict[str, float] = {"amount_nano": amounts[counter]}
+                if counter in expired:
+                    values["expires_at"] = window[counter]
+                conn.execute(update(_TABLE).where(_TABLE.c.key == counter).values(**values))
         self._maybe_expire()
         return refusals
 
     def _adjust(self, limits: Sequence[Limit], delta: int) -> None:
-        with self.db.session() as session:
-            self._ensure_rows(session, limits)
+        now = time.time()
+        with self.db.engine.begin() as conn:
+            self._insert_missing(conn, limits)
             for limit in limits:
-                session.execute(
-                    update(SpendCounter)
-                    .where(SpendCounter.key == limit.counter)
-                    .values(amount_nano=SpendCounter.amount_nano + delta)
+                conn.execute(  # an expired counter starts over, as a reservation would start it
+                    update(_TABLE)
+                    .where(_TABLE.c.key == limit.counter, _TABLE.c.expires_at < now)
+                    .values(amount_nano=0, expires_at=limit.expires_at)
+                )
+                conn.execute(
+                    update(_TABLE)
+                    .where(_TABLE.c.key == limit.counter)
+                    .values(amount_nano=_TABLE.c.amount_nano + delta)
                 )
 
-    def _ensure_rows(self, session: Session, limits: Sequence[Limit]) -> None:
-        now = time.time()
-        for limit in limits:
-            session.execute(
-                self._insert(SpendCounter)
-                .values(key=limit.counter, amount_nano=0, expires_at=limit.expires_at)
-                .on_conflict_do_nothing(index_elements=["key"])
-            )
-            # A counter kept past its window starts over (its key names the window, so this
-            # only matters for keys reused after expiry).
-            session.execute(
-                update(SpendCounter)
-                .where(SpendCounter.key == limit.counter, SpendCounter.expires_at < now)
-                .values(amount_nano=0, expires_at=limit.expires_at)
-            )
+    def _insert_missing(self, conn: Connection, limits: Sequence[Limit]) -> None:
+        rows = [{"key": x.counter, "amount_nano": 0, "expires_at": x.expires_at} for x in limits]
+        conn.execute(
+            self._insert(_TABLE).values(rows).on_conflict_do_nothing(index_elements=["key"])
+        )
 
     def _maybe_expire(self) -> None:
         self._writes += 1
