@@ -171,7 +171,16 @@ async def concurrent(side: Side, n: int, clients: int, out: dict[str, float]) ->
 
 
 async def measure(sides: list[Side], args: argparse.Namespace) -> dict[str, float]:
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"machine_load_1m": os.getloadavg()[0]}
+    # What each proxy burns with no request at all (background threads): part of every
+    # per-request CPU figure below, at a share that falls as the request rate rises.
+    metered = {s.pid: s.name for s in reversed(sides) if s.pid}
+    before = {pid: process_tree_cpu_s(pid) for pid in metered}
+    await asyncio.sleep(args.idle_s)
+    for pid, name in metered.items():
+        owner = "litellm" if name == "litellm" else "steward"
+        used = process_tree_cpu_s(pid) - before[pid]
+        out[f"{owner}_idle_cpu_ms_per_s"] = used * 1000 / args.idle_s
     await sequential(sides, args.requests, args.rounds, out)
     for side in sides:
         spies = profile(side, args.profile)
@@ -300,6 +309,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6, help="interleaved sequential blocks")
     parser.add_argument("--concurrent-requests", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--idle-s", type=float, default=3.0, help="idle CPU sampling window")
     parser.add_argument(
         "--litellm-venv",
         type=Path,
