@@ -238,8 +238,9 @@ LAYERS = (
     ("steward/models/passthrough.py", "upstream forward (aiohttp)"),
     ("aiohttp/", "upstream forward (aiohttp)"),
     ("json/", "JSON"),
+    ("BatchProcessor.", "span export thread (redaction, trace store)"),
     ("concurrent/futures/thread.py", "thread pool hand-off"),
-    ("threading.py", "thread pool hand-off"),
+    ("Thread._bootstrap (threading.py", "thread pool hand-off"),
     ("dbos/", "DBOS background threads"),
     ("steward/durable/", "DBOS background threads"),
     ("steward/audit/", "audit writer thread"),
@@ -250,8 +251,9 @@ IDLE_LEAVES = (
     "Condition.wait (threading.py",
     "_worker (concurrent/futures/thread.py:81)",  # a pool thread waiting for work
     "EpollSelector.select (selectors.py",
-    "Runner.run (asyncio/runners.py",
-    "_notification_listener_polling (dbos/",
+    "Runner.run (asyncio/runners.py",  # uvloop's loop waiting, in C
+    "._notification_listener_polling (dbos/_sys_db.py:4250)",  # time.sleep
+    "BackgroundRecorder._write (steward/audit/background.py:41)",  # queue.get
 )
 
 
@@ -260,7 +262,8 @@ def tally(collapsed: Path) -> list[tuple[str, float]]:
     counts: dict[str, int] = {}
     for line in collapsed.read_text().splitlines():
         stack, _, number = line.rpartition(" ")
-        if stack.split(";")[-1].startswith(IDLE_LEAVES):
+        leaf = stack.split(";")[-1]
+        if any(idle in leaf for idle in IDLE_LEAVES):
             continue
         layer = "other"
         for frame in stack.split(";"):
