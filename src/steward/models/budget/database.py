@@ -12,18 +12,48 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import cast
 
-from sqlalchemy import Connection, Table, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, delete, select
 
 from steward.models.budget.types import Limit
 from steward.store.database import Database
 from steward.store.schema import SpendCounter
 
 _Request = tuple[list[Limit], int]
-_TABLE = cast(Table, SpendCounter.__table__)
+
+
+class _Statements:
+    """The counters' SQL, written once for both databases in the driver's parameter style.
+
+    Plain driver statements: building and compiling SQLAlchemy constructs per call cost more
+    than the database's own work on the reservation path (0.7 ms of CPU against 0.15 ms)."""
+
+    def __init__(self, sqlite: bool) -> None:
+        self.p = p = "?" if sqlite else "%s"
+        self.lock = "" if sqlite else " FOR UPDATE"  # SQLite: the transaction's write lock
+        self.set_amount = (
+            f"UPDATE spend_counters SET amount_nano = {p}, expires_at = COALESCE({p}, expires_at)"
+            f' WHERE "key" = {p}'
+        )
+        self.restart = (
+            f"UPDATE spend_counters SET amount_nano = 0, expires_at = {p}"
+            f' WHERE "key" = {p} AND expires_at < {p}'
+        )
+        self.add = f'UPDATE spend_counters SET amount_nano = amount_nano + {p} WHERE "key" = {p}'
+
+    def insert_missing(self, rows: int) -> str:
+        values = ", ".join([f"({self.p}, 0, {self.p})"] * rows)
+        return (
+            f'INSERT INTO spend_counters ("key", amount_nano, expires_at) VALUES {values}'
+            ' ON CONFLICT ("key") DO NOTHING'
+        )
+
+    def select(self, keys: int) -> str:
+        marks = ", ".join([self.p] * keys)
+        return (
+            f'SELECT "key", amount_nano, expires_at FROM spend_counters WHERE "key" IN ({marks})'
+            f' ORDER BY "key"{self.lock}'
+        )
 
 
 class DatabaseSpendCounters:
@@ -33,7 +63,7 @@ class DatabaseSpendCounters:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._insert = sqlite_insert if db.is_sqlite else pg_insert
+        self._sql = _Statements(db.is_sqlite)
         self._writes = 0
         self._waiting: list[tuple[_Request, asyncio.Future[Limit | None]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -91,15 +121,11 @@ class DatabaseSpendCounters:
         )
         now = time.time()
         refusals: list[Limit | None] = []
-        # Core statements on one connection: the ORM's per-statement work was most of the cost.
         with self.db.engine.begin() as conn:
             # Writing first takes SQLite's write lock; PostgreSQL then locks the rows in key order.
             self._insert_missing(conn, every)
-            rows = conn.execute(
-                select(_TABLE.c.key, _TABLE.c.amount_nano, _TABLE.c.expires_at)
-                .where(_TABLE.c.key.in_([limit.counter for limit in every]))
-                .order_by(_TABLE.c.key)
-                .with_for_update()
+            rows = conn.exec_driver_sql(
+                self._sql.select(len(every)), tuple(limit.counter for limit in every)
             ).all()
             # A counter kept past its window starts over (its key names the window, so this
             # only matters for keys reused after expiry).
@@ -115,12 +141,12 @@ class DatabaseSpendCounters:
                         amounts[limit.counter] += amount
                         touched.add(limit.counter)
                 refusals.append(refused)
-            window = {limit.counter: limit.expires_at for limit in every}
-            for counter in sorted(touched):
-                values: dict[str, float] = {"amount_nano": amounts[counter]}
-                if counter in expired:
-                    values["expires_at"] = window[counter]
-                conn.execute(update(_TABLE).where(_TABLE.c.key == counter).values(**values))
+            for limit in every:
+                if limit.counter in touched:
+                    expires = limit.expires_at if limit.counter in expired else None
+                    conn.exec_driver_sql(
+                        self._sql.set_amount, (amounts[limit.counter], expires, limit.counter)
+                    )
         self._maybe_expire()
         return refusals
 
@@ -129,22 +155,13 @@ class DatabaseSpendCounters:
         with self.db.engine.begin() as conn:
             self._insert_missing(conn, limits)
             for limit in limits:
-                conn.execute(  # an expired counter starts over, as a reservation would start it
-                    update(_TABLE)
-                    .where(_TABLE.c.key == limit.counter, _TABLE.c.expires_at < now)
-                    .values(amount_nano=0, expires_at=limit.expires_at)
-                )
-                conn.execute(
-                    update(_TABLE)
-                    .where(_TABLE.c.key == limit.counter)
-                    .values(amount_nano=_TABLE.c.amount_nano + delta)
-                )
+                # An expired counter starts over, as a reservation would start it.
+                conn.exec_driver_sql(self._sql.restart, (limit.expires_at, limit.counter, now))
+                conn.exec_driver_sql(self._sql.add, (delta, limit.counter))
 
     def _insert_missing(self, conn: Connection, limits: Sequence[Limit]) -> None:
-        rows = [{"key": x.counter, "amount_nano": 0, "expires_at": x.expires_at} for x in limits]
-        conn.execute(
-            self._insert(_TABLE).values(rows).on_conflict_do_nothing(index_elements=["key"])
-        )
+        values = tuple(v for x in limits for v in (x.counter, x.expires_at))
+        conn.exec_driver_sql(self._sql.insert_missing(len(limits)), values)
 
     def _maybe_expire(self) -> None:
         self._writes += 1
