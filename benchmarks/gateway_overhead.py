@@ -293,9 +293,13 @@ def create_key(env: dict[str, str], home: Path, *options: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+LITELLM_KEY = "sk-bench-" + "0" * 32  # its proxy refuses to start without a master key
+
+
 def litellm_config(home: Path, upstream: str) -> Path:
     path = home / "litellm.yaml"
     path.write_text(
+        f"general_settings:\n  master_key: {LITELLM_KEY}\n"
         "model_list:\n"
         f"  - model_name: {UNPRICED_MODEL}\n"
         "    litellm_params:\n"
@@ -411,7 +415,7 @@ def main() -> None:
                 Side(
                     "litellm",
                     f"http://127.0.0.1:{peer_port}/v1/chat/completions",
-                    {**json_type, "authorization": "Bearer sk-any"},
+                    {**json_type, "authorization": f"Bearer {LITELLM_KEY}"},
                     body(UNPRICED_MODEL),
                     peer.pid,
                 )
