@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, description="Largest accepted request body (413 above it)."
     )
+    key_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a process trusts an API key it authenticated before reading it "
+        "again (0: every request). Revoking through this server takes effect at once; revoking "
+        "from another process (the CLI, another replica) within this time.",
+    )
     rate_limit_per_minute: float = Field(
         default=1200,
         gt=0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -74,6 +75,9 @@ def test_keys_create_prints_the_secret_last_and_list_never_shows_it(
 
 
 def test_revoked_key_is_refused(fresh_server: StewardProcess) -> None:
+    # The server trusts a key it authenticated for key_cache_ttl_s; a revocation from another
+    # process (this CLI) takes effect within it.
+    fresh_server.env["STEWARD_KEY_CACHE_TTL_S"] = "1"
     fresh_server.start()
     created = fresh_server.cli("keys", "create", "--name", "bob")
     secret = created.strip().splitlines()[-1]
@@ -82,6 +86,7 @@ def test_revoked_key_is_refused(fresh_server: StewardProcess) -> None:
     url = f"{fresh_server.url}/threads/x"
     assert httpx.get(url, headers={"x-api-key": secret}).status_code == 404
     fresh_server.cli("keys", "revoke", key_id.group(1))
+    time.sleep(1.2)
     response = httpx.get(f"{fresh_server.url}/threads/x", headers={"x-api-key": secret})
     assert response.status_code == 401
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 import urllib.parse
 from collections.abc import Iterator
 from http.client import HTTPConnection
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from steward.config import Settings
 from tests.conftest import StewardProcess, make_process
 
 PROBLEM_JSON = "application/problem+json"
@@ -141,6 +143,9 @@ def test_revoked_key_is_unauthenticated(
     assert anonymous.get(thread_url, headers={"x-api-key": secret}).status_code == 200
 
     server.cli("keys", "revoke", key_id)
+    # Revoked from another process (the CLI): the server stops trusting the key it has
+    # authenticated within key_cache_ttl_s (through its own API it would be at once).
+    time.sleep(Settings.model_fields["key_cache_ttl_s"].default + 0.5)
 
     assert_problem(anonymous.get(thread_url, headers={"x-api-key": secret}), 401, "unauthenticated")
     response = anonymous.post(runs_url, json=valid_run(), headers={"x-api-key": secret})

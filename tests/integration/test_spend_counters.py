@@ -18,6 +18,7 @@ from steward.config import Settings
 from steward.errors import SpendCapExceeded
 from steward.models.budget import NANO_USD, Budget, Limit, SpendCaps, SpendCounters, SpendScope
 from steward.models.budget.database import DatabaseSpendCounters
+from steward.models.budget.deferred import DeferredReleases
 from steward.models.budget.memory import MemorySpendCounters
 from steward.models.budget.redis import RedisSpendCounters
 from steward.models.gateway_factory import build_gateway
@@ -41,7 +42,7 @@ def postgres_url() -> Iterator[str]:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "redis", "sqlite-deferred"])
 async def counters(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SpendCounters]:
     backend: SpendCounters
     db: Database | None = None
@@ -52,12 +53,14 @@ async def counters(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     else:
         url = (
             f"sqlite:///{tmp_path / 'steward.db'}"
-            if request.param == "sqlite"
+            if request.param.startswith("sqlite")
             else request.getfixturevalue("postgres_url")
         )
         migrate.upgrade(url)
         db = Database(url)
         backend = DatabaseSpendCounters(db)
+        if request.param.endswith("-deferred"):  # what the gateway uses: releases batched
+            backend = DeferredReleases(backend)
     try:
         yield backend
     finally:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from steward.errors import ConfigError
 from steward.models.budget import Budget, SpendCounters
 from steward.models.budget.database import DatabaseSpendCounters
+from steward.models.budget.deferred import DeferredReleases
 from steward.models.budget.memory import MemorySpendCounters
 from steward.models.gateway import Gateway
 from steward.models.pricing import load_prices
@@ -25,13 +26,14 @@ def build_counters(
         kind = "redis" if redis_url else "database"
     if kind == "memory":
         return MemorySpendCounters()
+    # Shared counters cost a round trip per write: releases go in batches, off the call's path.
     if kind == "database":
-        return DatabaseSpendCounters(db)
+        return DeferredReleases(DatabaseSpendCounters(db))
     if not redis_url:
         raise ConfigError("gateway.spend_counters = 'redis' needs STEWARD_REDIS_URL")
     from steward.models.budget.redis import RedisSpendCounters
 
-    return RedisSpendCounters(redis_url, prefix=redis_prefix)
+    return DeferredReleases(RedisSpendCounters(redis_url, prefix=redis_prefix))
 
 
 def build_gateway(settings: Settings, db: Database, tracing: Tracing) -> Gateway:

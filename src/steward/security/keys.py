@@ -2,6 +2,11 @@
 
 A key reads `stw_<prefix>_<secret>`; the prefix finds the row, the secret is compared in
 constant time. Secrets are 256-bit random, so a fast hash is enough (no password stretching).
+
+Authenticated keys are cached for `cache_ttl_s` (a database read per request was the largest
+cost on the proxy's hot path). A revocation through this store drops the key from this
+process's cache at once; another process (a CLI, another replica) stops accepting it within the
+TTL. Only successes are cached, so unknown keys cannot fill the cache.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +31,8 @@ ROLES = ("admin", "developer", "runner", "viewer")
 _KEY_SHAPE = re.compile(r"^stw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _PREFIX_SHAPE = re.compile(r"^stw_([0-9a-f]{12})_")
 AuditHook = Callable[[str, str, dict[str, object]], object]
+DEFAULT_CACHE_TTL_S = 5.0
+_CACHE_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,10 +60,28 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _digest(presented: str) -> bytes:
+    return hashlib.sha256(presented.encode()).digest()
+
+
 class KeyStore:
-    def __init__(self, db: Database, audit: AuditHook | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditHook | None = None,
+        *,
+        cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+    ) -> None:
         self.db = db
         self._audit = audit
+        self.cache_ttl_s = cache_ttl_s
+        # SHA-256 of the whole presented key -> (good until, monotonic; principal). Keyed by a
+        # digest so the cache never holds a secret, and a lookup leaks nothing about one.
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
+        self._cache_lock = threading.Lock()  # revocations run in worker threads
+        # Bumped by every revocation: a lookup that raced one is not cached (it may have read
+        # the row before the revocation committed).
+        self._generation = 0
 
     def create(
         self,
@@ -104,6 +131,7 @@ class KeyStore:
                 return False
             key.revoked_at = utcnow()
             tenant = key.tenant_id
+        self._forget(key_id)
         self._record(tenant, "key.revoked", {"key_id": key_id})
         return True
 
@@ -119,8 +147,42 @@ class KeyStore:
         if self._audit is not None:
             self._audit(tenant_id, kind, data)
 
+    def cached(self, presented: str) -> Principal | None:
+        """The principal this process authenticated the key as within the TTL, without touching
+        the database; None when it must be looked up (`authenticate`)."""
+        entry = self._cache.get(_digest(presented))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
     def authenticate(self, presented: str) -> Principal | None:
         """The principal for a presented key, or None for any unknown, revoked or malformed key."""
+        principal = self.cached(presented)
+        if principal is not None:
+            return principal
+        generation = self._generation
+        principal = self._lookup(presented)
+        if principal is not None and self.cache_ttl_s > 0:
+            self._remember(presented, principal, generation)
+        return principal
+
+    def _remember(self, presented: str, principal: Principal, generation: int) -> None:
+        with self._cache_lock:
+            if generation != self._generation:
+                return
+            if len(self._cache) >= _CACHE_ENTRIES:
+                now = time.monotonic()
+                self._cache = {k: v for k, v in self._cache.items() if v[0] >= now}
+                while len(self._cache) >= _CACHE_ENTRIES:  # still full: drop the oldest
+                    del self._cache[next(iter(self._cache))]
+            self._cache[_digest(presented)] = (time.monotonic() + self.cache_ttl_s, principal)
+
+    def _forget(self, key_id: str) -> None:
+        with self._cache_lock:
+            self._generation += 1
+            self._cache = {k: v for k, v in self._cache.items() if v[1].key_id != key_id}
+
+    def _lookup(self, presented: str) -> Principal | None:
         match = _KEY_SHAPE.match(presented)
         if match is None:
             return None

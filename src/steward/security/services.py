@@ -63,7 +63,7 @@ class Security:
         )
         return cls(
             audit=audit_log,
-            keys=KeyStore(db, audit=_record),
+            keys=KeyStore(db, audit=_record, cache_ttl_s=settings.key_cache_ttl_s),
             secrets=secrets,
             hooks=HookStore(db, secrets),
             jwt=_jwt_verifier(settings),

@@ -20,6 +20,7 @@ from steward.server.guards import RequestGuard
 from steward.server.idempotency import IdempotencyGate
 from steward.server.outage import DatabaseOutageGuard
 from steward.server.problems import install_problem_handlers
+from steward.server.proxy_dispatch import ProxyDispatch
 from steward.server.routes import (
     admin,
     assistants,
@@ -80,7 +81,9 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     install_problem_handlers(api)
     openapi.install(api)
     # Added last runs first: authenticate before any body is read or checked; idempotency
-    # comes after both, so it sees the principal and a bounded body.
+    # comes after both, so it sees the principal and a bounded body. The proxy endpoints leave
+    # the chain last, straight to their handlers.
+    api.add_middleware(ProxyDispatch)
     api.add_middleware(IdempotencyGate, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)

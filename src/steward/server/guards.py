@@ -12,6 +12,7 @@ from steward.server.provider_errors import proxy_error_for_path
 
 _JSON_TYPES = ("application/json",)
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+_READ = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 
 
 def problem(
@@ -27,6 +28,16 @@ def problem(
     return proxy_error_for_path(instance, status, detail, headers) or problem_json(
         status, kind, title, detail, instance=instance, headers=headers
     )
+
+
+def _read_headers(scope: Scope) -> dict[str, str]:
+    """Only the three headers the guard reads, not every header of the request."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        lowered = name.lower()
+        if lowered in _READ:
+            headers[lowered.decode("latin-1")] = value.decode("latin-1")
+    return headers
 
 
 class RequestGuard:
@@ -69,7 +80,7 @@ class RequestGuard:
 
     def _refuse_headers(self, scope: Scope, path: str) -> Response | None:
         """400/413/415 from the headers alone, before a byte of the body is read."""
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _read_headers(scope)
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():

@@ -17,6 +17,7 @@ from steward.errors import SpendCapExceeded
 from steward.models.budget.types import NANO_USD, Limit, SpendCounters, to_nano
 
 _RUN_COUNTER_TTL_S = 7 * 86_400
+_EFFECTIVE_ENTRIES = 10_000
 
 
 class CapValues(BaseModel):
@@ -78,10 +79,21 @@ class Budget:
     def __init__(self, counters: SpendCounters, caps: SpendCaps) -> None:
         self.counters = counters
         self.caps = caps
+        # Caps are configuration: each (tenant, key)'s overrides are merged once, not per call
+        # (the merge goes through Pydantic and showed in the proxy's profile).
+        self._effective: dict[tuple[str, str | None], CapValues] = {}
+
+    def effective(self, tenant_id: str, key_id: str | None) -> CapValues:
+        found = self._effective.get((tenant_id, key_id))
+        if found is None:
+            if len(self._effective) >= _EFFECTIVE_ENTRIES:
+                self._effective.clear()
+            found = self._effective[(tenant_id, key_id)] = self.caps.effective(tenant_id, key_id)
+        return found
 
     def limits(self, scope: SpendScope, now: datetime | None = None) -> list[Limit]:
         now = now or datetime.now(UTC)
-        caps = self.caps.effective(scope.tenant_id, scope.key_id)
+        caps = self.effective(scope.tenant_id, scope.key_id)
         day, day_end = _day_window(now)
         month, month_end = _month_window(now)
         limits: list[Limit] = []

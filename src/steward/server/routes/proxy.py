@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +37,7 @@ from steward.server.model_list import anthropic_model_page
 from steward.server.provider_errors import provider_error
 
 router = APIRouter(tags=["gateway"])
+log = logging.getLogger("steward.gateway")
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _NO_RETRY = {"x-should-retry": "false"}  # both SDKs obey it before their own retry rules
@@ -158,12 +160,17 @@ async def _proxy(request: Request, dialect: ProxyDialect) -> Response:
         if isinstance(exc, ModelError):
             return _upstream_error(dialect, exc)
         raise
-    await gateway.finish(
-        call,
-        answer.usage,
-        response_model=answer.model,
-        response_id=answer.id,
-        finish_reasons=answer.finish_reasons,
+    # Pricing, settlement, the span and the spend row do not hold the answer back: the budget
+    # was reserved before the call; this is bookkeeping, and it runs before the next request
+    # this process reads (so `/spend` still sees it).
+    _background(
+        gateway.finish(
+            call,
+            answer.usage,
+            response_model=answer.model,
+            response_id=answer.id,
+            finish_reasons=answer.finish_reasons,
+        )
     )
     headers = _relay(answer.headers)
     if key is not None and cache is not None:
@@ -318,7 +325,13 @@ _PENDING: set[asyncio.Task[Any]] = set()
 def _background(awaitable: Any) -> None:
     task = asyncio.ensure_future(awaitable)
     _PENDING.add(task)
-    task.add_done_callback(_PENDING.discard)
+    task.add_done_callback(_finished)
+
+
+def _finished(task: asyncio.Task[Any]) -> None:
+    _PENDING.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a proxied call's bookkeeping failed", exc_info=task.exception())
 
 
 def _stream_error(dialect: ProxyDialect, message: str) -> bytes:
