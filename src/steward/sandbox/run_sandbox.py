@@ -157,7 +157,7 @@ class RunSandbox:
         sandbox_id, self.id = self.id, None
 
         async def delete() -> JsonObject:
-            info = self._manager.get(self._ctx.tenant_id, sandbox_id)
+            info = await self._manager.describe(self._ctx.tenant_id, sandbox_id)
             if info.state not in ("deleted", "failed"):
                 await self._manager.delete(self._ctx.tenant_id, sandbox_id)
             return {"deleted": sandbox_id}
