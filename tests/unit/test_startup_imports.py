@@ -48,3 +48,8 @@ def test_the_cli_server_and_runtime_modules_import_no_optional_client_library() 
 def test_importing_the_package_alone_loads_neither_the_database_nor_the_web_stack() -> None:
     loaded = top_level_modules_after("import steward")
     assert loaded & {"sqlalchemy", "fastapi", "pydantic", "dbos", "opentelemetry"} == set()
+
+
+def test_the_command_line_loads_neither_the_database_nor_the_server_before_a_command_runs() -> None:
+    loaded = top_level_modules_after("import steward.cli.main")
+    assert loaded & {"sqlalchemy", "fastapi", "uvicorn", "dbos", "opentelemetry"} == set()

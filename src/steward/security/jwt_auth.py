@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steward.errors import ConfigError
-from steward.security.keys import ROLES, Principal
+from steward.security.keys import Principal
+from steward.security.roles import ROLES
 
 if TYPE_CHECKING:
     from jwt import PyJWKClient
