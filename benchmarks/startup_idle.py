@@ -44,6 +44,7 @@ app = Starlette(routes=[Route("/healthz", ok)])
 @dataclass
 class Figures:
     healthy_s: float
+    startup_cpu_s: float  # CPU the tree spent until healthy: steadier than wall time under load
     idle_cpu_ms_per_s: float
     rss_mib: float
 
@@ -120,13 +121,14 @@ def measure(command: list[str], env: dict[str, str], cwd: Path, idle_s: float) -
                 except httpx.HTTPError:
                     time.sleep(0.01)
         healthy = time.perf_counter() - started
+        startup_cpu = cpu_s(tree(proc.pid))
         time.sleep(1.0)  # let start-up work (recovery, first heartbeats) settle
         pids = tree(proc.pid)
         before = cpu_s(pids)
         time.sleep(idle_s)
         pids = tree(proc.pid)
         idle = (cpu_s(pids) - before) * 1000 / idle_s
-        return Figures(healthy, idle, rss_mib(pids))
+        return Figures(healthy, startup_cpu, idle, rss_mib(pids))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -165,6 +167,7 @@ def main() -> None:
     s_idle, b_idle = med(steward, "idle_cpu_ms_per_s"), med(bare, "idle_cpu_ms_per_s")
     s_rss, b_rss = med(steward, "rss_mib"), med(bare, "rss_mib")
     r_healthy, r_rss = med(restart, "healthy_s"), med(restart, "rss_mib")
+    s_cpu, r_cpu, b_cpu = (med(f, "startup_cpu_s") for f in (steward, restart, bare))
     print(
         f"steward_healthy_s={s_healthy:.2f} steward_idle_cpu_ms_per_s={s_idle:.1f} "
         f"steward_rss_mib={s_rss:.0f} bare_healthy_s={b_healthy:.2f} "
@@ -172,7 +175,9 @@ def main() -> None:
         f"healthy_ratio={s_healthy / b_healthy:.1f} rss_ratio={s_rss / b_rss:.1f} "
         f"idle_cpu_over_bare_ms_per_s={s_idle - b_idle:.1f} "
         f"steward_restart_healthy_s={r_healthy:.2f} steward_restart_rss_mib={r_rss:.0f} "
-        f"restart_healthy_ratio={r_healthy / b_healthy:.1f}"
+        f"restart_healthy_ratio={r_healthy / b_healthy:.1f} "
+        f"steward_startup_cpu_s={s_cpu:.2f} steward_restart_startup_cpu_s={r_cpu:.2f} "
+        f"bare_startup_cpu_s={b_cpu:.2f}"
     )
 
 
