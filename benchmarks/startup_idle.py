@@ -3,7 +3,9 @@
 Both servers start the same way (a subprocess on a free port, polled until healthy); the
 baseline is a one-route Starlette app under uvicorn, measured in the same run. Idle CPU is the
 utime + stime the server's process tree spends over `--idle-s` seconds with no requests; RSS is
-the tree's resident memory at the end of that wait. Last line: key=value figures and ratios.
+the tree's resident memory at the end of that wait. Each round starts Steward twice on one data
+directory: first on a new one (the store is created and migrated), then again on it (a restart,
+what `steward dev` does most days). Last line: key=value figures and ratios.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ app = Starlette(routes=[Route("/healthz", ok)])
 @dataclass
 class Figures:
     healthy_s: float
+    startup_cpu_s: float  # CPU the tree spent until healthy: steadier than wall time under load
     idle_cpu_ms_per_s: float
     rss_mib: float
 
@@ -106,22 +109,26 @@ def measure(command: list[str], env: dict[str, str], cwd: Path, idle_s: float) -
     )
     try:
         url = f"http://127.0.0.1:{port}/healthz"
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{command} exited with {proc.returncode}")
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.01)
+        # One client for the whole wait: `httpx.get` builds a client (and its TLS context, tens
+        # of ms of CPU) per attempt, which on a small machine slows the server being timed.
+        with httpx.Client(timeout=1) as poller:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{command} exited with {proc.returncode}")
+                try:
+                    if poller.get(url).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.01)
         healthy = time.perf_counter() - started
+        startup_cpu = cpu_s(tree(proc.pid))
         time.sleep(1.0)  # let start-up work (recovery, first heartbeats) settle
         pids = tree(proc.pid)
         before = cpu_s(pids)
         time.sleep(idle_s)
         pids = tree(proc.pid)
         idle = (cpu_s(pids) - before) * 1000 / idle_s
-        return Figures(healthy, idle, rss_mib(pids))
+        return Figures(healthy, startup_cpu, idle, rss_mib(pids))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -137,6 +144,7 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=5.0, help="idle window per start")
     options = parser.parse_args()
     steward: list[Figures] = []
+    restart: list[Figures] = []
     bare: list[Figures] = []
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "bare_app.py").write_text(BASELINE_APP)
@@ -144,9 +152,13 @@ def main() -> None:
             home = Path(tmp) / f"home{index}"  # a fresh data directory: first start each time
             env = {**os.environ, "STEWARD_HOME": str(home), "STEWARD_MODEL": "local"}
             steward.append(measure([STEWARD, "dev", str(APP)], env, ROOT, options.idle_s))
+            restart.append(measure([STEWARD, "dev", str(APP)], env, ROOT, options.idle_s))
             uvicorn = [sys.executable, "-m", "uvicorn", "bare_app:app", "--log-level", "warning"]
             bare.append(measure(uvicorn, dict(os.environ), Path(tmp), options.idle_s))
-            print(f"round {index + 1}: steward {steward[-1]}, bare {bare[-1]}", file=sys.stderr)
+            print(
+                f"round {index + 1}: steward {steward[-1]}, restart {restart[-1]}, bare {bare[-1]}",
+                file=sys.stderr,
+            )
 
     def med(figures: list[Figures], field: str) -> float:
         return statistics.median(getattr(f, field) for f in figures)
@@ -154,12 +166,18 @@ def main() -> None:
     s_healthy, b_healthy = med(steward, "healthy_s"), med(bare, "healthy_s")
     s_idle, b_idle = med(steward, "idle_cpu_ms_per_s"), med(bare, "idle_cpu_ms_per_s")
     s_rss, b_rss = med(steward, "rss_mib"), med(bare, "rss_mib")
+    r_healthy, r_rss = med(restart, "healthy_s"), med(restart, "rss_mib")
+    s_cpu, r_cpu, b_cpu = (med(f, "startup_cpu_s") for f in (steward, restart, bare))
     print(
         f"steward_healthy_s={s_healthy:.2f} steward_idle_cpu_ms_per_s={s_idle:.1f} "
         f"steward_rss_mib={s_rss:.0f} bare_healthy_s={b_healthy:.2f} "
         f"bare_idle_cpu_ms_per_s={b_idle:.1f} bare_rss_mib={b_rss:.0f} "
         f"healthy_ratio={s_healthy / b_healthy:.1f} rss_ratio={s_rss / b_rss:.1f} "
-        f"idle_cpu_over_bare_ms_per_s={s_idle - b_idle:.1f}"
+        f"idle_cpu_over_bare_ms_per_s={s_idle - b_idle:.1f} "
+        f"steward_restart_healthy_s={r_healthy:.2f} steward_restart_rss_mib={r_rss:.0f} "
+        f"restart_healthy_ratio={r_healthy / b_healthy:.1f} "
+        f"steward_startup_cpu_s={s_cpu:.2f} steward_restart_startup_cpu_s={r_cpu:.2f} "
+        f"bare_startup_cpu_s={b_cpu:.2f}"
     )
 
 

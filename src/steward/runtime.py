@@ -24,7 +24,6 @@ from steward.models.router import ModelRouter
 from steward.observe.metrics import ToolMetrics
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
-from steward.policy.rate_limit_redis import RedisRateLimiter
 from steward.runs.engine import RunEngine, _payload
 from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
@@ -33,7 +32,6 @@ from steward.server.schemas import run_json
 from steward.store import migrate
 from steward.store.database import Database
 from steward.store.hot import HotState, MemoryHotState
-from steward.store.hot_redis import RedisHotState
 from steward.store.runs import RunStore
 from steward.tools.runner import ToolRunner
 from steward.webhooks.dispatcher import WebhookConfig, WebhookDispatcher
@@ -241,12 +239,16 @@ def _aware(moment: datetime) -> datetime:
 
 def _hot_state(settings: Settings) -> HotState:
     if settings.redis_url:
+        from steward.store.hot_redis import RedisHotState  # only scale-out loads the client
+
         return RedisHotState(settings.redis_url, prefix=settings.redis_prefix)
     return MemoryHotState()
 
 
 def _rate_limiter(settings: Settings) -> RateLimiter:
     if settings.redis_url:
+        from steward.policy.rate_limit_redis import RedisRateLimiter
+
         return RedisRateLimiter(
             settings.redis_url,
             prefix=settings.redis_prefix,

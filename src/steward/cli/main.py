@@ -1,4 +1,8 @@
-"""The `steward` command line: serve agents, run workers, manage keys, inspect runs."""
+"""The `steward` command line: serve agents, run workers, manage keys, inspect runs.
+
+Each command imports what it needs when it runs: `steward --help` or `steward keys list` does not
+pay for the HTTP server, the durable engine and every agent-facing module.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,18 @@ import asyncio
 import signal
 import sys
 from datetime import UTC
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Column, Table
 
-from steward.cli.loader import load_apps
 from steward.cli.security import audit_cli, open_security, secrets_cli
-from steward.cli.transport import serve_with_tls_floor, transport_options
-from steward.config import Settings
-from steward.errors import UserError
-from steward.observe.trace_store import list_run_spans
-from steward.security.keys import ROLES, KeyStore
-from steward.store import migrate
-from steward.store.database import Database
-from steward.store.runs import RunStore
+from steward.security.roles import ROLES
+
+if TYPE_CHECKING:
+    from steward.config import Settings
+    from steward.store.database import Database
 
 cli = typer.Typer(help="Steward: a production runtime for AI agents.", no_args_is_help=True)
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -40,16 +39,26 @@ Apps = Annotated[
 
 
 def _settings() -> Settings:
+    from steward.config import Settings
+
     return Settings()
 
 
 def _database(settings: Settings) -> Database:
+    from steward.store import migrate
+    from steward.store.database import Database
+
     settings.home.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.resolved_database_url)
     return Database(settings.resolved_database_url)
 
 
 def _serve(apps: list[str] | None, host: str, port: int, *, execute: bool) -> None:
+    import uvicorn
+
+    from steward.cli.loader import load_apps
+    from steward.cli.transport import serve_with_tls_floor, transport_options
+    from steward.errors import UserError
     from steward.server.app import create_app
 
     settings = _settings()
@@ -107,6 +116,8 @@ def worker(
     ] = None,
 ) -> None:
     """Execute queued and recovered runs, without serving HTTP."""
+    from steward.cli.loader import load_apps
+    from steward.config import Settings
     from steward.runtime import Runtime
 
     overrides: dict[str, object] = {}
@@ -136,6 +147,7 @@ def worker(
 def migrate_command() -> None:
     """Apply database migrations (also done at start in embedded mode)."""
     from steward.durable.dbos_engine import migrate_durable
+    from steward.store import migrate
 
     settings = _settings()
     migrate.upgrade(settings.resolved_database_url)
@@ -175,6 +187,8 @@ def _id_column(header: str) -> Column:
 @keys_cli.command("list")
 def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None) -> None:
     """List API keys (never their secrets)."""
+    from steward.security.keys import KeyStore
+
     table = Table(_id_column("id"), "name", "tenant", "role", "created", "revoked")
     for key in KeyStore(_database(_settings())).list(tenant):
         table.add_row(
@@ -203,6 +217,8 @@ def runs_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """List recent runs with status, steps, tokens and cost."""
+    from steward.store.runs import RunStore
+
     table = Table(
         _id_column("run"), "agent", "status", "reason", "steps", "tokens", "cost $", "created"
     )
@@ -226,6 +242,9 @@ def runs_show(
     tenant: Annotated[str, typer.Option(help="Tenant the run belongs to.")] = "default",
 ) -> None:
     """Show one run: status, steps, tokens, cost, duration and its spans."""
+    from steward.observe.trace_store import list_run_spans
+    from steward.store.runs import RunStore
+
     db = _database(_settings())
     run = RunStore(db).get_run(tenant, run_id)
     if run is None:

@@ -8,19 +8,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from steward.audit.signing import load_public_keys
-from steward.audit.verify import verify_export
-from steward.config import Settings
-from steward.errors import UserError
-from steward.security.services import Security
-from steward.store import migrate
-from steward.store.database import Database
+if TYPE_CHECKING:
+    from steward.security.services import Security
 
 secrets_cli = typer.Typer(help="Set, list and rotate encrypted secrets.", no_args_is_help=True)
 audit_cli = typer.Typer(help="Export and verify the signed audit trail.", no_args_is_help=True)
@@ -30,6 +25,11 @@ Tenant = Annotated[str, typer.Option(help="Tenant the secret belongs to.")]
 
 def open_security() -> Security:
     """The security services on the configured store; the CLI's changes are audited too."""
+    from steward.config import Settings
+    from steward.security.services import Security
+    from steward.store import migrate
+    from steward.store.database import Database
+
     settings = Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.resolved_database_url)
@@ -42,6 +42,8 @@ def secrets_set(
     tenant: Tenant = "default",
 ) -> None:
     """Store a secret, read from standard input (one trailing newline is dropped)."""
+    from steward.errors import UserError
+
     value = sys.stdin.read()
     value = value.removesuffix("\n").removesuffix("\r")
     try:
@@ -98,6 +100,10 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Recompute every leaf and tree head, check every signature; exit 1 at the first bad record."""
+    from steward.audit.signing import load_public_keys
+    from steward.audit.verify import verify_export
+    from steward.config import Settings
+
     settings = Settings()
     public_keys = load_public_keys(keys or settings.resolved_audit_key_dir)
     if export is not None:

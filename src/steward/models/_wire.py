@@ -9,15 +9,18 @@ import math
 import time
 from collections.abc import AsyncGenerator, Callable
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from steward.errors import ModelError, ModelHTTPError, ModelStreamError
 from steward.models.sse import ServerSentEvent, aiter_sse
 from steward.models.types import ModelRequest, Usage
 
-HTTPErrorReader = Callable[[httpx.Response], ModelHTTPError]
+if TYPE_CHECKING:
+    import httpx
+
+# httpx is imported by the functions that make calls: a process that never calls a provider
+# over HTTP (the local model, the proxy's own client) does not load it.
+HTTPErrorReader = Callable[["httpx.Response"], ModelHTTPError]
 
 # The official SDKs retry these statuses (and every 5xx); see REFERENCE "Retry conventions".
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -114,6 +117,8 @@ def estimated_usage(request: ModelRequest, output_chars: int) -> Usage:
 
 def transport_error(provider: str, exc: httpx.HTTPError, *, streaming: bool) -> ModelError:
     """Translate an httpx failure; connection problems and timeouts are worth a retry."""
+    import httpx
+
     kind = type(exc).__name__
     detail = str(exc) or kind
     if streaming:
@@ -136,6 +141,8 @@ async def post_json(
     http_error: HTTPErrorReader,
 ) -> dict[str, Any]:
     """POST a JSON body and return the JSON object answered; every failure is a ModelError."""
+    import httpx
+
     try:
         response = await client.post(url, json=body, headers=headers)
     except httpx.HTTPError as exc:
@@ -167,6 +174,8 @@ async def post_sse(
     ModelError; after it, a ModelStreamError. Wrap in `contextlib.aclosing` so stopping early
     releases the connection at once.
     """
+    import httpx
+
     opened = False
     try:
         async with client.stream("POST", url, json=body, headers=headers) as response:

@@ -10,9 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from steward.errors import ModelHTTPError, ModelStreamError
 from steward.models._wire import (
@@ -36,6 +34,9 @@ from steward.models.types import (
     ToolCallDelta,
     Usage,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["AnthropicProvider", "normalise_stop_reason", "parse_usage"]
 
@@ -257,9 +258,11 @@ class AnthropicProvider:
         if api_key:
             self._headers["x-api-key"] = api_key
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s)
-        )
+        if client is None:
+            import httpx  # loaded by the first provider built, not by importing the dialect
+
+            client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
+        self._client = client
 
     async def __aenter__(self) -> AnthropicProvider:
         return self

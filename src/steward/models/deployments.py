@@ -8,9 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
-
-import aiohttp
+from typing import TYPE_CHECKING, Literal
 
 from steward.errors import ConfigError, UnknownModel
 from steward.models.anthropic import AnthropicProvider
@@ -25,6 +23,9 @@ from steward.models.resolve import (
 )
 from steward.models.settings import DeploymentSettings, GatewaySettings
 from steward.models.types import ModelProvider
+
+if TYPE_CHECKING:
+    import aiohttp
 
 Dialect = Literal["openai", "anthropic", "local"]
 
@@ -66,7 +67,10 @@ class Deployment:
 
     def session(self) -> aiohttp.ClientSession:
         """The proxy's connection pool to this deployment (aiohttp: httpx's pool collapses at
-        50+ concurrent requests, REFERENCE.md); created on first use, inside the event loop."""
+        50+ concurrent requests, REFERENCE.md); created on first use, inside the event loop.
+        The package too is imported here: a process that proxies nothing never loads it."""
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=300),

@@ -10,9 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
-
-import httpx
+from typing import TYPE_CHECKING, Any, Literal
 
 from steward.errors import ModelHTTPError, ModelStreamError
 from steward.models._wire import (
@@ -37,6 +35,9 @@ from steward.models.types import (
     ToolCallDelta,
     Usage,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["OpenAIProvider", "normalise_finish_reason", "parse_usage"]
 
@@ -209,9 +210,11 @@ class OpenAIProvider:
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s)
-        )
+        if client is None:
+            import httpx  # loaded by the first provider built, not by importing the dialect
+
+            client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
+        self._client = client
 
     async def __aenter__(self) -> OpenAIProvider:
         return self

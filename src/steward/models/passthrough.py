@@ -10,9 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Literal
 
 from steward.errors import ModelError, ModelHTTPError, ModelStreamError
 from steward.models.anthropic import parse_usage as anthropic_usage
@@ -20,6 +18,9 @@ from steward.models.deployments import Target
 from steward.models.openai import parse_usage as openai_usage
 from steward.models.sse import SSEEventSplitter
 from steward.models.types import Usage
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = [
     "ForwardedStream",
@@ -167,6 +168,8 @@ async def forward_json(
     target: Target, body: dict[str, Any], client_headers: Mapping[str, str]
 ) -> Answer:
     """POST the body (with the target's model) and read the whole answer."""
+    import aiohttp  # the first proxy call loads it, not the start of the process
+
     payload = json.dumps({**body, "model": target.model}, ensure_ascii=False).encode()
     session = target.deployment.session()
     try:
@@ -244,6 +247,8 @@ class ForwardedStream:
     async def events(self) -> AsyncIterator[tuple[bytes, bool]]:
         """Each event's bytes and whether it carried content (for time to first chunk). A
         transport failure mid-stream raises ModelStreamError."""
+        import aiohttp
+
         try:
             for raw in self._first:
                 shown, content = self._inspect(raw)
@@ -369,6 +374,8 @@ async def open_stream(
 ) -> ForwardedStream:
     """Open the upstream stream and wait for its first event; failures so far are retryable,
     because nothing has reached the client yet."""
+    import aiohttp
+
     dialect: ProxyDialect = "anthropic" if target.deployment.dialect == "anthropic" else "openai"
     sent = {**body, "model": target.model, "stream": True}
     hide_usage = False

@@ -7,16 +7,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
-
-import httpx
 
 from steward.errors import ConfigError, UnknownModel
 from steward.models.anthropic import AnthropicProvider
 from steward.models.local import LOCAL_MODEL_NAME, LocalModel
 from steward.models.openai import OpenAIProvider
 from steward.models.types import ModelProvider
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ACCEPTED_FORMS", "ModelSpec", "ProviderKind", "build_provider", "parse_model_string"]
 

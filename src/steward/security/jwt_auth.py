@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import jwt
-from jwt import PyJWKClient
+from typing import TYPE_CHECKING, Any
 
 from steward.errors import ConfigError
-from steward.security.keys import ROLES, Principal
+from steward.security.keys import Principal
+from steward.security.roles import ROLES
+
+if TYPE_CHECKING:
+    from jwt import PyJWKClient
 
 ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"}
 SYMMETRIC = {"HS256", "HS384", "HS512"}
@@ -56,6 +57,8 @@ class JwtVerifier:
             self._static_key = settings.shared_secret
         elif algorithm in ASYMMETRIC:
             if settings.jwks_url:
+                from jwt import PyJWKClient
+
                 self._jwks = PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300)
             elif settings.public_key_file:
                 self._static_key = settings.public_key_file.read_bytes()
@@ -88,6 +91,10 @@ class JwtVerifier:
         return Principal(tenant, f"jwt:{subject}", role, user_id=subject)
 
     def _claims(self, token: str) -> dict[str, Any]:
+        # PyJWT (and the cryptography backends it loads) is imported by a process that verifies
+        # tokens, not by every process that could.
+        import jwt
+
         settings = self.settings
         try:
             header = jwt.get_unverified_header(token)

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from steward.security.roles import ROLES
 from steward.store.database import Database
 from steward.store.schema import ApiKey, Tenant, utcnow
 
 DEFAULT_TENANT = "default"
-ROLES = ("admin", "developer", "runner", "viewer")
 _KEY_SHAPE = re.compile(r"^stw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _PREFIX_SHAPE = re.compile(r"^stw_([0-9a-f]{12})_")
 AuditHook = Callable[[str, str, dict[str, object]], object]

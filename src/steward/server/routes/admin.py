@@ -16,7 +16,7 @@ from steward import audit
 from steward.audit.signing import public_key_raw
 from steward.audit.verify import verify_export
 from steward.errors import NotFound
-from steward.security.keys import ROLES
+from steward.security.roles import ROLES
 from steward.security.services import Security
 from steward.server.auth import Admin
 from steward.server.openapi import answers
