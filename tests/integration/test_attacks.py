@@ -145,6 +145,22 @@ def test_valid_jwt_identifies_tenant_role_and_user(
         assert_problem(c.get("/admin/keys"), 403, "forbidden")
 
 
+def test_a_jwt_naming_a_tenant_nothing_has_made_yet_can_create_threads_and_runs(
+    server: StewardProcess, signing_key: rsa.RSAPrivateKey
+) -> None:
+    # No key or secret was ever made for this tenant, so no row of it exists yet.
+    headers = {"authorization": f"Bearer {token(signing_key, tenant='fresh-from-idp')}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as c:
+        thread = c.post("/threads", json={"metadata": {}})
+        assert thread.status_code == 200, thread.text
+        run = c.post(
+            f"/threads/{thread.json()['thread_id']}/runs/wait",
+            json={"assistant_id": "support", "input": {"message": "Where is my order 42?"}},
+        )
+        assert run.status_code == 200, run.text
+        assert run.json()["tools_used"] == ["lookup_order"]
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [

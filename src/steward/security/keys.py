@@ -25,7 +25,8 @@ from sqlalchemy import select
 
 from steward.security.roles import ROLES
 from steward.store.database import Database
-from steward.store.schema import ApiKey, Tenant, utcnow
+from steward.store.schema import ApiKey, utcnow
+from steward.store.tenants import ensure_tenant
 
 DEFAULT_TENANT = "default"
 _KEY_SHAPE = re.compile(r"^stw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -107,9 +108,7 @@ class KeyStore:
             rate_limit_burst=rate_limit_burst,
         )
         with self.db.session() as session:
-            if session.get(Tenant, tenant_id) is None:
-                session.add(Tenant(id=tenant_id, name=tenant_id))
-                session.flush()
+            ensure_tenant(session, tenant_id)
             session.add(key)
         self._record(tenant_id, "key.created", {"key_id": key.id, "name": name, "role": role})
         return CreatedKey(key.id, name, tenant_id, role, f"stw_{prefix}_{secret}")

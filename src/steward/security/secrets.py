@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session
 from steward.errors import ConfigError, UserError
 from steward.security.redaction import MIN_SECRET_LENGTH, REDACTOR
 from steward.store.database import Database
-from steward.store.schema import Tenant, utcnow
+from steward.store.schema import utcnow
 from steward.store.security_tables import StoredSecret
+from steward.store.tenants import ensure_tenant
 
 NAME_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 RESERVED_PREFIX = "steward."  # Steward's own secrets (webhook signing keys); agents cannot read
@@ -146,9 +147,7 @@ class SecretStore:
             raise UserError(f"a secret must be at least {MIN_SECRET_LENGTH} characters")
         key_id = self.keyring.current_id
         nonce, sealed = self._seal(tenant_id, name, key_id, value)
-        if session.get(Tenant, tenant_id) is None:
-            session.add(Tenant(id=tenant_id, name=tenant_id))
-            session.flush()
+        ensure_tenant(session, tenant_id)
         row = session.get(StoredSecret, (tenant_id, name))
         if row is None:
             row = StoredSecret(tenant_id=tenant_id, name=name)

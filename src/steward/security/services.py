@@ -22,6 +22,7 @@ from steward.security.secrets import Keyring, SecretStore
 from steward.security.tenant_settings import TenantSettingsStore
 from steward.security.webhooks import HookStore
 from steward.store.database import Database
+from steward.store.tenants import TenantDirectory
 
 log = logging.getLogger("steward.security")
 
@@ -39,6 +40,7 @@ class Security:
     jwt: JwtVerifier | None
     webhook_tolerance_s: int
     tenant_settings: TenantSettingsStore
+    tenants: TenantDirectory
     auth_failures: AuthFailureAggregator = field(
         default_factory=lambda: AuthFailureAggregator(audit.record_later)
     )
@@ -69,6 +71,7 @@ class Security:
             jwt=_jwt_verifier(settings),
             webhook_tolerance_s=settings.webhook_tolerance_s,
             tenant_settings=TenantSettingsStore(db),
+            tenants=TenantDirectory(db),
         )
 
     def start(self) -> None:

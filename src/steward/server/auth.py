@@ -24,6 +24,7 @@ from steward.security.services import Security
 from steward.server import rate_limits
 from steward.server.problems import problem
 from steward.server.provider_errors import proxy_error_for_path
+from steward.store.tenants import TenantDirectory
 
 WRITE_ROLES = ("admin", "developer", "runner")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
@@ -87,6 +88,10 @@ class AuthGate:
                 principal = await asyncio.to_thread(jwt.verify, key)
             except TokenRejected as exc:
                 raise Unauthenticated(str(exc)) from exc
+            # A token may name a tenant no key or secret has made yet; its rows need one.
+            tenants: TenantDirectory = state.security.tenants
+            if not tenants.known(principal.tenant_id):
+                await asyncio.to_thread(tenants.ensure, principal.tenant_id)
         else:
             keys: KeyStore = state.keys
             # A key seen within its cache TTL costs no database read and no thread hop.
