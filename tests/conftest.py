@@ -59,6 +59,7 @@ class StewardProcess:
     port: int
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    ready_timeout_s: float = 30.0
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -81,7 +82,17 @@ class StewardProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        try:
+            self._wait_ready()
+        except BaseException:
+            # A server that is not ready must not outlive the failed start: it would hold its
+            # port and data directory for the rest of the session.
+            self.kill()
+            raise
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"steward dev exited: {self.log.read_text()[-3000:]}")

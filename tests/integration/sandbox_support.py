@@ -37,7 +37,11 @@ def require(manager: SandboxManager, backend: str) -> None:
     """Fail, never skip, when the backend cannot run: a skipped isolation test looks green while
     nothing was checked. `scripts/ensure-services` (run by `make test`) installs bwrap and runsc;
     the tests run as root on cgroup v1 or a delegated cgroup v2 subtree."""
-    reason = manager.backends[backend].unavailable_reason()
+    require_available(backend, manager.backends[backend].unavailable_reason())
+
+
+def require_available(backend: str, reason: str | None) -> None:
+    """`require` for tests that reach the backend without a manager (directly or over HTTP)."""
     if reason is not None:
         pytest.fail(f"sandbox backend {backend!r} cannot run on this machine: {reason}")
 

@@ -216,22 +216,22 @@ async def test_unknown_approval_is_404_and_a_bad_decision_is_422(
 def test_a_pause_survives_a_killed_server(fresh_server: StewardProcess) -> None:
     fresh_server.start()
     key = fresh_server.create_key("t")
-    http = httpx.Client(base_url=fresh_server.url, headers={"x-api-key": key}, timeout=30)
-    tid = http.post("/threads", json={}).json()["thread_id"]
-    paused = http.post(
-        f"/threads/{tid}/runs/wait", json={"assistant_id": "approver", "input": {"amount": 7}}
-    ).json()
+    with httpx.Client(base_url=fresh_server.url, headers={"x-api-key": key}, timeout=30) as http:
+        tid = http.post("/threads", json={}).json()["thread_id"]
+        paused = http.post(
+            f"/threads/{tid}/runs/wait", json={"assistant_id": "approver", "input": {"amount": 7}}
+        ).json()
     interrupt = paused["__interrupt__"][0]
     run_id = interrupt["value"]["run_id"]
 
     fresh_server.kill()
     fresh_server.start()
-    http = httpx.Client(base_url=fresh_server.url, headers={"x-api-key": key}, timeout=30)
-    assert http.get(f"/runs/{run_id}").json()["stop_reason"] == "awaiting_approval"
-    decided = http.post(f"/runs/{run_id}/approvals/{interrupt['id']}", json={"decision": "approve"})
-    assert decided.status_code == 200, decided.text
-
-    result = http.get(f"/threads/{tid}/runs/{run_id}/join").json()
+    with httpx.Client(base_url=fresh_server.url, headers={"x-api-key": key}, timeout=30) as http:
+        assert http.get(f"/runs/{run_id}").json()["stop_reason"] == "awaiting_approval"
+        approval = f"/runs/{run_id}/approvals/{interrupt['id']}"
+        decided = http.post(approval, json={"decision": "approve"})
+        assert decided.status_code == 200, decided.text
+        result = http.get(f"/threads/{tid}/runs/{run_id}/join").json()
     assert result == {"outcome": "done", "detail": {"transferred": 7}}
     lines = ledger_for(fresh_server, run_id)
     assert [line.get("tool", line.get("index")) for line in lines] == [0, "transfer", 1]

@@ -39,7 +39,8 @@ def intruder(server: StewardProcess) -> Iterator[httpx.Client]:
 def sandbox(http: httpx.Client) -> Iterator[dict[str, Any]]:
     created = http.post("/v1/sandboxes", json={"limits": {"memory_mib": 128}, "env": {"K": "v"}})
     if created.status_code == 503 and "unavailable" in created.text:
-        pytest.skip(f"no sandbox backend on this machine: {created.json()['detail']}")
+        # A missing backend fails loudly: a skipped sandbox test looks green while nothing ran.
+        pytest.fail(f"no sandbox backend on this machine: {created.json()['detail']}")
     assert created.status_code == 201, created.text
     yield created.json()
     http.delete(f"/v1/sandboxes/{created.json()['id']}")

@@ -13,14 +13,18 @@ from steward.sandbox.bwrap import BwrapBackend, BwrapInstance
 from steward.sandbox.manager import CreateOptions, SandboxManager
 from steward.sandbox.pool import Demand
 from steward.sandbox.types import Limits
-from tests.integration.sandbox_support import TENANT, leftovers, open_manager, run
+from tests.integration.sandbox_support import (
+    TENANT,
+    leftovers,
+    open_manager,
+    require_available,
+    run,
+)
 
 
 @pytest.fixture(autouse=True)
 def bwrap_here() -> None:
-    reason = BwrapBackend().unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"sandbox backend 'bwrap' unavailable on this machine: {reason}")
+    require_available("bwrap", BwrapBackend().unavailable_reason())
 
 
 async def close_clean(manager: SandboxManager, ids: list[str]) -> None:

@@ -14,13 +14,12 @@ import pytest
 from steward.sandbox import cgroups
 from steward.sandbox.bwrap import RUNTIME_ROOT, BwrapBackend
 from tests.conftest import StewardProcess, make_process
+from tests.integration.sandbox_support import require_available
 
 
 @pytest.fixture
 def steward(tmp_path: Path) -> Iterator[StewardProcess]:
-    reason = BwrapBackend().unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"sandbox backend 'bwrap' unavailable on this machine: {reason}")
+    require_available("bwrap", BwrapBackend().unavailable_reason())
     process = make_process(tmp_path, STEWARD_SANDBOX_POOL_SIZE="2", STEWARD_SANDBOX_BACKEND="bwrap")
     process.start()
     yield process

@@ -165,11 +165,11 @@ async def test_a_background_runs_result_is_posted_signed_and_retried_until_accep
 ) -> None:
     key = hooked.create_key("hooks")
     receiver.statuses = [500, 503]
-    client = get_client(url=hooked.url, api_key=key)
-    thread = await client.threads.create()
-    run = await client.runs.create(
-        thread["thread_id"], "multistep", input=QUICK, webhook=receiver.url
-    )
+    async with get_client(url=hooked.url, api_key=key) as client:
+        thread = await client.threads.create()
+        run = await client.runs.create(
+            thread["thread_id"], "multistep", input=QUICK, webhook=receiver.url
+        )
     got = receiver.wait_for(3)
     assert [r.path for r in got] == ["/hooks/steward"] * 3
     assert len({r.headers["webhook-id"] for r in got}) == 1  # one message, retried
