@@ -66,12 +66,27 @@ def control(upstream: str) -> UpstreamControl:
     return control
 
 
+_sdk_clients: list[openai.OpenAI | anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    """Each test's SDK clients close their connections when it ends (no unclosed sockets)."""
+    yield
+    while _sdk_clients:
+        _sdk_clients.pop().close()
+
+
 def _openai(proxy: StewardProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=key, max_retries=0)
+    client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=key, max_retries=0)
+    _sdk_clients.append(client)
+    return client
 
 
 def _anthropic(proxy: StewardProcess, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=proxy.url, api_key=key, max_retries=0)
+    client = anthropic.Anthropic(base_url=proxy.url, api_key=key, max_retries=0)
+    _sdk_clients.append(client)
+    return client
 
 
 def test_openai_sdk_json_completion_is_priced_and_the_provider_key_stays_hidden(

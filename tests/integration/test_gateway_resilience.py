@@ -35,6 +35,23 @@ def backup() -> Iterator[str]:
         yield url
 
 
+_sdk_clients: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    """Each test's SDK clients close their connections when it ends (no unclosed sockets)."""
+    yield
+    while _sdk_clients:
+        _sdk_clients.pop().close()
+
+
+def _openai(process: StewardProcess, key: str) -> openai.OpenAI:
+    client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+    _sdk_clients.append(client)
+    return client
+
+
 def _start(tmp_path: Path, gateway: dict[str, Any], **env: str) -> StewardProcess:
     process = make_process(tmp_path, STEWARD_GATEWAY=json.dumps(gateway), **env)
     process.start()
@@ -243,7 +260,7 @@ def test_breaker_opens_after_consecutive_failures_probes_after_cooloff_and_close
     )
     try:
         key = process.create_key("breaker")
-        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+        client = _openai(process, key)
 
         def ask() -> str:
             done = client.chat.completions.create(
@@ -311,7 +328,7 @@ def test_a_rate_limited_model_answers_429_with_retry_after_and_opens_no_breaker(
     process = _start(tmp_path, _one_deployment_two_models(upstream))
     try:
         key = process.create_key("limits")
-        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+        client = _openai(process, key)
         for _ in range(3):  # 12 upstream 429s: past the breaker's threshold of 2 many times
             with pytest.raises(openai.RateLimitError) as caught:
                 _ask(client, "limited")
@@ -340,7 +357,7 @@ def test_endpoint_failures_of_one_model_open_only_that_models_breaker(
     process = _start(tmp_path, _one_deployment_two_models(upstream))
     try:
         key = process.create_key("breakers")
-        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+        client = _openai(process, key)
         with pytest.raises(openai.InternalServerError):
             _ask(client, "limited")  # the second failure opens (primary, gpt-4.1-mini)
         assert len(control.requests()) == 2
@@ -374,7 +391,7 @@ def test_a_breaker_opened_by_a_failure_falls_back_at_once_without_a_backoff(
     )
     try:
         key = process.create_key("fallback")
-        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+        client = _openai(process, key)
 
         assert _ask(client, "m") == "Echo: hi"
 
@@ -399,7 +416,7 @@ def test_an_answer_cut_short_by_one_users_budget_is_not_cached_for_the_others(
     )
     try:
         key = process.create_key("cache")
-        client = openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0)
+        client = _openai(process, key)
 
         def ask(user: str, **limits: int) -> None:
             client.chat.completions.create(
