@@ -22,6 +22,7 @@ from steward.security.jwt_auth import JwtVerifier, TokenRejected, looks_like_jwt
 from steward.security.keys import KeyStore, Principal
 from steward.security.services import Security
 from steward.server import rate_limits
+from steward.server.headers import pick_headers
 from steward.server.problems import problem
 from steward.server.provider_errors import proxy_error_for_path
 from steward.store.tenants import TenantDirectory
@@ -55,7 +56,7 @@ class AuthGate:
         if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(HOOKS_PREFIX):
             await self.app(scope, receive, send)
             return
-        headers = _read_headers(scope)
+        headers = pick_headers(scope, _READ)
         try:
             principal = await self._authenticate(scope, headers)
         except ApiError as exc:
@@ -101,16 +102,6 @@ class AuthGate:
             principal = authenticated
         await rate_limits.enforce(state, principal, headers.get(USER_HEADER))
         return principal
-
-
-def _read_headers(scope: Scope) -> dict[str, str]:
-    """The headers the gate reads, by lower-case name."""
-    found: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        lowered = name.lower()
-        if lowered in _READ:
-            found[lowered.decode("latin-1")] = value.decode("latin-1")
-    return found
 
 
 async def _record_failure(scope: Scope, headers: dict[str, str], reason: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from steward.server.headers import pick_headers
 from steward.server.json_body import unportable_reason
 from steward.server.problems import problem as problem_json
 from steward.server.provider_errors import proxy_error_for_path
@@ -28,16 +29,6 @@ def problem(
     return proxy_error_for_path(instance, status, detail, headers) or problem_json(
         status, kind, title, detail, instance=instance, headers=headers
     )
-
-
-def _read_headers(scope: Scope) -> dict[str, str]:
-    """Only the three headers the guard reads, not every header of the request."""
-    headers: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        lowered = name.lower()
-        if lowered in _READ:
-            headers[lowered.decode("latin-1")] = value.decode("latin-1")
-    return headers
 
 
 class RequestGuard:
@@ -80,7 +71,7 @@ class RequestGuard:
 
     def _refuse_headers(self, scope: Scope, path: str) -> Response | None:
         """400/413/415 from the headers alone, before a byte of the body is read."""
-        headers = _read_headers(scope)
+        headers = pick_headers(scope, _READ)
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
