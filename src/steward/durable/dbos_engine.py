@@ -230,6 +230,9 @@ def _dbos_instance() -> Any:
     return _dbos_global_instance
 
 
+BUSY_TIMEOUT_S = 30.0
+
+
 def _sqlite_engine(url: str) -> sa.Engine | None:
     """DBOS's SQLite engine, in WAL mode with `synchronous=NORMAL`.
 
@@ -241,14 +244,19 @@ def _sqlite_engine(url: str) -> sa.Engine | None:
         return None
     path = url.split("///", 1)[-1]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+    # Processes starting side by side (`serve` beside `worker`) meet on this file while one of
+    # them migrates it: every statement, the journal-mode switch included, waits for the lock
+    # instead of failing after sqlite3's default 5 s and taking the process down with it.
+    engine = sa.create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}
+    )
 
     @sa.event.listens_for(engine, "connect")
     def configure(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = "IMMEDIATE"  # as DBOS does: serialize writers
+        dbapi_connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-        dbapi_connection.execute("PRAGMA busy_timeout=30000")
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
     return engine
