@@ -24,6 +24,7 @@ from dbos import error as dbos_errors
 
 from steward.durable.types import JsonObject, RunBody, StepFence
 from steward.errors import RunCancelled, UserError
+from steward.store.database import switch_to_wal
 
 WORKFLOW_NAME = "steward.run"
 QUEUE_NAME = "steward-runs"
@@ -255,7 +256,7 @@ def _sqlite_engine(url: str) -> sa.Engine | None:
     def configure(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = "IMMEDIATE"  # as DBOS does: serialize writers
         dbapi_connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        switch_to_wal(dbapi_connection, BUSY_TIMEOUT_S)
         dbapi_connection.execute("PRAGMA synchronous=NORMAL")
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
