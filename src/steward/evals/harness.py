@@ -1,0 +1,81 @@
+"""Wraps an app's tools for an eval: every call is recorded per run, and in a replayed case the
+recorded result is returned instead of running the tool (regression replay).
+
+The wrapped tool still runs inside the real run engine: the call is a journaled step with its
+span, its policy checks and its idempotency key; only the function underneath is swapped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from steward.app import Steward
+from steward.errors import ToolError
+from steward.evals.cases import RecordedToolCall
+from steward.evals.scorers import ToolCallRecord
+from steward.tools.registry import Tool, ToolContext
+
+_CONTEXT = "_steward_eval_context"
+_JSON = TypeAdapter(Any)
+
+
+class ToolRecorder:
+    """Install once per app; `register(run_id, replay)` right after each run is submitted."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[ToolCallRecord]] = {}
+        self._replays: dict[str, list[RecordedToolCall] | None] = {}
+        self._registered: dict[str, asyncio.Event] = {}
+
+    def install(self, app: Steward) -> None:
+        for name, tool in list(app.tools.items()):
+            app.tools[name] = replace(tool, fn=self._wrap(tool), context_param=_CONTEXT)
+
+    def register(self, run_id: str, replay: list[RecordedToolCall] | None) -> None:
+        self._replays[run_id] = list(replay) if replay is not None else None
+        self._event(run_id).set()
+
+    def _event(self, run_id: str) -> asyncio.Event:
+        return self._registered.setdefault(run_id, asyncio.Event())
+
+    def _wrap(self, tool: Tool) -> Any:
+        recorder = self
+
+        async def recorded(**kwargs: Any) -> Any:
+            context: ToolContext = kwargs.pop(_CONTEXT)
+            # A run starts as soon as it is submitted; its plan is registered a moment later.
+            await recorder._event(context.run_id).wait()
+            arguments = _JSON.dump_python(kwargs, mode="json")
+            calls = recorder.calls.setdefault(context.run_id, [])
+            replay = recorder._replays.get(context.run_id)
+            if replay is not None:
+                recorded_call = _take(replay, tool.name, arguments)
+                calls.append(ToolCallRecord(tool.name, arguments, recorded_call.result,
+                                            recorded_call.error))
+                if recorded_call.error is not None:
+                    raise ToolError(recorded_call.error)
+                return recorded_call.result
+            try:
+                result = await tool.call(dict(kwargs), context)
+            except Exception as exc:
+                calls.append(ToolCallRecord(tool.name, arguments, None, str(exc)))
+                raise
+            calls.append(ToolCallRecord(tool.name, arguments, result))
+            return result
+
+        recorded.__name__ = tool.fn.__name__
+        return recorded
+
+
+def _take(replay: list[RecordedToolCall], name: str, arguments: dict[str, Any]) -> RecordedToolCall:
+    """The first unused recorded call with this name and these arguments."""
+    for index, call in enumerate(replay):
+        if call.name == name and call.arguments == arguments:
+            return replay.pop(index)
+    raise ToolError(
+        f"replay: the recorded run made no call {name}({arguments}); the agent diverged"
+    )
