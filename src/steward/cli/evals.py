@@ -58,7 +58,7 @@ def run_command(
     try:
         code = _run(suite_path, app, agent, baseline, baseline_app, baseline_agent, out, judge)
     except StewardError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from exc
     raise typer.Exit(code)
 
