@@ -32,7 +32,9 @@ CONFIG = JudgeConfig(
     samples=3,
     pass_score=4,
     anchors=[
-        Anchor(answer="Order 42 has shipped with DHL, arriving 2026-11-26.", score=5, why="all facts"),
+        Anchor(
+            answer="Order 42 has shipped with DHL, arriving 2026-11-26.", score=5, why="all facts"
+        ),
         Anchor(answer="Order 42 has shipped.", score=3, why="true but leaves out carrier and date"),
         Anchor(answer="Order 42 was delivered by UPS.", score=1, why="wrong facts"),
     ],
@@ -47,8 +49,11 @@ def upstream() -> Iterator[str]:
 
 async def _gateway(upstream: str) -> Gateway:
     settings = GatewaySettings.model_validate(
-        {"deployments": [{"name": "up", "provider": "openai", "base_url": f"{upstream}/v1",
-                          "api_key": "k"}]}
+        {
+            "deployments": [
+                {"name": "up", "provider": "openai", "base_url": f"{upstream}/v1", "api_key": "k"}
+            ]
+        }
     )
     return Gateway(
         settings,
@@ -158,16 +163,17 @@ It shipped with DHL.""",
     ]
 
 
-async def test_the_judge_budget_is_enforced_by_the_gateway(
-    gateway: Gateway, upstream: str
-) -> None:
+async def test_the_judge_budget_is_enforced_by_the_gateway(gateway: Gateway, upstream: str) -> None:
     control = UpstreamControl(upstream)
     control.script(*({"text": '{"score": 4, "reason": "ok"}'} for _ in range(50)))
     config = CONFIG.model_copy(update={"samples": 1, "max_cost_usd": 0.0005})
     judge = AnchoredJudge(gateway, config, tenant_id="t", budget_id="capped")
-    with pytest.raises(SpendCapExceeded):
-        for _ in range(50):
+    graded = 0
+    with pytest.raises(SpendCapExceeded):  # noqa: PT012 - the cap is hit after some calls
+        while graded < 50:
             await judge.grade(RUBRIC, "q", "r", "a")
+            graded += 1
+    assert 0 < graded < 50  # some calls fit the budget, then the gateway refused
     assert len(control.requests()) < 50
 
 

@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 class _RunByDefault(TyperGroup):
     """`steward eval evals/support` means `steward eval run evals/support`."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["run", *args]
         return super().parse_args(ctx, args)
@@ -37,7 +36,9 @@ console = Console(stderr=True)
 @eval_cli.command("run")
 def run_command(
     suite_path: Annotated[Path, typer.Argument(help="The suite folder, e.g. evals/support.")],
-    app: Annotated[str | None, typer.Option(help="App file to evaluate (suite.toml's app).")] = None,
+    app: Annotated[
+        str | None, typer.Option(help="App file to evaluate (suite.toml's app).")
+    ] = None,
     agent: Annotated[str | None, typer.Option(help="Agent to evaluate (suite's agent).")] = None,
     baseline: Annotated[
         Path | None, typer.Option(help="A previous run's JSON report to compare with.")
@@ -83,7 +84,9 @@ def _run(
     settings = Settings()
     baseline = load_result(baseline_file) if baseline_file is not None else None
     if baseline is None and (baseline_app or baseline_agent):
-        baseline = _evaluate(suite, baseline_app or app, baseline_agent, settings, judge, "baseline")
+        baseline = _evaluate(
+            suite, baseline_app or app, baseline_agent, settings, judge, "baseline"
+        )
     result = _evaluate(suite, app, agent, settings, judge, "candidate")
     decision = decide(result, suite.config.gate, baseline)
     paths = write_reports(result, decision, out)

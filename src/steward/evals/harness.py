@@ -54,8 +54,9 @@ class ToolRecorder:
             replay = recorder._replays.get(context.run_id)
             if replay is not None:
                 recorded_call = _take(replay, tool.name, arguments)
-                calls.append(ToolCallRecord(tool.name, arguments, recorded_call.result,
-                                            recorded_call.error))
+                calls.append(
+                    ToolCallRecord(tool.name, arguments, recorded_call.result, recorded_call.error)
+                )
                 if recorded_call.error is not None:
                     raise ToolError(recorded_call.error)
                 return recorded_call.result

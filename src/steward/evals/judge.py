@@ -122,11 +122,13 @@ class AnchoredJudge:
         return _verdict(samples, reasons, self.config.pass_score, cost)
 
 
-def _verdict(samples: list[int | None], reasons: list[str], pass_score: int, cost: float) -> Verdict:
+def _verdict(
+    samples: list[int | None], reasons: list[str], pass_score: int, cost: float
+) -> Verdict:
     valid = [s for s in samples if s is not None]
     if not valid:
         return Verdict(None, False, samples, 0.0, reasons[0] if reasons else "", cost)
-    modal, count = Counter(valid).most_common(1)[0]
+    _modal, count = Counter(valid).most_common(1)[0]
     score = int(statistics.median_low(valid))
     reason = next((r for s, r in zip(samples, reasons, strict=True) if s == score and r), "")
     return Verdict(score, score >= pass_score, samples, count / len(samples), reason, cost)

@@ -95,9 +95,7 @@ app {e(result.app)}, {result.duration_s:.1f}s, judge ${result.judge_cost_usd:.6f
 """
 
 
-def write_reports(
-    result: SuiteResult, decision: GateDecision, folder: Path
-) -> dict[str, Path]:
+def write_reports(result: SuiteResult, decision: GateDecision, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": folder / f"{result.suite}.json",

@@ -74,8 +74,7 @@ def load_result(path: Path) -> SuiteResult:
     try:
         data = json.loads(path.read_text())
         cases = [
-            CaseResult(**{**c, "scores": [Score(**s) for s in c["scores"]]})
-            for c in data["cases"]
+            CaseResult(**{**c, "scores": [Score(**s) for s in c["scores"]]}) for c in data["cases"]
         ]
         return SuiteResult(
             suite=data["suite"],

@@ -17,7 +17,9 @@ def binomial_tail(successes: int, trials: int, p: float = 0.5) -> float:
         return 1.0
     if successes > trials:
         return 0.0
-    tail = sum(comb(trials, k) * p**k * (1 - p) ** (trials - k) for k in range(successes, trials + 1))
+    tail = sum(
+        comb(trials, k) * p**k * (1 - p) ** (trials - k) for k in range(successes, trials + 1)
+    )
     return min(1.0, tail)
 
 

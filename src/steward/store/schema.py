@@ -321,3 +321,21 @@ class Worker(Base):
     heartbeat_at: Mapped[float] = mapped_column(Float)
     beats: Mapped[int] = mapped_column(BigInteger, default=0)
     swept_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class SloAlertState(Base):
+    """Whether an SLO burn-rate alert is firing; flipping `firing` is how one process (and only
+    one) claims a firing's webhook (migration 0015)."""
+
+    __tablename__ = "slo_alert_state"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(200), primary_key=True)
+    objective: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    firing: Mapped[bool] = mapped_column(Boolean)
+    episode: Mapped[int] = mapped_column(Integer)
+    fired_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    delivery_error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -1,0 +1,88 @@
+"""`steward slo report` (table or --json) and `steward slo alert` (burn-rate alerts, signed
+webhooks, once per firing; run it from cron or a process manager every minute)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+slo_cli = typer.Typer(help="Service-level objectives from slo.toml.", no_args_is_help=True)
+console = Console()
+
+SloFile = Annotated[Path, typer.Option("--file", help="The SLO file.")]
+Tenant = Annotated[str, typer.Option(help="Tenant whose runs count.")]
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+@slo_cli.command("report")
+def report_command(
+    file: SloFile = Path("slo.toml"),
+    tenant: Tenant = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Each agent's figures over its rolling window against its objectives."""
+    from steward.cli.main import _database, _settings
+    from steward.errors import UserError
+    from steward.slo.config import load_slo
+    from steward.slo.report import slo_report
+
+    try:
+        config = load_slo(file)
+    except UserError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    db = _database(_settings())
+    try:
+        report = slo_report(db, config, tenant, datetime.now(UTC))
+    finally:
+        db.dispose()
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table("agent", "objective", "target", "actual", "met", "runs")
+    for agent in report["agents"]:
+        for row in agent["objectives"]:
+            met = {True: "[green]yes[/]", False: "[red]NO[/]", None: "no data"}[row["met"]]
+            table.add_row(
+                agent["agent"],
+                row["objective"],
+                _fmt(row["target"]),
+                _fmt(row["actual"]),
+                met,
+                str(agent["runs"]),
+            )
+    console.print(table)
+
+
+@slo_cli.command("alert")
+def alert_command(file: SloFile = Path("slo.toml"), tenant: Tenant = "default") -> None:
+    """Evaluate the burn-rate rules now and send the alerts that start firing."""
+    from steward.cli.main import _database, _settings
+    from steward.slo.alerts import SloAlerter
+    from steward.slo.config import load_slo
+    from steward.webhooks.dispatcher import WebhookConfig
+
+    settings = _settings()
+    config = load_slo(file)
+    db = _database(settings)
+    try:
+        alerter = SloAlerter(db, config, WebhookConfig.from_settings(settings), tenant_id=tenant)
+        fired = asyncio.run(alerter.check(datetime.now(UTC)))
+    finally:
+        db.dispose()
+    for rate, episode in fired:
+        console.print(
+            f"fired {rate.rule} for {rate.agent} {rate.objective}: burn {rate.long_burn:.1f}x "
+            f"/ {rate.short_burn:.1f}x (episode {episode})"
+        )
+    if not fired:
+        console.print("no new alerts")
