@@ -30,7 +30,9 @@ def _misrouted(message: str) -> bool:
 @app.agent(name="support", max_steps=12, timeout_s=60)
 async def support(ctx: Context, input: Question) -> Answer:
     """The support agent with the routing bug."""
-    tools = ["search_help_center"] if _misrouted(input.message) else ["lookup_order", "create_ticket"]
+    tools = (
+        ["search_help_center"] if _misrouted(input.message) else ["lookup_order", "create_ticket"]
+    )
     result = await ctx.tool_loop(
         input.message,
         system="You are a support agent. Look orders up before answering; open a ticket "

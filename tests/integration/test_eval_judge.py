@@ -166,7 +166,7 @@ It shipped with DHL.""",
 async def test_the_judge_budget_is_enforced_by_the_gateway(gateway: Gateway, upstream: str) -> None:
     control = UpstreamControl(upstream)
     control.script(*({"text": '{"score": 4, "reason": "ok"}'} for _ in range(50)))
-    config = CONFIG.model_copy(update={"samples": 1, "max_cost_usd": 0.0005})
+    config = CONFIG.model_copy(update={"samples": 1, "max_cost_usd": 0.002})
     judge = AnchoredJudge(gateway, config, tenant_id="t", budget_id="capped")
     graded = 0
     with pytest.raises(SpendCapExceeded):  # noqa: PT012 - the cap is hit after some calls
