@@ -53,7 +53,11 @@ class ToolRecorder:
             calls = recorder.calls.setdefault(context.run_id, [])
             replay = recorder._replays.get(context.run_id)
             if replay is not None:
-                recorded_call = _take(replay, tool.name, arguments)
+                try:
+                    recorded_call = _take(replay, tool.name, arguments)
+                except ToolError as exc:
+                    calls.append(ToolCallRecord(tool.name, arguments, None, str(exc)))
+                    raise
                 calls.append(
                     ToolCallRecord(tool.name, arguments, recorded_call.result, recorded_call.error)
                 )
