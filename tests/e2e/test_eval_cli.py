@@ -8,6 +8,7 @@ import json
 import subprocess
 import zlib
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import httpx
@@ -112,8 +113,8 @@ def test_the_support_suite_gates_the_broken_version_and_passes_the_good_one(
         process.stop()
 
 
-def gate_cases(folder: Path) -> list[dict[str, object]]:
-    cases: list[dict[str, object]] = json.loads((folder / "support.json").read_text())["cases"]
+def gate_cases(folder: Path, suite: str = "support") -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = json.loads((folder / f"{suite}.json").read_text())["cases"]
     return cases
 
 
@@ -129,3 +130,61 @@ def test_a_missing_suite_is_an_error_exit_1(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "does not exist" in done.stderr
+
+
+def test_captured_runs_replay_their_recorded_tool_results_without_running_the_tools(
+    tmp_path: Path,
+) -> None:
+    process = make_process(tmp_path)
+    assert _eval(process, "--out", str(tmp_path / "good")).returncode == 0
+    ran = {str(c["case_id"]): str(c["run_id"]) for c in gate_cases(tmp_path / "good")}
+    captured_suite = tmp_path / "captured"
+    captured_suite.mkdir()
+    (captured_suite / "suite.toml").write_text((SUITE / "suite.toml").read_text())
+    out = captured_suite / "cases.jsonl"
+    chosen = [ran["ticket-refund"], ran["order-42-where"]]
+    for _ in range(2):  # capturing twice appends nothing new
+        done = subprocess.run(
+            [STEWARD, "eval", "capture", *chosen, "--out", str(out)],
+            cwd=ROOT,
+            env=process.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    cases = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [c["source_run_id"] for c in cases] == chosen
+    ticket = cases[0]
+    assert ticket["expected_tools"][0]["name"] == "create_ticket"
+    (replayed,) = ticket["replay"]
+    assert replayed["arguments"]["subject"] == "Refund request"
+    tickets = process.home / "tickets.jsonl"
+    written = tickets.read_text().splitlines()
+    assert replayed["result"]["ticket_id"] in {json.loads(line)["ticket_id"] for line in written}
+
+    done = subprocess.run(
+        [STEWARD, "eval", str(captured_suite), "--out", str(tmp_path / "replay")],
+        cwd=ROOT,
+        env={**process.env, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    # The write tool was answered from the recording: no ticket was written again.
+    assert tickets.read_text().splitlines() == written
+    report = gate_cases(tmp_path / "replay", "captured")
+    assert [c["tool_calls"][0]["result"] for c in report] == [
+        c["replay"][0]["result"] for c in cases
+    ]
+
+    missing = subprocess.run(
+        [STEWARD, "eval", "capture", "no-such-run", "--out", str(out)],
+        cwd=ROOT,
+        env=process.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "no run no-such-run" in missing.stderr

@@ -161,3 +161,53 @@ def _print_summary(result: SuiteResult, decision: Any) -> None:
         console.print(f"[red]gate failed:[/] {reason}")
     for case_id in decision.failed_cases:
         console.print(f"  failed: {case_id}")
+
+
+@eval_cli.command("capture")
+def capture_command(
+    run_ids: Annotated[list[str], typer.Argument(help="Ids of recorded runs.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="JSONL file to append to (default: evals/<agent>/captured.jsonl)."),
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant the runs belong to.")] = "default",
+    answer_field: Annotated[str, typer.Option(help="Output field with the answer.")] = "answer",
+) -> None:
+    """Turn recorded runs into cases that replay their recorded tool results."""
+    from steward.durable.journal import read_journal
+    from steward.errors import StewardError
+    from steward.evals.capture import append_cases, case_from_run
+    from steward.evals.gate import EXIT_ERROR
+    from steward.store.database import Database
+    from steward.store.runs import RunStore
+
+    settings = _settings_with_store()
+    db = Database(settings.resolved_database_url)
+    try:
+        cases = []
+        for run_id in run_ids:
+            run = RunStore(db).get_run(tenant, run_id)
+            if run is None:
+                raise StewardError(f"no run {run_id} in tenant {tenant}")
+            steps = asyncio.run(read_journal(settings.durable_database_url, run_id))
+            cases.append(case_from_run(run, steps, answer_field))
+    except StewardError as exc:
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR) from exc
+    finally:
+        db.dispose()
+    for case in cases:
+        target = out or Path("evals") / case.tags[1] / "captured.jsonl"
+        if append_cases(target, [case]):
+            console.print(f"captured {case.id} -> {target}", soft_wrap=True)
+        else:
+            console.print(f"{case.id} is already in {target}", soft_wrap=True)
+
+
+def _settings_with_store() -> Settings:
+    from steward.config import Settings
+    from steward.store import migrate
+
+    settings = Settings()
+    migrate.upgrade(settings.resolved_database_url)
+    return settings

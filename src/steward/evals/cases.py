@@ -47,7 +47,7 @@ class RecordedToolCall(_Strict):
     """A tool call of a recorded run: replayed with its recorded result, never executed."""
 
     name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
+    arguments: dict[str, Any] | None = None  # None: not recorded, matched by name alone
     result: Any = None
     error: str | None = None
 

@@ -79,7 +79,7 @@ class ToolRecorder:
 def _take(replay: list[RecordedToolCall], name: str, arguments: dict[str, Any]) -> RecordedToolCall:
     """The first unused recorded call with this name and these arguments."""
     for index, call in enumerate(replay):
-        if call.name == name and call.arguments == arguments:
+        if call.name == name and call.arguments in (None, arguments):
             return replay.pop(index)
     raise ToolError(
         f"replay: the recorded run made no call {name}({arguments}); the agent diverged"
