@@ -185,3 +185,29 @@ async def test_a_burn_rate_alert_fires_once_signed_and_resolves(
         assert states["page"].firing is False and states["page"].episode == 1
         assert states["page"].delivered_at is not None and states["page"].delivery_error is None
     assert len(receiver.received) == 1
+
+
+async def test_a_failed_alert_delivery_is_retried_under_the_same_webhook_id(
+    db: Database, receiver: WebhookReceiver
+) -> None:
+    _burning_fixture(db)
+    receiver.statuses = [500]
+    config = SloConfig(
+        agents={"support": AgentObjectives(success_rate=0.99)},
+        alerts=AlertConfig(webhook=receiver.url),
+    )
+    webhooks = WebhookConfig(
+        secret=SecretStr(SECRET), allowed_networks=parse_networks(["127.0.0.0/8"])
+    )
+    alerter = SloAlerter(db, config, webhooks, tenant_id="default")
+    assert await alerter.check(NOW) == []  # the receiver answered 500
+    with db.session() as session:
+        state = session.scalars(select(SloAlertState)).one()
+        assert state.firing is True and state.delivery_error == "HTTP 500"
+    retried = await alerter.check(NOW + timedelta(minutes=1))
+    assert [(rate.rule, episode) for rate, episode in retried] == [("page", 1)]
+    assert await alerter.check(NOW + timedelta(minutes=2)) == []
+    first, second = receiver.wait_for(2)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert Webhook(SECRET).verify(second.body, second.headers)["data"]["episode"] == 1
+    assert len(receiver.received) == 2

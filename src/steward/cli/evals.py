@@ -190,14 +190,14 @@ def capture_command(
             if run is None:
                 raise StewardError(f"no run {run_id} in tenant {tenant}")
             steps = asyncio.run(read_journal(settings.durable_database_url, run_id))
-            cases.append(case_from_run(run, steps, answer_field))
+            cases.append((run.agent, case_from_run(run, steps, answer_field)))
     except StewardError as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from exc
     finally:
         db.dispose()
-    for case in cases:
-        target = out or Path("evals") / case.tags[1] / "captured.jsonl"
+    for agent, case in cases:
+        target = out or Path("evals") / agent / "captured.jsonl"
         if append_cases(target, [case]):
             console.print(f"captured {case.id} -> {target}", soft_wrap=True)
         else:

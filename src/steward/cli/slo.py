@@ -64,25 +64,42 @@ def report_command(
 
 
 @slo_cli.command("alert")
-def alert_command(file: SloFile = Path("slo.toml"), tenant: Tenant = "default") -> None:
-    """Evaluate the burn-rate rules now and send the alerts that start firing."""
+def alert_command(
+    file: SloFile = Path("slo.toml"),
+    tenant: Tenant = "default",
+    every: Annotated[
+        float | None, typer.Option(help="Check again every this many seconds, until stopped.")
+    ] = None,
+) -> None:
+    """Evaluate the burn-rate rules and deliver the alerts that fire (once per firing)."""
     from steward.cli.main import _database, _settings
+    from steward.errors import UserError
     from steward.slo.alerts import SloAlerter
     from steward.slo.config import load_slo
     from steward.webhooks.dispatcher import WebhookConfig
 
     settings = _settings()
-    config = load_slo(file)
-    db = _database(settings)
     try:
-        alerter = SloAlerter(db, config, WebhookConfig.from_settings(settings), tenant_id=tenant)
-        fired = asyncio.run(alerter.check(datetime.now(UTC)))
+        config = load_slo(file)
+    except UserError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    db = _database(settings)
+    alerter = SloAlerter(db, config, WebhookConfig.from_settings(settings), tenant_id=tenant)
+
+    async def loop() -> None:
+        while True:
+            for rate, episode in await alerter.check(datetime.now(UTC)):
+                console.print(
+                    f"alert {rate.rule} for {rate.agent} {rate.objective}: burn "
+                    f"{rate.long_burn:.1f}x / {rate.short_burn:.1f}x (episode {episode})"
+                )
+            if every is None:
+                return
+            await asyncio.sleep(every)
+
+    try:
+        asyncio.run(loop())
+    except KeyboardInterrupt:
+        pass
     finally:
         db.dispose()
-    for rate, episode in fired:
-        console.print(
-            f"fired {rate.rule} for {rate.agent} {rate.objective}: burn {rate.long_burn:.1f}x "
-            f"/ {rate.short_burn:.1f}x (episode {episode})"
-        )
-    if not fired:
-        console.print("no new alerts")

@@ -1,7 +1,8 @@
 """Multi-window multi-burn-rate alerts (the SRE workbook's): an objective's error budget burning
 `factor` times too fast over both a long and a short window fires an alert, sent once per firing
 as a signed Standard Webhooks POST (the outbound webhooks' secret, network allowlist and pinned
-resolution). The alert state row in the database makes "once" hold across processes.
+resolution). The alert state row in the database makes "once" hold across processes; a failed
+delivery is retried on later checks under the same `webhook-id`, so receivers can dedupe.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from steward.slo.config import AgentObjectives, BurnRule, SloConfig
@@ -91,13 +93,15 @@ def _rate(
 
 
 class AlertState:
-    """The compare-and-set on `slo_alert_state` that lets exactly one process send a firing."""
+    """Compare-and-set updates on `slo_alert_state`: exactly one process turns an alert on and
+    holds its delivery at a time."""
 
-    def __init__(self, db: Database, tenant_id: str) -> None:
+    def __init__(self, db: Database, tenant_id: str, *, lease_s: float) -> None:
         self.db = db
         self.tenant_id = tenant_id
+        self.lease_s = lease_s
 
-    def _key(self, rate: BurnRate) -> tuple[object, ...]:
+    def _key(self, rate: BurnRate) -> tuple[Any, ...]:
         return (
             SloAlertState.tenant_id == self.tenant_id,
             SloAlertState.agent == rate.agent,
@@ -105,21 +109,36 @@ class AlertState:
             SloAlertState.rule == rate.rule,
         )
 
-    def claim_firing(self, rate: BurnRate, now: datetime) -> int | None:
-        """The new episode number if this call turned the alert on, else None."""
+    def _update(self, rate: BurnRate, *conditions: Any, **values: Any) -> int:
         with self.db.session() as session:
-            claimed = session.execute(
-                update(SloAlertState)
-                .where(*self._key(rate), SloAlertState.firing.is_(False))  # type: ignore[arg-type]
-                .values(firing=True, episode=SloAlertState.episode + 1, fired_at=now)
-            ).rowcount  # type: ignore[attr-defined]
-            if claimed == 1:
-                episode: int = session.scalar(select(SloAlertState.episode).where(*self._key(rate)))  # type: ignore[arg-type,assignment]
-                return episode
+            result = session.execute(
+                update(SloAlertState).where(*self._key(rate), *conditions).values(**values)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def _episode(self, rate: BurnRate) -> int | None:
+        with self.db.session() as session:
+            episode = session.scalar(select(SloAlertState.episode).where(*self._key(rate)))
+            return int(episode) if episode is not None else None
+
+    def claim_firing(self, rate: BurnRate, now: datetime) -> int | None:
+        """The new episode if this call turned the alert on (and holds its delivery), else None."""
+        changed = self._update(
+            rate,
+            SloAlertState.firing.is_(False),
+            firing=True,
+            episode=SloAlertState.episode + 1,
+            fired_at=now,
+            delivery_claimed_at=now,
+            delivered_at=None,
+            delivery_error=None,
+        )
+        if changed == 1:
+            return self._episode(rate)
+        if self._episode(rate) is not None:
+            return None  # already firing
         try:
             with self.db.session() as session:
-                if session.scalar(select(SloAlertState.episode).where(*self._key(rate))):  # type: ignore[arg-type]
-                    return None  # already firing
                 session.add(
                     SloAlertState(
                         tenant_id=self.tenant_id,
@@ -129,33 +148,45 @@ class AlertState:
                         firing=True,
                         episode=1,
                         fired_at=now,
+                        delivery_claimed_at=now,
                     )
                 )
         except IntegrityError:
-            return None  # another process inserted it first: it sends
+            return None  # another process inserted it first: it delivers
         return 1
 
-    def resolve(self, rate: BurnRate, now: datetime) -> bool:
-        with self.db.session() as session:
-            changed: int = session.execute(
-                update(SloAlertState)
-                .where(*self._key(rate), SloAlertState.firing.is_(True))  # type: ignore[arg-type]
-                .values(firing=False, resolved_at=now)
-            ).rowcount  # type: ignore[attr-defined]
-        return changed == 1
+    def claim_redelivery(self, rate: BurnRate, now: datetime) -> int | None:
+        """The episode of a firing alert whose delivery failed or whose lease lapsed, if this
+        call took it over."""
+        lapsed = now - timedelta(seconds=self.lease_s)
+        changed = self._update(
+            rate,
+            SloAlertState.firing.is_(True),
+            SloAlertState.delivered_at.is_(None),
+            or_(
+                SloAlertState.delivery_claimed_at.is_(None),
+                SloAlertState.delivery_claimed_at < lapsed,
+            ),
+            delivery_claimed_at=now,
+        )
+        return self._episode(rate) if changed == 1 else None
 
-    def record_delivery(
-        self, rate: BurnRate, delivered: datetime | None, error: str | None
-    ) -> None:
-        with self.db.session() as session:
-            session.execute(
-                update(SloAlertState)
-                .where(*self._key(rate))  # type: ignore[arg-type]
-                .values(delivered_at=delivered, delivery_error=error)
-            )
+    def record_delivery(self, rate: BurnRate, now: datetime, error: str | None) -> None:
+        if error is None:
+            self._update(rate, delivered_at=now, delivery_error=None)
+        else:  # released: the next check tries again
+            self._update(rate, delivery_claimed_at=None, delivery_error=error)
+
+    def resolve(self, rate: BurnRate, now: datetime) -> bool:
+        return (
+            self._update(rate, SloAlertState.firing.is_(True), firing=False, resolved_at=now) == 1
+        )
 
 
 class SloAlerter:
+    """Call `check` periodically (`steward slo alert --every 60`); each firing is delivered
+    once, retried on later checks while its delivery fails, always under one webhook id."""
+
     def __init__(
         self, db: Database, config: SloConfig, webhooks: WebhookConfig, *, tenant_id: str
     ) -> None:
@@ -163,27 +194,29 @@ class SloAlerter:
         self.config = config
         self.webhooks = webhooks
         self.tenant_id = tenant_id
-        self.state = AlertState(db, tenant_id)
+        self.state = AlertState(db, tenant_id, lease_s=webhooks.timeout_s + 5.0)
 
     async def check(self, now: datetime) -> list[tuple[BurnRate, int]]:
-        """Evaluate every rule; send each alert that starts firing now. Returns those sent
-        (with their episode)."""
+        """Evaluate every rule and deliver the alerts due; the ones delivered now."""
         rates = await asyncio.to_thread(burn_rates, self.db, self.config, self.tenant_id, now)
-        fired = []
+        delivered = []
         for rate in rates:
             if not rate.firing:
                 await asyncio.to_thread(self.state.resolve, rate, now)
                 continue
             episode = await asyncio.to_thread(self.state.claim_firing, rate, now)
             if episode is None:
+                episode = await asyncio.to_thread(self.state.claim_redelivery, rate, now)
+            if episode is None:
                 continue
             error = await self._deliver(rate, episode, now)
-            await asyncio.to_thread(self.state.record_delivery, rate, None if error else now, error)
-            fired.append((rate, episode))
-        return fired
+            await asyncio.to_thread(self.state.record_delivery, rate, now, error)
+            if error is None:
+                delivered.append((rate, episode))
+        return delivered
 
     async def _deliver(self, rate: BurnRate, episode: int, now: datetime) -> str | None:
-        """POST the signed alert, retried with the webhooks' backoff; the error, if it failed."""
+        """One signed POST; the error, if it failed."""
         import httpx
 
         url = self.config.alerts.webhook
@@ -200,24 +233,20 @@ class SloAlerter:
             },
             separators=(",", ":"),
         ).encode()
-        error: str | None = "not attempted"
-        async with httpx.AsyncClient(timeout=self.webhooks.timeout_s, trust_env=False) as client:
-            for attempt in range(1, self.webhooks.max_attempts + 1):
-                try:
-                    target = await resolve(url, self.webhooks.allowed_networks)
-                except WebhookTargetRefused as exc:
-                    return exc.detail
-                headers = signed_headers(
-                    secret.get_secret_value(), message_id, int(time.time()), body
+        try:
+            target = await resolve(url, self.webhooks.allowed_networks)
+        except WebhookTargetRefused as exc:
+            return exc.detail
+        headers = signed_headers(secret.get_secret_value(), message_id, int(time.time()), body)
+        headers |= {"host": target.host_header, "user-agent": USER_AGENT}
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        try:
+            async with httpx.AsyncClient(
+                timeout=self.webhooks.timeout_s, follow_redirects=False, trust_env=False
+            ) as client:
+                response = await client.post(
+                    target.pinned_url, content=body, headers=headers, extensions=extensions
                 )
-                headers |= {"host": target.host_header, "user-agent": USER_AGENT}
-                try:
-                    response = await client.post(target.pinned_url, content=body, headers=headers)
-                    if 200 <= response.status_code < 300:
-                        return None
-                    error = f"HTTP {response.status_code}"
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                if attempt < self.webhooks.max_attempts:
-                    await asyncio.sleep(self.webhooks.backoff_s(attempt))
-        return error
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}".strip()[:1000]
+        return None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"

@@ -337,5 +337,8 @@ class SloAlertState(Base):
     episode: Mapped[int] = mapped_column(Integer)
     fired_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A delivery in flight holds the alert for a lease; a lapsed lease (a crash) or a failed
+    # attempt lets the next check deliver it again, under the same webhook id.
+    delivery_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     delivery_error: Mapped[str | None] = mapped_column(Text, default=None)

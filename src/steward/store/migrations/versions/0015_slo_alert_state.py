@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("episode", sa.Integer(), nullable=False),
         sa.Column("fired_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("delivery_claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("delivery_error", sa.Text(), nullable=True),
     )
