@@ -188,3 +188,17 @@ def test_captured_runs_replay_their_recorded_tool_results_without_running_the_to
         timeout=60,
     )
     assert missing.returncode == 1 and "no run no-such-run" in missing.stderr
+
+
+def test_a_version_compared_with_itself_in_one_invocation_shows_no_regression(
+    tmp_path: Path,
+) -> None:
+    process = make_process(tmp_path)
+    done = _eval(process, "--baseline-app", "examples/support.py", "--out", str(tmp_path / "self"))
+    assert done.returncode == 0, done.stderr
+    gate = json.loads((tmp_path / "self" / "support.json").read_text())["gate"]
+    comparison = gate["comparison"]
+    assert comparison["paired_cases"] == len(_cases())
+    assert (comparison["regressed"], comparison["improved"]) == ([], [])
+    assert comparison["pass_fail"]["p_two_sided"] == 1.0
+    assert comparison["baseline"].startswith("examples/support.py (support, ")
