@@ -11,7 +11,7 @@ import pytest
 
 from steward.cli.loader import load_app
 from steward.config import Settings
-from steward.evals.cases import load_suite
+from steward.evals.cases import RecordedToolCall, load_suite
 from steward.evals.runner import run_suite
 from steward.observe.trace_store import list_run_spans
 from steward.store.database import Database
@@ -86,3 +86,27 @@ async def test_replayed_cases_get_their_recorded_tool_results(
     }
     assert labels == {"tool_selection": "pass", "answer": "pass"}
     assert any(s["name"] == "execute_tool lookup_order" for s in spans)  # a real journaled step
+
+
+async def test_tool_calls_of_runs_the_eval_did_not_submit_run_the_real_tool() -> None:
+    from steward.evals.harness import ToolRecorder
+    from steward.tools.registry import ToolContext
+
+    app = load_app(str(ROOT / "examples" / "support.py"))
+    recorder = ToolRecorder()
+    recorder.install(app)
+    tool = app.tools["lookup_order"]
+
+    def context(run_id: str) -> ToolContext:
+        return ToolContext(run_id=run_id, tenant_id="default", step=1,
+                           idempotency_key=f"{run_id}:1", call_id="c")  # fmt: skip
+
+    # A run recovered by the runtime, not submitted by the eval: the real tool answers.
+    assert (await tool.invoke({"order_id": 7}, context("foreign")))["status"] == "processing"
+    assert "foreign" not in recorder.calls
+    # A run of the eval, replayed: the recording answers.
+    replay = [RecordedToolCall(name="lookup_order", arguments=None, result={"status": "x"})]
+    async with recorder.submitting() as register:
+        register("ours", replay)
+    assert await tool.invoke({"order_id": 7}, context("ours")) == {"status": "x"}
+    assert recorder.calls["ours"][0].arguments == {"order_id": 7}

@@ -8,6 +8,8 @@ span, its policy checks and its idempotency key; only the function underneath is
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -29,18 +31,38 @@ class ToolRecorder:
     def __init__(self) -> None:
         self.calls: dict[str, list[ToolCallRecord]] = {}
         self._replays: dict[str, list[RecordedToolCall] | None] = {}
-        self._registered: dict[str, asyncio.Event] = {}
+        self._changed = asyncio.Condition()
+        self._submitting = 0  # submissions whose run id is not registered yet
 
     def install(self, app: Steward) -> None:
         for name, tool in list(app.tools.items()):
             app.tools[name] = replace(tool, fn=self._wrap(tool), context_param=_CONTEXT)
 
-    def register(self, run_id: str, replay: list[RecordedToolCall] | None) -> None:
-        self._replays[run_id] = list(replay) if replay is not None else None
-        self._event(run_id).set()
+    @contextlib.asynccontextmanager
+    async def submitting(
+        self,
+    ) -> AsyncIterator[Callable[[str, list[RecordedToolCall] | None], None]]:
+        """Around one submission: yields `register(run_id, replay)`, to call once the run id is
+        known. Until then a tool call of an unknown run waits, since it may be this one's."""
+        async with self._changed:
+            self._submitting += 1
 
-    def _event(self, run_id: str) -> asyncio.Event:
-        return self._registered.setdefault(run_id, asyncio.Event())
+        def register(run_id: str, replay: list[RecordedToolCall] | None) -> None:
+            self._replays[run_id] = list(replay) if replay is not None else None
+
+        try:
+            yield register
+        finally:
+            async with self._changed:
+                self._submitting -= 1
+                self._changed.notify_all()
+
+    async def _known(self, run_id: str) -> bool:
+        """Whether `run_id` is a run of this eval; a run it does not know (one the runtime
+        recovered, say) is left alone once no submission is pending."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: run_id in self._replays or not self._submitting)
+            return run_id in self._replays
 
     def _wrap(self, tool: Tool) -> Any:
         recorder = self
@@ -48,7 +70,8 @@ class ToolRecorder:
         async def recorded(**kwargs: Any) -> Any:
             context: ToolContext = kwargs.pop(_CONTEXT)
             # A run starts as soon as it is submitted; its plan is registered a moment later.
-            await recorder._event(context.run_id).wait()
+            if not await recorder._known(context.run_id):
+                return await tool.call(dict(kwargs), context)
             arguments = _JSON.dump_python(kwargs, mode="json")
             calls = recorder.calls.setdefault(context.run_id, [])
             replay = recorder._replays.get(context.run_id)

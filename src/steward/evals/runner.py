@@ -46,6 +46,8 @@ async def run_suite(
     recorder.install(app)
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat()
+    # An executor id of its own: the eval process recovers no run another process left behind.
+    settings = settings.model_copy(update={"executor_id": f"eval-{uuid.uuid4().hex[:12]}"})
     runtime = Runtime.build(settings, app, execute=True)
     await runtime.start()
     try:
@@ -116,15 +118,16 @@ class _Evaluation:
     async def _evaluate(self, case: EvalCase) -> CaseResult:
         engine = self.runtime.engine
         tenant = self.suite.config.tenant
-        run = await engine.submit(
-            RunRequest(
-                tenant_id=tenant,
-                agent=self.agent,
-                input=case.input,
-                metadata={"steward.eval.suite": self.suite.name, "steward.eval.case": case.id},
+        async with self.recorder.submitting() as register:
+            run = await engine.submit(
+                RunRequest(
+                    tenant_id=tenant,
+                    agent=self.agent,
+                    input=case.input,
+                    metadata={"steward.eval.suite": self.suite.name, "steward.eval.case": case.id},
+                )
             )
-        )
-        self.recorder.register(run.id, case.replay)
+            register(run.id, case.replay)
         run = await engine.wait(tenant, run.id)
         observed = self._observe(run)
         scores = deterministic_scores(case, observed)
