@@ -72,3 +72,25 @@ def test_exact_binomial_tail_and_paired_tests() -> None:
     mixed = sign_test([1.0, 1.0, 0.0, 0.5], [0.0, 0.0, 1.0, 0.5])
     assert (mixed.worse, mixed.better) == (2, 1)
     assert mixed.p_worse == pytest.approx(0.5)
+
+
+def test_wilcoxon_signed_rank_exact_and_approximate() -> None:
+    from steward.evals.stats import EXACT_WILCOXON_MAX, wilcoxon_signed_rank
+
+    all_down = wilcoxon_signed_rank([1.0] * 5, [0.9, 0.8, 0.7, 0.6, 0.5])
+    assert (all_down.worse, all_down.better, all_down.p_worse) == (5, 0, 1 / 32)
+    # Differences -1, -2, +3: W- = 3; of the 8 sign patterns, 5 give W- >= 3.
+    mixed = wilcoxon_signed_rank([5.0, 5.0, 5.0], [4.0, 3.0, 8.0])
+    assert mixed.p_worse == 5 / 8
+    # Ties share an average rank: -1, -1, +1 -> ranks 2, 2, 2; W- = 4 (of 6): P = 4/8.
+    assert wilcoxon_signed_rank([1.0, 1.0, 1.0], [0.0, 0.0, 2.0]).p_worse == 0.5
+    assert wilcoxon_signed_rank([1.0, 2.0], [1.0, 2.0]).p_worse == 1.0
+    # Past the exact limit the normal approximation takes over; on the same 61 pairs it stays
+    # close to the exact value.
+    base = [1.0] * 61
+    cand = [1.0 - (i + 1) / 1000 if i % 3 else 1.0 + (i + 1) / 1000 for i in range(61)]
+    approx = wilcoxon_signed_rank(base, cand)
+    assert 61 > EXACT_WILCOXON_MAX
+    exact = wilcoxon_signed_rank(base, cand, exact_max=61)
+    assert approx.p_worse != exact.p_worse
+    assert abs(approx.p_worse - exact.p_worse) < 0.002

@@ -150,7 +150,8 @@ def _print_summary(result: SuiteResult, decision: Any) -> None:
         console.print(
             f"vs baseline: {len(c.regressed)} regressed, {len(c.improved)} improved, "
             f"McNemar exact p(worse)={c.pass_fail.p_worse:.4f}, "
-            f"sign test p(worse)={c.scores.p_worse:.4f}"
+            f"sign test p(worse)={c.scores.p_worse:.4f}, "
+            f"Wilcoxon p(worse)={c.score_ranks.p_worse:.4f}"
         )
         for case_id in c.regressed:
             console.print(f"  regressed: {case_id}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from steward.evals.cases import GateConfig
 from steward.evals.results import SuiteResult
-from steward.evals.stats import PairedTest, mcnemar_exact, sign_test
+from steward.evals.stats import PairedTest, mcnemar_exact, sign_test, wilcoxon_signed_rank
 
 EXIT_PASS = 0
 EXIT_ERROR = 1
@@ -25,6 +25,7 @@ class Comparison:
     improved: list[str]
     pass_fail: PairedTest
     scores: PairedTest
+    score_ranks: PairedTest
 
 
 @dataclass
@@ -50,6 +51,7 @@ def compare(baseline: SuiteResult, candidate: SuiteResult) -> Comparison:
         improved=sorted(c.case_id for b, c in pairs if c.passed and not b.passed),
         pass_fail=mcnemar_exact([b.passed for b, _ in pairs], [c.passed for _, c in pairs]),
         scores=sign_test([b.score for b, _ in pairs], [c.score for _, c in pairs]),
+        score_ranks=wilcoxon_signed_rank([b.score for b, _ in pairs], [c.score for _, c in pairs]),
     )
 
 

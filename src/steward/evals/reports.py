@@ -77,7 +77,8 @@ def report_html(result: SuiteResult, decision: GateDecision) -> str:
             f"<p>Baseline {e(c.baseline)}: {c.paired_cases} paired cases, "
             f"{len(c.regressed)} regressed, {len(c.improved)} improved; McNemar exact "
             f"p(worse)={c.pass_fail.p_worse:.4f}; sign test on scores "
-            f"p(worse)={c.scores.p_worse:.4f}.</p>"
+            f"p(worse)={c.scores.p_worse:.4f}; Wilcoxon signed-rank on scores "
+            f"p(worse)={c.score_ranks.p_worse:.4f}.</p>"
         )
     reasons = "".join(f"<li>{e(r)}</li>" for r in decision.reasons)
     return f"""<!doctype html>
