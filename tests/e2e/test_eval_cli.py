@@ -91,6 +91,10 @@ def test_the_support_suite_gates_the_broken_version_and_passes_the_good_one(
 
     # The scores are events on the evaluated runs' agent spans, served with the trace.
     one = next(c for c in gate_cases(tmp_path / "broken") if c["case_id"] in misrouted)
+    process.env["COLUMNS"] = "300"
+    shown = process.cli("runs", "show", str(one["run_id"]))
+    row = next(line for line in shown.splitlines() if "tool_selection" in line)
+    assert f"support/{one['case_id']}" in row and "fail" in row and "0.00" in row
     process.start()
     try:
         key = process.create_key()

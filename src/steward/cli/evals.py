@@ -212,3 +212,25 @@ def _settings_with_store() -> Settings:
     settings = Settings()
     migrate.upgrade(settings.resolved_database_url)
     return settings
+
+
+def print_evaluations(out: Console, spans: list[dict[str, Any]]) -> None:
+    """The `gen_ai.evaluation.result` events on a run's spans, for `steward runs show`."""
+    from rich.table import Table
+
+    from steward.evals.span_events import EVALUATION_EVENT
+
+    events = [e for s in spans for e in s["events"] if e["name"] == EVALUATION_EVENT]
+    if not events:
+        return
+    table = Table("evaluation", "suite/case", "score", "label", "explanation")
+    for event in events:
+        attributes = event["attributes"]
+        table.add_row(
+            attributes.get("gen_ai.evaluation.name", ""),
+            f"{attributes.get('steward.eval.suite', '')}/{attributes.get('steward.eval.case', '')}",
+            f"{attributes.get('gen_ai.evaluation.score.value', 0.0):.2f}",
+            attributes.get("gen_ai.evaluation.score.label", ""),
+            attributes.get("gen_ai.evaluation.explanation", ""),
+        )
+    out.print(table)

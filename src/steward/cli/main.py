@@ -271,9 +271,13 @@ def runs_show(
     if run.output is not None:
         console.print(f"output   {run.output}")
     table = Table("span", "duration ms", "status")
-    for span in list_run_spans(db, tenant, run_id):
+    spans = list_run_spans(db, tenant, run_id)
+    for span in spans:
         table.add_row(span["name"], f"{span['duration_ms']:.1f}", span["status"])
     console.print(table)
+    from steward.cli.evals import print_evaluations
+
+    print_evaluations(console, spans)
 
 
 def main() -> None:
