@@ -37,7 +37,7 @@ def test_a_bad_case_names_its_file_and_line(tmp_path: Path) -> None:
         load_suite(_write(tmp_path / "d", good, good))
     with pytest.raises(UserError, match="no cases"):
         load_suite(_write(tmp_path / "e", ""))
-    with pytest.raises(UserError, match="suite.toml"):
+    with pytest.raises(UserError, match=r"suite\.toml"):
         load_suite(_write(tmp_path / "f", good, toml="[gate]\nmin_pass_rate = 2\n"))
     with pytest.raises(UserError, match="tagz"):  # a typo in a field is not ignored
         load_suite(_write(tmp_path / "g", json.dumps({"id": "a", "input": {}, "tagz": []})))
