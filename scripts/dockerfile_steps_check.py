@@ -39,6 +39,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -308,6 +309,30 @@ def http(method: str, url: str, body: dict[str, object] | None, key: str) -> dic
         return dict(json.loads(response.read()))
 
 
+def wait_healthy(healthy: Callable[[], bool], processes: list[subprocess.Popen[bytes]]) -> float:
+    """Seconds until the HEALTHCHECK passes; a process that exits first is a failure."""
+    started = time.monotonic()
+    while not healthy():
+        for process in processes:
+            if process.poll() is not None:
+                raise StepFailed(f"{process.args!r} exited {process.returncode}")
+        if time.monotonic() - started > READY_TIMEOUT_S:
+            raise StepFailed("HEALTHCHECK never passed")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 def serve_and_run(runner: Runner, stage: Stage, log_dir: Path) -> dict[str, str]:
     entrypoint, command = exec_form(stage, "ENTRYPOINT"), exec_form(stage, "CMD")
     health = exec_form(stage, "HEALTHCHECK")
@@ -335,19 +360,11 @@ def serve_and_run(runner: Runner, stage: Stage, log_dir: Path) -> dict[str, str]
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for name, args in (("serve", argv), ("worker", [*entrypoint, "worker"])):
-            log = (log_dir / f"{name}.log").open("wb")
-            processes.append(
-                subprocess.Popen([*as_user, *args], cwd=cwd, env=env, stdout=log, stderr=log)
-            )
-        started = time.monotonic()
-        while run(health).returncode != 0:
-            for process in processes:
-                if process.poll() is not None:
-                    raise StepFailed(f"{process.args} exited {process.returncode}")
-            if time.monotonic() - started > READY_TIMEOUT_S:
-                raise StepFailed("HEALTHCHECK never passed")
-            time.sleep(0.5)
-        ready_s = time.monotonic() - started
+            with (log_dir / f"{name}.log").open("wb") as log:
+                processes.append(
+                    subprocess.Popen([*as_user, *args], cwd=cwd, env=env, stdout=log, stderr=log)
+                )
+        ready_s = wait_healthy(lambda: run(health).returncode == 0, processes)
         created = run([*entrypoint, "keys", "create", "--name", "image-check"])
         if created.returncode != 0:
             raise StepFailed(f"keys create failed: {created.stderr[-2000:]}")
@@ -365,13 +382,7 @@ def serve_and_run(runner: Runner, stage: Stage, log_dir: Path) -> dict[str, str]
             raise StepFailed(f"the support agent did not call its tool: {answer}")
         print(f"support answered: {json.dumps(answer)[:300]}")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
     return {"ready_s": f"{ready_s:.1f}", "run_s": f"{run_s:.2f}"}
 
 
