@@ -55,4 +55,3 @@ def test_metrics_count_runs_waiting_then_running_then_none(cluster: Cluster) -> 
 
     _wait(finished, 120, "the runs to finish")
     assert gauges(cluster, key) == {"pending": 0.0, "running": 0.0}
-
