@@ -215,3 +215,15 @@ def test_upgrade_from_0001_with_runs_in_flight(postgres_database: str, cluster: 
         )
         assert response.status_code == 200, response.text
         assert "order id 3" in response.json()["answer"]
+
+
+def test_the_durable_queue_identity_never_changes() -> None:
+    # Runs queued by one version are taken by the next only if these stay (docs/upgrading.md).
+    from inspect import signature
+
+    from steward.durable import dbos_engine
+
+    assert dbos_engine.QUEUE_NAME == "steward-runs"
+    assert dbos_engine.WORKFLOW_NAME == "steward.run"
+    default = signature(DBOSEngine).parameters["application_version"].default
+    assert default == "steward-1"
