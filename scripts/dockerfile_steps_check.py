@@ -16,7 +16,8 @@ Dockerfile, and for every stage in order:
   user exists for that step (and its `chown`s) and this machine's `/etc` is left alone.
 
 Then the image's `ENTRYPOINT` + `CMD` (`steward serve`, its host and port moved to loopback
-and a free port) and `steward worker` run from `R` as the image's `USER`; the `HEALTHCHECK`
+and a free port) and `steward worker` run from `R` as the image's `USER`, each with an empty
+`/run` of its own as in a container; the `HEALTHCHECK`
 command must fail before the server listens and pass after; an API key is created and the
 `support` example answers a run through `/runs/wait` with a real tool call.
 
@@ -341,7 +342,11 @@ def serve_and_run(runner: Runner, stage: Stage, log_dir: Path) -> dict[str, str]
     argv[argv.index("--host") + 1] = "127.0.0.1"
     argv[argv.index("--port") + 1] = str(port)
     uid, _, gid = runner.user.partition(":")
-    as_user = ["setpriv", f"--reuid={uid}", f"--regid={gid or uid}", "--clear-groups"]
+    # As the image's user, with a /run of its own like a container's (this machine's /run may
+    # hold state of root Steward processes that the image would never see).
+    own_run = 'mount -t tmpfs -o mode=755 tmpfs /run && exec "$@"'
+    as_user = ["unshare", "--mount", "--propagation", "private", "sh", "-c", own_run, "sh"]
+    as_user += ["setpriv", f"--reuid={uid}", f"--regid={gid or uid}", "--clear-groups"]
     env = {k: runner.move_paths(v) for k, v in runner.env.items()}
     env["PATH"] = env["PATH"].replace(str(runner.bin) + ":", "")
     env["HOME"] = env["STEWARD_HOME"]

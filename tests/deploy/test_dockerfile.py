@@ -81,7 +81,7 @@ def test_the_dockerfile_steps_build_an_install_that_serves_the_examples() -> Non
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
-    last = output.strip().splitlines()[-1]
+    last = done.stdout.strip().splitlines()[-1]
     figures = dict(pair.split("=", 1) for pair in last.split())
     assert figures["ok"] == "1" and figures["stages"] == "2"
     assert "bubblewrap" in figures["debian_packages"].split(",")
