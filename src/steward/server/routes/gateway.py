@@ -61,4 +61,6 @@ async def remaining(
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(principal: Annotated[Principal, Depends(_admin)], request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    # In a thread: the runs-in-flight gauges query the store (observe/run_gauges.py).
+    body = await asyncio.to_thread(gateway.metrics.exposition)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
