@@ -64,7 +64,7 @@ class StateDirs:
                 clean_state_dir(state, sandbox_id, parents)
             records.set_state(sandbox_id, "failed", reason="its Steward process ended")
         # Then whatever a dead Steward process left under /run, recorded or not (pooled ones).
-        for state in RUNTIME_ROOT.iterdir() if RUNTIME_ROOT.is_dir() else ():
+        for state in _entries(RUNTIME_ROOT):
             owner = _read_owner(state)
             if owner is None and state.is_dir() and mounts_under(state):
                 # The owner file is written before anything is mounted and removed only after
@@ -78,6 +78,18 @@ class StateDirs:
             if not _alive(int(owner["owner"].rsplit(":", 1)[1])):
                 log.warning("cleaning up sandbox %s of a dead Steward process", state.name)
                 clean_state_dir(state, state.name, owner.get("cgroup_parents", {}))
+
+
+def _entries(root: Path) -> list[Path]:
+    """The state directories under `root`; none when it is missing or another user's (a root
+    Steward's sandboxes on this host are not an unprivileged one's to clean up)."""
+    try:
+        return list(root.iterdir())
+    except FileNotFoundError:
+        return []
+    except PermissionError:
+        log.info("not reaping sandboxes under %s: it belongs to another user", root)
+        return []
 
 
 def remove_tree(path: Path) -> None:
