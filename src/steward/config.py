@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     queue_poll_interval_s: float = Field(
         default=0.05, description="How often a separate `steward worker` looks for queued runs."
     )
+    cron_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often a process that executes runs looks for due crons."
+    )
     gateway: GatewaySettings = Field(
         default_factory=GatewaySettings,
         description="The model gateway: deployments, fallbacks, spend caps, retries, breakers, "
