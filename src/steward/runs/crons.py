@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from steward.errors import StewardError
-from steward.store.crons import Cron, CronStore
+from steward.store.crons import Cron, CronStore, tick_label
 from steward.store.items import ItemStore
 from steward.store.schema import utcnow
 
@@ -103,4 +103,6 @@ class CronScheduler:
             log.warning("cron %s could not start its run for %s: %s", cron.id, tick, exc)
             run_id = None
         await asyncio.to_thread(self._crons.release, cron, tick, run_id)
+        if run_id is not None:
+            log.info("cron %s fired tick %s: run %s", cron.id, tick_label(tick), run_id)
         return run_id

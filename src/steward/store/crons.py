@@ -115,7 +115,12 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else aware(moment).isoformat()
 
 
+def _maybe(moment: datetime | None) -> datetime | None:
+    return None if moment is None else aware(moment)
+
+
 def _cron(row: CronRow) -> Cron:
+    """A snapshot with UTC-aware times (SQLite hands back naive ones; both store the same)."""
     return Cron(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -123,17 +128,17 @@ def _cron(row: CronRow) -> Cron:
         thread_id=row.thread_id,
         schedule=row.schedule,
         timezone=row.timezone,
-        end_time=row.end_time,
+        end_time=_maybe(row.end_time),
         enabled=row.enabled,
         payload=dict(row.payload or {}),
         metadata=dict(row.meta or {}),
         user_id=row.user_id,
         on_run_completed=row.on_run_completed,
-        next_run_at=row.next_run_at,
-        claimed_tick=row.claimed_tick,
-        claim_until=row.claim_until,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        next_run_at=_maybe(row.next_run_at),
+        claimed_tick=_maybe(row.claimed_tick),
+        claim_until=_maybe(row.claim_until),
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
     )
 
 
