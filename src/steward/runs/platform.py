@@ -30,7 +30,11 @@ class Platform:
     ) -> None:
         self.engine = engine
         self.assistants = AssistantStore(
-            db, lambda: ((a.name, a.description) for a in engine.app.agents.values())
+            db,
+            lambda: (
+                (a.name, a.description, {"limits": a.limits.to_json()})
+                for a in engine.app.agents.values()
+            ),
         )
         self.items = ItemStore(db, index)
         self.crons = CronStore(db)

@@ -115,10 +115,13 @@ class Filters:
 
 
 class AssistantStore:
-    """`graphs()` lists the served agents as (name, description): their system assistants."""
+    """`graphs()` lists the served agents as (name, description, metadata): their system
+    assistants (whose metadata also says `created_by: system`)."""
 
     def __init__(
-        self, db: Database, graphs: Callable[[], Iterable[tuple[str, str | None]]]
+        self,
+        db: Database,
+        graphs: Callable[[], Iterable[tuple[str, str | None, dict[str, Any]]]],
     ) -> None:
         self.db = db
         self._graphs = graphs
@@ -134,11 +137,11 @@ class AssistantStore:
                 name=name,
                 description=description,
                 version=1,
-                metadata=dict(SYSTEM),
+                metadata={**metadata, **SYSTEM},
                 created_at=self._started,
                 updated_at=self._started,
             )
-            for name, description in self._graphs()
+            for name, description, metadata in self._graphs()
         }
 
     def is_graph(self, graph_id: str) -> bool:
