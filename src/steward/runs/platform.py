@@ -6,8 +6,10 @@ runs.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
+from steward.errors import NotFound
 from steward.runs import agent_store
 from steward.runs.crons import CronScheduler
 from steward.runs.engine import RunEngine, RunRequest
@@ -48,6 +50,12 @@ class Platform:
     async def fire(self, cron: Cron, tick: datetime) -> str:
         """Start the run of one cron tick, marked with the cron and tick it belongs to."""
         payload = cron.payload
+        if cron.thread_id is not None:
+            thread = await asyncio.to_thread(
+                self.engine.store.get_thread, cron.tenant_id, cron.thread_id
+            )
+            if thread is None:
+                raise NotFound("thread", cron.thread_id)
         metadata = {
             **(payload.get("metadata") or {}),
             "cron_id": cron.id,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from sqlalchemy import ColumnElement, func, select, update
 
 from steward.store.assistants import contains
@@ -54,18 +54,29 @@ def zone(name: str | None) -> ZoneInfo:
 
 
 def check_schedule(schedule: str, timezone: str | None) -> None:
-    """A standard 5-field cron expression, or 6 fields whose last one is seconds."""
-    if len(schedule.split()) not in (5, 6) or not croniter.is_valid(schedule):
+    """A standard 5-field cron expression (or an alias such as `@hourly`), or 6 fields whose
+    last one is seconds, that has a next tick at all (`0 0 31 2 *` has none)."""
+    fields = len(schedule.split())
+    alias = fields == 1 and schedule.startswith("@")
+    if not (alias or fields in (5, 6)) or not croniter.is_valid(schedule):
         raise InvalidSchedule(f"not a cron expression: {schedule!r}")
-    zone(timezone)
+    try:
+        local = datetime.now(UTC).astimezone(zone(timezone))
+        croniter(schedule, local).get_next(datetime)
+    except CroniterError as exc:
+        raise InvalidSchedule(f"cron expression {schedule!r} never fires") from exc
 
 
 def next_tick(
     schedule: str, timezone: str | None, after: datetime, end_time: datetime | None
 ) -> datetime | None:
-    """The first tick strictly after `after` (in the schedule's zone), in UTC; None past end."""
+    """The first tick strictly after `after` (in the schedule's zone), in UTC; None past end
+    (or for a schedule that has no more ticks)."""
     local = aware(after).astimezone(zone(timezone))
-    tick: datetime = croniter(schedule, local).get_next(datetime)
+    try:
+        tick: datetime = croniter(schedule, local).get_next(datetime)
+    except CroniterError:
+        return None
     tick = tick.astimezone(UTC)
     if end_time is not None and tick > aware(end_time):
         return None

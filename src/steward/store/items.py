@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from steward.store.database import Database
 from steward.store.platform_tables import StoreItemRow
@@ -145,6 +146,19 @@ class ItemStore:
         ttl_minutes: float | None = None,
     ) -> None:
         path = _joined(validate_namespace(namespace))
+        try:
+            self._put(tenant_id, path, key, value, ttl_minutes)
+        except IntegrityError:  # another put created the item first: replace that one
+            self._put(tenant_id, path, key, value, ttl_minutes)
+
+    def _put(
+        self,
+        tenant_id: str,
+        path: str,
+        key: str,
+        value: dict[str, Any],
+        ttl_minutes: float | None,
+    ) -> None:
         now = utcnow()
         expires = now + timedelta(minutes=ttl_minutes) if ttl_minutes is not None else None
         with self.db.session() as session:
