@@ -210,6 +210,22 @@ async def test_assistant_create_get_update_versions_latest_delete(
     assert status_of(gone_versions) == 404
 
 
+async def test_assistant_delete_with_threads_deletes_the_threads_that_name_it(
+    client: LangGraphClient,
+) -> None:
+    created = await client.assistants.create("support", name="with-threads")
+    assistant_id = created["assistant_id"]
+    mine = await client.threads.create(metadata={"assistant_id": assistant_id})
+    kept = await client.threads.create(metadata={"assistant_id": "someone-else"})
+
+    await client.assistants.delete(assistant_id, delete_threads=True)
+
+    with pytest.raises(httpx.HTTPStatusError) as gone:
+        await client.threads.get(mine["thread_id"])
+    assert status_of(gone) == 404
+    assert (await client.threads.get(kept["thread_id"]))["thread_id"] == kept["thread_id"]
+
+
 async def test_assistant_search_and_count_filter_sort_and_page(
     client: LangGraphClient, other: LangGraphClient
 ) -> None:
@@ -550,6 +566,8 @@ async def test_crons_refuse_bad_schedules_zones_assistants_and_threads(
     body = {"assistant_id": "support", "input": ORDER_QUESTION}
     assert_problem(await raw.post("/runs/crons", json={**body, "schedule": "61 * * * *"}), 422)
     assert_problem(await raw.post("/runs/crons", json={**body, "schedule": "* *"}), 422)
+    never = {**body, "schedule": "0 0 31 2 *"}  # February 31st: no tick, ever
+    assert_problem(await raw.post("/runs/crons", json=never), 422)
     bad_zone = {**body, "schedule": "* * * * *", "timezone": "Mars/Olympus"}
     assert_problem(await raw.post("/runs/crons", json=bad_zone), 422)
     unknown = {**body, "schedule": "* * * * *", "assistant_id": "nope"}
