@@ -431,11 +431,14 @@ async def test_store_refuses_bad_namespaces_and_values(raw: httpx.AsyncClient) -
     assert_problem(await raw.post("/store/namespaces", json={"max_depth": 0}), 422)
 
 
-async def test_agents_use_the_same_store_as_ctx_store(client: LangGraphClient) -> None:
+async def test_agents_use_the_same_store_through_journaled_ctx_store_calls(
+    client: LangGraphClient,
+) -> None:
     user = f"u{uuid.uuid4().hex[:8]}"
     await client.store.put_item(["notes", user], "older", {"text": "from the API"})
+    thread = await client.threads.create()
     output = await client.runs.wait(
-        None, "memory", input={"user": user, "key": "k1", "text": "from the agent"}
+        thread["thread_id"], "memory", input={"user": user, "key": "k1", "text": "from the agent"}
     )
     assert output == {
         "stored": {"text": "from the agent"},
@@ -444,6 +447,8 @@ async def test_agents_use_the_same_store_as_ctx_store(client: LangGraphClient) -
     }
     item = await client.store.get_item(["notes", user], "k1")
     assert item["value"] == {"text": "from the agent"}
+    (run,) = await client.runs.list(thread["thread_id"])
+    assert run["usage"]["steps"] == 6  # every store call is one journaled step
 
 
 # -- crons -------------------------------------------------------------------------------------

@@ -297,7 +297,7 @@ class Context:
     @property
     def store(self) -> AgentStore:
         """The tenant's long-term store (`/store/items`): get, put, search, delete."""
-        return AgentStore(installed(), self.tenant_id)
+        return AgentStore(installed(), self.tenant_id, self.effect)
 
     @property
     def sandboxes(self) -> Any:

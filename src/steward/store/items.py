@@ -76,6 +76,17 @@ class Item:
             body["score"] = self.score
         return body
 
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Item:
+        return cls(
+            namespace=tuple(body["namespace"]),
+            key=body["key"],
+            value=body["value"],
+            created_at=datetime.fromisoformat(body["created_at"]),
+            updated_at=datetime.fromisoformat(body["updated_at"]),
+            score=body.get("score"),
+        )
+
 
 def _item(row: StoreItemRow) -> Item:
     return Item(
