@@ -74,9 +74,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
 def platform(
     backend: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PlatformServer]:
-    base = make_process(
-        tmp_path_factory.mktemp("platform"), STEWARD_CRON_POLL_INTERVAL_S="0.2", **backend
-    )
+    # The default cron poll interval (5 s): a cron made here is seen at once (the route wakes
+    # the scheduler) and each later tick on time (it sleeps until the next one).
+    base = make_process(tmp_path_factory.mktemp("platform"), **backend)
     process = PlatformServer(home=base.home, port=base.port, env=base.env)
     process.start()
     yield process
