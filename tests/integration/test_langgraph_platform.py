@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -621,3 +622,43 @@ async def test_info_and_ok_answer_without_a_key(platform: PlatformServer) -> Non
     body = info.json()
     assert body["version"]
     assert body["flags"]["assistants"] is True and body["flags"]["crons"] is True
+
+
+def test_a_run_resumed_after_a_crash_replays_its_store_calls_instead_of_repeating_them(
+    tmp_path: Path,
+) -> None:
+    """The server dies while `counter` pauses after read-then-write; after the restart the run
+    finishes with the recorded read, and the counter was bumped once, not twice."""
+    base = make_process(tmp_path)
+    server = PlatformServer(home=base.home, port=base.port, env=base.env)
+    server.start()
+    try:
+        headers = {"x-api-key": server.create_key()}
+        put = {"namespace": ["counters"], "key": "c", "value": {"n": 41}}
+        assert httpx.put(f"{server.url}/store/items", json=put, headers=headers).status_code == 204
+        run = httpx.post(
+            f"{server.url}/runs",
+            json={"assistant_id": "counter", "input": {"name": "c", "pause_s": 3}},
+            headers=headers,
+        ).json()
+        deadline = time.monotonic() + 30
+        while not server.ledger_lines():
+            assert time.monotonic() < deadline, "the run never reached its pause"
+            time.sleep(0.05)
+        server.kill()
+        server.start()
+        url = f"{server.url}/threads/{run['thread_id']}/runs/{run['run_id']}"
+        deadline = time.monotonic() + 60
+        while (finished := httpx.get(url, headers=headers).json())["status"] != "success":
+            assert time.monotonic() < deadline, f"the resumed run did not finish: {finished}"
+            time.sleep(0.1)
+        item = httpx.get(
+            f"{server.url}/store/items",
+            params={"namespace": "counters", "key": "c"},
+            headers=headers,
+        ).json()
+    finally:
+        server.stop()
+    assert finished["output"] == {"read": 41, "wrote": 42}
+    assert item["value"] == {"n": 42}
+    assert len({line["pid"] for line in server.ledger_lines()}) == 2  # it really resumed
