@@ -422,6 +422,19 @@ async def test_store_refuses_bad_namespaces_and_values(raw: httpx.AsyncClient) -
     assert_problem(await raw.put("/store/items", json={"namespace": ["a"], "key": "k"}), 422)
     bad_value = {"namespace": ["a"], "key": "k", "value": [1, 2]}
     assert_problem(await raw.put("/store/items", json=bad_value), 422)
+    wide = "\U0001f600" * 300  # 300 characters, 1,200 UTF-8 bytes
+    assert_problem(
+        await raw.put("/store/items", json={"namespace": ["a"], "key": wide, "value": {}}), 422
+    )
+    assert_problem(
+        await raw.put("/store/items", json={"namespace": [wide], "key": "k", "value": {}}), 422
+    )
+    fits = "\U0001f600" * 250  # 1,000 bytes each: the largest namespace and key, on any database
+    fitting = {"namespace": [fits], "key": fits, "value": {"ok": True}}
+    assert (await raw.put("/store/items", json=fitting)).status_code == 204
+    assert (await raw.get("/store/items", params={"namespace": fits, "key": fits})).json()[
+        "value"
+    ] == {"ok": True}
     bad_ttl = {"namespace": ["a"], "key": "k", "value": {}, "ttl": -1}
     assert_problem(await raw.put("/store/items", json=bad_ttl), 422)
     assert_problem(await raw.get("/store/items", params={"namespace": "a..b", "key": "k"}), 422)
