@@ -26,6 +26,7 @@ from steward.observe.run_gauges import RunGauges
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
 from steward.runs.engine import RunEngine, _payload
+from steward.runs.platform import Platform
 from steward.sandbox.manager import SandboxManager
 from steward.security.keys import KeyStore
 from steward.security.services import Security
@@ -56,6 +57,7 @@ class Runtime:
     sandboxes: SandboxManager
     security: Security
     durable: DBOSEngine | None = None
+    platform: Platform | None = None
     registry: WorkerRegistry | None = None
     sweeper: Sweeper | None = None
     _sweeping: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -151,6 +153,9 @@ class Runtime:
             durable=durable,
             registry=registry,
             sweeper=sweeper,
+            platform=Platform(
+                db, engine, cron_interval_s=settings.cron_poll_interval_s, schedule=execute
+            ),
         )
 
     async def start(self) -> None:
@@ -164,6 +169,8 @@ class Runtime:
         if self.webhooks is not None:
             await self.webhooks.start()
         self.security.start()
+        if self.platform is not None:
+            self.platform.start()
         if self.sweeper is not None:
             self.sweeper.after_sweep = self._start_orphans
             self._sweeping = asyncio.create_task(self.sweeper.run_forever())
@@ -189,6 +196,8 @@ class Runtime:
             if self.webhooks is not None:
                 parts.push_async_callback(self.webhooks.stop)
             parts.push_async_callback(self._stop_sweeping)
+            if self.platform is not None:
+                parts.push_async_callback(self.platform.stop)
             # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal,
             # so it must be thawed and killed before anything slower can delay the shutdown.
             parts.push_async_callback(self.sandboxes.close)

@@ -209,7 +209,7 @@ async def test_created_thread_reads_back_with_its_metadata(client: LangGraphClie
 
 
 async def test_assistant_search_lists_every_served_agent(client: LangGraphClient) -> None:
-    assistants = await client.assistants.search()
+    assistants = await client.assistants.search(limit=100)  # LangGraph's default page is 10
 
     names = {assistant["assistant_id"] for assistant in assistants}
     assert {"support", "research", "multistep", "runaway", "sleeper", "broken"} <= names

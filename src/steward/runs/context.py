@@ -42,6 +42,7 @@ from steward.models.types import (
 from steward.observe.tracing import Tracing
 from steward.policy.guard import RunGuard
 from steward.runs.agent import Agent
+from steward.runs.agent_store import AgentStore, installed
 from steward.runs.approval import ApprovalGate
 from steward.runs.types import Emit, Journal
 from steward.sandbox.run_sandbox import RunSandbox
@@ -292,6 +293,11 @@ class Context:
         """Run `fn` as one journaled step (caps checked first); used by sandbox handles."""
         self._next_step()
         return await self._step(name, fn)
+
+    @property
+    def store(self) -> AgentStore:
+        """The tenant's long-term store (`/store/items`): get, put, search, delete."""
+        return AgentStore(installed(), self.tenant_id, self.effect)
 
     @property
     def sandboxes(self) -> Any:

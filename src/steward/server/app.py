@@ -24,12 +24,16 @@ from steward.server.proxy_dispatch import ProxyDispatch
 from steward.server.routes import (
     admin,
     assistants,
+    crons,
     gateway,
     health,
     hooks,
+    info,
     proxy,
     runs,
     sandboxes,
+    store,
+    thread_extras,
     threads,
     traces,
     webhooks,
@@ -47,6 +51,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.db = runtime.db
         api.state.keys = runtime.keys
         api.state.engine = runtime.engine
+        api.state.platform = runtime.platform
         api.state.tracing = runtime.tracing
         api.state.rate_limiter = runtime.rate_limiter
         api.state.rate_limits = runtime.rate_limits
@@ -90,9 +95,13 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     api.add_middleware(DatabaseOutageGuard)  # outermost: covers authentication too
     modules = (
         health,
+        info,
         assistants,
+        thread_extras,
         threads,
+        crons,
         runs,
+        store,
         traces,
         sandboxes,
         admin,

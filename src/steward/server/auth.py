@@ -28,7 +28,9 @@ from steward.server.provider_errors import proxy_error_for_path
 from steward.store.tenants import TenantDirectory
 
 WRITE_ROLES = ("admin", "developer", "runner")
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/ok", "/info", "/openapi.json", "/docs", "/redoc"}
+)
 HOOKS_PREFIX = "/hooks/"
 # Failures that belong to no tenant (no key prefix we know) go to this chain of their own.
 UNATTRIBUTED_TENANT = "*"

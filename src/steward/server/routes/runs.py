@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from steward.errors import ApiError, NotFound, UserError
 from steward.runs.approval import interrupt_json, reviewer_json
 from steward.runs.engine import RunEngine, RunRequest
+from steward.runs.launch import start_run
 from steward.security.keys import Principal
 from steward.server import rate_limits
 from steward.server.auth import USER_HEADER, Reader, Writer
@@ -81,7 +82,9 @@ async def _submit(
         )
         run = await engine.get(principal.tenant_id, approval.run_id)
         return run, approval.stream_after or 0
-    run = await engine.submit(
+    run = await start_run(
+        engine,
+        request.app.state.platform.assistants,
         RunRequest(
             tenant_id=principal.tenant_id,
             agent=body.assistant_id,
@@ -92,7 +95,7 @@ async def _submit(
             user_id=user,
             webhook=body.webhook,
             multitask_strategy=body.multitask_strategy or "reject",
-        )
+        ),
     )
     return run, 0
 
