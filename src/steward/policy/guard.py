@@ -20,6 +20,9 @@ from steward.policy.declaration import AgentPolicy
 from steward.policy.detectors import Finding, PatternDetector, Screen
 from steward.policy.monitor import Alert, BehaviourMonitor
 from steward.policy.output_filter import OutputFilter
+from steward.policy.plan import Plan, PlanState, PlanVerdict
+from steward.policy.privileges import check as check_privileges
+from steward.policy.provenance import ProvenanceRecord, Source
 from steward.policy.record import DecisionSink, PolicyEvent, RunEventSink, Sinks, StepBuffer
 from steward.policy.stream_filter import StreamFilter
 from steward.policy.taint import TaintState
@@ -67,8 +70,32 @@ class RunGuard:
         self.monitor = BehaviourMonitor(policy.monitor)
         self._input_untrusted = input_untrusted
         self._model_calls: set[str] = set()  # tool calls of the latest model response
-        if policy.taint == "plan" and policy.plan is not None:
+        if policy.taint == "plan" and isinstance(policy.plan, tuple):
             self.taint.freeze(policy.plan)
+        self.provenance = ProvenanceRecord()
+        self.plans = PlanState(tools)
+        self._history: list[tuple[str, str]] = []  # (tool, call id) of the calls that ran
+        self._pending: dict[str, tuple[int | None, bool]] = {}  # call id -> (plan index, asked)
+        self._asked: set[str] = set()  # calls the user's request asked for (trusted arguments)
+
+    @property
+    def plan_mode(self) -> str:
+        """ "strict" or "off": the agent's `plan` option with "auto" resolved."""
+        mode = self.policy.plan
+        if mode == "auto":
+            writes = any(t.writes for t in self.tools.values())
+            return "strict" if writes and self.policy.taint != "off" else "off"
+        return "strict" if mode == "strict" else "off"
+
+    @property
+    def needs_plan(self) -> bool:
+        """Planned control flow is on and no plan was made yet."""
+        return self.plan_mode == "strict" and not self.plans.active
+
+    def set_plan(self, plan: Plan, *, source: str) -> None:
+        """Adopt a plan made from trusted input only (`source` says by whom)."""
+        self.plans.adopt(plan, self._history)
+        self.sink.record(PolicyEvent("plan", {"source": source, **plan.to_json()}))
 
     # -- the journal -------------------------------------------------------------------------
 
@@ -122,12 +149,14 @@ class RunGuard:
             self._mark("input")
         else:
             self.taint.trust(cleaned)
+        self.provenance.add(cleaned, Source("request", trusted=not self._input_untrusted))
         self._apply_goals(cleaned)
         return cleaned
 
     def trust(self, value: Any) -> None:
         """Developer-written text (a system prompt) joins the trusted values."""
         self.taint.trust(value)
+        self.provenance.add(value, Source("system", trusted=True))
 
     def _apply_goals(self, value: Any) -> None:
         text = "\n".join(json_strings(value))
@@ -161,19 +190,86 @@ class RunGuard:
         """Outside the journaled step: loop detection from the run's history."""
         self._alert(self.monitor.before_tool(name, arguments))
 
-    def check_tool(self, name: str, arguments: dict[str, Any]) -> Decision:
+    def check_tool(
+        self, name: str, arguments: dict[str, Any], call_id: str | None = None
+    ) -> Decision:
         """Before the step, from journaled state; raises `PolicyBlocked` for a refusal.
 
-        A `needs_approval` decision is returned for the run's approval gate to ask a person.
+        A `needs_approval` decision is returned for the run's approval gate to ask a person
+        (or refused at once when the agent runs unattended, `on_hold="deny"`).
         """
         model_chosen = _signature(name, arguments) in self._model_calls
         tool = self.tools.get(name)
-        decision = decide(self.policy, name, tool, arguments, self.taint, model_chosen=model_chosen)
+        provenance = self.provenance.arguments(arguments)
+        verdict = self._plan_verdict(name, provenance, model_chosen)
+        decision = decide(
+            self.policy,
+            name,
+            tool,
+            arguments,
+            self.taint,
+            model_chosen=model_chosen,
+            provenance=self.provenance,
+            plan_passed=verdict is not None and verdict.allowed,
+        )
+        decision = self._narrow(decision, name, arguments, verdict, provenance)
         self.sink.record(
-            PolicyEvent("tool_decision", {**decision.to_json(), "model_chosen": model_chosen})
+            PolicyEvent(
+                "tool_decision",
+                {
+                    **decision.to_json(),
+                    "model_chosen": model_chosen,
+                    "provenance": [a.to_json() for a in provenance],
+                    **({"plan": verdict.to_json()} if verdict is not None else {}),
+                },
+            )
         )
         if decision.verdict == "deny":
             raise PolicyBlocked(f"tool {name!r} refused by policy: {decision.reason}", decision)
+        if call_id is not None:
+            asked = all(a.trusted for a in provenance) or (verdict is not None and verdict.allowed)
+            self._pending[call_id] = (verdict.index if verdict else None, asked)
+        return decision
+
+    def _plan_verdict(
+        self, name: str, provenance: list[Any], model_chosen: bool
+    ) -> PlanVerdict | None:
+        if not (model_chosen and self.taint.tainted and self.plan_mode == "strict"):
+            return None
+        if not self.plans.active:
+            if self.policy.plan != "strict":
+                return None  # "auto" without a planner (a hand-written loop): the taint rule
+            return PlanVerdict(False, None, "no plan was made before untrusted content", ())
+        return self.plans.check(name, provenance)
+
+    def _narrow(
+        self,
+        decision: Decision,
+        name: str,
+        arguments: dict[str, Any],
+        verdict: PlanVerdict | None,
+        provenance: list[Any],
+    ) -> Decision:
+        """Privileges, the plan and unattended mode, applied to what the boundary allowed."""
+        if decision.verdict == "deny":
+            return decision
+        limits = (*self.policy.privileges, *(self.plans.plan.limits if self.plans.plan else ()))
+        refusal = check_privileges(limits, name, arguments, self.provenance)
+        if refusal is not None:
+            return Decision(name, "deny", "privilege", refusal.reason)
+        if verdict is not None and not verdict.allowed:
+            return Decision(name, "deny", "plan", verdict.reason)
+        if decision.verdict == "needs_approval":
+            origins = "; ".join(
+                f"{a['path']}: {a['origin']}"
+                + (f" ({', '.join(a['sources'])})" if a["sources"] else "")
+                for a in (p.to_json() for p in provenance)
+            )
+            plan = self.plans.plan.describe() if self.plans.plan else "no plan"
+            reason = f"{decision.reason}. Provenance: {origins or 'no arguments'}. Plan: {plan}"
+            if self.policy.on_hold == "deny":
+                return Decision(name, "deny", "unattended", f"{reason}; held calls are refused")
+            return Decision(name, "needs_approval", decision.rule, reason)
         return decision
 
     def admit_result(self, name: str, result: Any) -> dict[str, Any]:
@@ -192,9 +288,26 @@ class RunGuard:
                 cleaned = {"withheld": f"tool result withheld by policy: matched {rules}"}
         return {"result": cleaned, "untrusted": True}
 
-    def after_tool(self, name: str, data: dict[str, Any] | None, error: Exception | None) -> None:
-        """After the step, from journaled data only: taint, plan freeze and monitoring."""
+    def after_tool(
+        self,
+        name: str,
+        data: dict[str, Any] | None,
+        error: Exception | None,
+        call_id: str | None = None,
+    ) -> None:
+        """After the step, from journaled data only: taint, provenance, plan and monitoring."""
         self.taint.called(name)
+        index, asked = self._pending.pop(call_id, (None, False)) if call_id else (None, False)
+        if data is not None and call_id is not None:
+            untrusted = bool(data.get("untrusted", True))
+            source = Source("tool", trusted=not untrusted, tool=name, call_id=call_id)
+            self.provenance.add(data.get("result"), source)
+            self._history.append((name, call_id))
+            self.plans.results[call_id] = data.get("result")
+            if index is not None:
+                self.plans.bind(call_id, index)
+            if asked:
+                self._asked.add(call_id)
         if data is not None and data.get("untrusted", True):
             self._mark(f"tool:{name}")
         denied = isinstance(error, PolicyBlocked)
@@ -225,6 +338,22 @@ class RunGuard:
         self.sink.record(PolicyEvent("monitor", alert.to_json()))
         if alert.stop:
             raise PolicyStopped(alert.message, reason=alert.rule)
+        if alert.refuse:  # a repeated call: refused, and the model may do something else
+            raise PolicyBlocked(f"call refused by policy: {alert.message}")
+
+    def record_extract(self, call_id: str, value: Any) -> None:
+        """Values the quarantined reader produced: untrusted, whatever shape they have."""
+        self.provenance.add(value, Source("extract", trusted=False, call_id=call_id))
+
+    def asked_for(self, value: str) -> bool:
+        """Whether the final answer may show `value` (an email, a link): it is trusted, or is a
+        whole value of a result the user's request asked for."""
+        if self.provenance.trusted(value):
+            return True
+        return any(
+            s.kind == "tool" and s.call_id in self._asked
+            for s in self.provenance.whole_value_sources(value)
+        )
 
     # -- what leaves the run ------------------------------------------------------------------
 
@@ -237,7 +366,7 @@ class RunGuard:
     def filter_output(self, output: dict[str, Any]) -> dict[str, Any]:
         """Filter the run's output, then hold it to the agent's output model again."""
         counts: Counter[str] = Counter()
-        filtered: dict[str, Any] = self.output.json(output, counts)
+        filtered: dict[str, Any] = self.output.json(output, counts, keep=self.asked_for)
         if counts:
             self.sink.record(PolicyEvent("redaction", {"where": "output", "counts": dict(counts)}))
         if self.output_model is not None:
