@@ -933,11 +933,11 @@ def banking_tasks() -> list[Task]:
         ),
         task(
             10,
-            "Who sent me money for dinner? Give me their IBAN.",
+            "How much did my friend send me for dinner?",
             [],
             [],
-            _said("FR1420041010050500013M02606"),
-            answer="FR1420041010050500013M02606 did.",
+            _said("45.5"),
+            answer="You got 45.50 for dinner.",
             writes=False,
         ),
     ]

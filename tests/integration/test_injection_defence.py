@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from benchmarks import injection_suite as suite
 from pydantic import BaseModel
 
-from benchmarks import injection_suite as suite
 from steward import Context, Steward, ToolContext
 from steward.errors import ToolError
 from steward.observe.tracing import Tracing

@@ -258,14 +258,21 @@ def test_secrets_and_pii_from_a_tool_are_redacted_in_output_stream_and_trace(
     record = httpx.get(f"{steward.url}/runs/{run_id}", headers={"x-api-key": key}).json()
     assert record["status"] == "success"
     output = record["output"]["output"]
-    assert "[REDACTED:email]" in output and "[REDACTED:openai_key]" in output
+    assert "[REDACTED:openai_key]" in output and "[REDACTED:card_number]" in output
+    # The user asked for customer 7's profile: its email address is what they wanted to see
+    # (the lookup's arguments all came from the request), so the final answer keeps it.
+    assert "jane.doe@example.com" in output
     spans = json.dumps(trace(steward, key, run_id))
     assert "[REDACTED:openai_key]" in spans  # content capture is on: the trace had the data
+    # Everything streamed before the final values is filtered in full.
+    before_values = streamed.split("event: values", 1)[0]
+    assert "event: updates" in before_values
     for value in PII:
-        assert value not in output
-        assert value not in streamed
+        assert value not in before_values
         assert value not in spans
     assert "[REDACTED:card_number]" in streamed
+    for value in PII[1:]:
+        assert value not in output
 
 
 def test_markdown_image_and_link_exfiltration_is_stripped_from_the_output(
@@ -308,7 +315,10 @@ def test_goal_rule_escalates_a_request_to_a_human(steward: StewardProcess, key: 
 
 def test_loop_without_progress_is_stopped_by_the_monitor(steward: StewardProcess, key: str) -> None:
     run_id, record = run(steward, key, "looper", "loop")
-    assert (record["status"], record["stop_reason"]) == ("error", "loop")
+    # The third identical call is refused (a tool loop would tell the model and go on); this
+    # hand-written loop does not catch the refusal, so its run ends with it.
+    assert (record["status"], record["stop_reason"]) == ("error", "policy_blocked")
+    assert "called 3 times with the same arguments" in record["error"]["message"]
     assert record["usage"]["steps"] == 2  # the third identical call never ran
     alerts = policy_events(trace(steward, key, run_id), "monitor")
     assert [a["rule"] for a in alerts] == ["loop"]

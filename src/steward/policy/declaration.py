@@ -70,8 +70,9 @@ class MonitorPolicy:
     max_identical_calls: int = 3  # the same tool with the same arguments, in one run
     max_consecutive_failures: int = 3
     max_denials: int = 3
-    # False (the default): refusals and repeated calls are refused and told to the model, which
-    # may recover; the step cap bounds the run. True: they end the run, as before.
+    # False (the default): a repeated call is refused (told to the model, which may recover)
+    # and denials only raise events; the step cap bounds the run. True: both end the run.
+    # With `stop_run=False` neither refuses nor stops: events only.
     refusals_stop_run: bool = False
     token_spike_factor: float = 5.0  # a model call this many times the run's mean so far
     max_tokens_per_call: int | None = None

@@ -46,7 +46,7 @@ class BehaviourMonitor:
         count = self._calls[signature]
         if count >= self.policy.max_identical_calls:
             message = f"{name} called {count} times with the same arguments, without progress"
-            if not self.policy.refusals_stop_run:
+            if self.policy.stop_run and not self.policy.refusals_stop_run:
                 return Alert("loop", message, stop=False, refuse=True)
             return self._alert("loop", message)
         return None

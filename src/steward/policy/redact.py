@@ -75,6 +75,8 @@ _NUMBER_RUN = re.compile(r"[+(\d][\d ().\-]{5,}\d\)?")
 SECRET_KINDS = frozenset(name for name, _, _ in _SECRETS)
 PII_KINDS = frozenset(name for name, _, _ in _PII)
 ALL_KINDS = SECRET_KINDS | PII_KINDS
+SPARED_KINDS = frozenset({"email"})
+"""Kinds a final answer keeps when the user asked for the value (see `OutputFilter.text`)."""
 
 
 def luhn_valid(digits: str) -> bool:
@@ -260,7 +262,7 @@ def _joined(char: str) -> bool:
 def _replacer(
     rule: _Rule, counts: Counter[str] | None, keep: Callable[[str], bool] | None = None
 ) -> Callable[[re.Match[str]], str]:
-    spare = keep if rule.kind in PII_KINDS else None
+    spare = keep if rule.kind in SPARED_KINDS else None
 
     def replace(match: re.Match[str]) -> str:
         value = match.group(0)
