@@ -73,7 +73,7 @@ class RunGuard:
         if policy.taint == "plan" and isinstance(policy.plan, tuple):
             self.taint.freeze(policy.plan)
         self.provenance = ProvenanceRecord()
-        self.plans = PlanState(tools)
+        self.plans = PlanState(tools, self.provenance)
         self._history: list[tuple[str, str]] = []  # (tool, call id) of the calls that ran
         self._pending: dict[str, tuple[int | None, bool]] = {}  # call id -> (plan index, asked)
         self._asked: set[str] = set()  # calls the user's request asked for (trusted arguments)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from steward.policy.privileges import ArgumentRule
-from steward.policy.provenance import ArgumentProvenance, canonical_number
+from steward.policy.provenance import ArgumentProvenance, ProvenanceRecord, canonical_number
 from steward.tools.registry import Tool
 
 SlotKind = Literal["request", "result", "any", "value"]
@@ -204,8 +204,9 @@ class PlanVerdict:
 class PlanState:
     """One run's plan, which planned call each executed call filled, and how often."""
 
-    def __init__(self, tools: dict[str, Tool]) -> None:
+    def __init__(self, tools: dict[str, Tool], provenance: ProvenanceRecord | None = None) -> None:
         self.tools = tools
+        self.provenance = provenance
         self.plan: Plan | None = None
         self.bound: dict[str, int] = {}  # call id -> planned call index
         self.results: dict[str, Any] = {}  # call id -> its (journaled) result
@@ -290,12 +291,24 @@ class PlanState:
         allowed = {c for c, i in self.bound.items() if not slot.of or i in slot.of}
         if slot.where is not None and slot.field is not None:
             return self._selected(slot.field, slot.where, arg.value, allowed)
-        if any(
-            not s.trusted and s.call_id in allowed and (slot.field is None or s.field == slot.field)
+        fitting = [
+            s
             for s in arg.sources
-        ):
-            return None
-        return f"comes from {where}, not from the results the plan names"
+            if not s.trusted
+            and s.call_id in allowed
+            and (slot.field is None or s.field == slot.field)
+        ]
+        if not fitting:
+            return f"comes from {where}, not from the results the plan names"
+        if self.provenance is not None and isinstance(arg.value, str):
+            rivals = set().union(*(self.provenance.rivals(arg.value, s) for s in fitting))
+            if rivals:
+                shown = ", ".join(sorted(rivals)[:3])
+                return (
+                    f"is one of several in the text of {fitting[0].label()} (also {shown}): "
+                    "which one to use was the model's choice, not the data's"
+                )
+        return None
 
     def _selected(
         self, name: str, where: dict[str, Any], value: Any, calls: set[str]

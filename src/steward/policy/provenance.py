@@ -44,17 +44,26 @@ _SPACES = re.compile(r"\s+")
 
 def tokens(text: str) -> tuple[str, ...]:
     """The canonical tokens of `text`: entities whole, numbers canonical, words case-folded."""
-    found: list[str] = []
+    return tuple(value for _, value in typed_tokens(text))
+
+
+def typed_tokens(text: str) -> list[tuple[str, str]]:
+    """(kind, canonical token) pairs: kind is email, url, iban, date, time, path, number, word."""
+    found: list[tuple[str, str]] = []
     for match in _TOKEN.finditer(text):
-        kind = match.lastgroup
+        kind = match.lastgroup or "word"
         value = match.group()
         if kind == "number":
-            found.append(canonical_number(value))
+            found.append((kind, canonical_number(value)))
         elif kind in ("iban", "date", "time"):
-            found.append(_SPACES.sub("" if kind == "iban" else " ", value.casefold()))
+            found.append((kind, _SPACES.sub("" if kind == "iban" else " ", value.casefold())))
         else:
-            found.append(value.casefold())
-    return tuple(found)
+            found.append((kind, value.casefold()))
+    return found
+
+
+IDENTIFIER_KINDS = frozenset({"email", "url", "iban", "path"})
+"""Token kinds that name a party or a place: picked out of free text, they must be unambiguous."""
 
 
 def canonical_number(text: str) -> str:
@@ -126,12 +135,14 @@ class ArgumentProvenance:
 
 
 class _Entry:
-    __slots__ = ("source", "token_runs", "values")
+    __slots__ = ("identifiers", "source", "token_runs", "values")
 
     def __init__(self, source: Source) -> None:
         self.source = source
         self.values: set[tuple[str, ...]] = set()  # whole values, as token tuples
         self.token_runs: list[tuple[str, ...]] = []  # each string's tokens
+        # per string: kind -> the distinct identifiers of that kind it names
+        self.identifiers: list[dict[str, set[str]]] = []
 
 
 class ProvenanceRecord:
@@ -151,10 +162,16 @@ class ProvenanceRecord:
                 entry = entries[name] = _Entry(replace(source, field=name) if per_field else source)
                 self._entries.append(entry)
             if isinstance(leaf, str):
-                toks = tokens(leaf)
+                typed = typed_tokens(leaf)
+                toks = tuple(value for _, value in typed)
                 if toks:
                     entry.values.add(toks)
                     entry.token_runs.append(toks)
+                    named: dict[str, set[str]] = {}
+                    for kind, value in typed:
+                        if kind in IDENTIFIER_KINDS:
+                            named.setdefault(kind, set()).add(value)
+                    entry.identifiers.append(named)
             else:
                 entry.values.add((canonical_number(str(leaf)),))
 
@@ -173,6 +190,23 @@ class ProvenanceRecord:
         """The sources holding `value` as a whole field value (not inside longer text)."""
         needle = tokens(value) if isinstance(value, str) else (canonical_number(str(value)),)
         return tuple(e.source for e in self._entries if needle and needle in e.values)
+
+    def rivals(self, value: str, source: Source) -> set[str]:
+        """Other identifiers of `value`'s kind in the free texts of `source` that hold `value`
+        inside them: when there are some, which one an argument takes was the model's choice.
+        """
+        typed = typed_tokens(value)
+        if len(typed) != 1 or typed[0][0] not in IDENTIFIER_KINDS:
+            return set()
+        kind, needle = typed[0]
+        found: set[str] = set()
+        for entry in self._entries:
+            if entry.source != source:
+                continue
+            for run, named in zip(entry.token_runs, entry.identifiers, strict=True):
+                if run != (needle,) and needle in run:
+                    found |= named.get(kind, set()) - {needle}
+        return found
 
     def trusted(self, value: Any) -> bool:
         return any(s.trusted for s in self.sources_of(value))
