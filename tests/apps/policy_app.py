@@ -105,6 +105,13 @@ async def inbox(ctx: Context, input: Ask) -> str:
     return result.text
 
 
+@app.agent(name="inbox_guarded", tools=["read_inbox", "send_email"], max_steps=10, timeout_s=60)
+async def inbox_guarded(ctx: Context, input: Ask) -> str:
+    """The default policy: it holds a write tool, so its tool loop plans before untrusted reads."""
+    result = await ctx.tool_loop(input.message, system="You are an email assistant.")
+    return result.text
+
+
 @app.agent(
     name="inbox_plan",
     tools=["read_inbox", "send_email"],
