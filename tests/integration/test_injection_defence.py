@@ -258,9 +258,13 @@ async def test_refusals_alone_never_end_a_run(upstream: str, control: UpstreamCo
     LEDGER.clear()
     bad = _call("pay", iban="GB29NWBK60161331926819", amount=10)
     plan = {"calls": [{"tool": "read_doc"}, {"tool": "pay", "args": {"iban": "request"}}]}
-    # the planner's answer comes right after the untrusted read, before the model sees it
+    # the planner is asked before the first call that follows the untrusted read
     control.script(
-        _call("read_doc"), {"text": json.dumps(plan)}, *[bad] * 6, {"text": "I stopped trying."}
+        _call("read_doc"),
+        bad,
+        {"text": json.dumps(plan)},
+        *[bad] * 5,
+        {"text": "I stopped trying."},
     )
     events: list[Any] = []
     policy = AgentPolicy(monitor=MonitorPolicy(max_denials=2, max_identical_calls=3))
@@ -273,7 +277,8 @@ async def test_refusals_alone_never_end_a_run(upstream: str, control: UpstreamCo
     assert len(errors) == 6
     assert "must come from the user's request" in errors[0]
     assert any("called 3 times with the same arguments" in e for e in errors)
-    planner = control.requests()[1]["body"]
+    planner = control.requests()[2]["body"]
+    assert "planner" in planner["messages"][0]["content"]
     assert "Invoice" not in json.dumps(planner)  # the planner never saw the document
 
 

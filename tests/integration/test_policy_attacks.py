@@ -188,7 +188,6 @@ def test_the_default_policy_plans_from_the_request_and_refuses_the_injected_writ
     plan = {"calls": [{"tool": "read_inbox"}]}
     control.script(
         {"tool_calls": [{"name": "read_inbox", "arguments": {}}]},
-        {"text": json.dumps(plan)},  # the planner, after the read and before the model sees it
         {
             "tool_calls": [
                 {
@@ -197,6 +196,7 @@ def test_the_default_policy_plans_from_the_request_and_refuses_the_injected_writ
                 }
             ]
         },
+        {"text": json.dumps(plan)},  # the planner, asked before that call may run
         {"text": "Your newest email is an invoice."},
     )
     run_id, record = run(steward, key, "inbox_guarded", "Summarise my newest email")
@@ -204,9 +204,9 @@ def test_the_default_policy_plans_from_the_request_and_refuses_the_injected_writ
     assert record["output"]["output"] == "Your newest email is an invoice."
     assert len(sent_emails(steward)) == before
     requests = control.requests()
-    planner = json.dumps(requests[1]["body"])
+    planner = json.dumps(requests[2]["body"])
     assert "IGNORE ALL PREVIOUS" not in planner and "Summarise my newest email" in planner
-    assert not requests[1]["body"].get("tools")
+    assert not requests[2]["body"].get("tools")
     assert "refused by policy" in requests[3]["body"]["messages"][-1]["content"]
     spans = trace(steward, key, run_id)
     assert json.loads(policy_events(spans, "plan")[0]["calls"]) == [

@@ -7,7 +7,8 @@ behaviour, and filters what leaves the run; every decision goes to its `Decision
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -69,7 +70,9 @@ class RunGuard:
         self.taint = TaintState()
         self.monitor = BehaviourMonitor(policy.monitor)
         self._input_untrusted = input_untrusted
-        self._model_calls: set[str] = set()  # tool calls of the latest model response
+        # Every tool call a model response of this run proposed: a later model call (a planner,
+        # an extractor) must not turn a proposed call into one the rules do not bind.
+        self._model_calls: set[str] = set()
         if policy.taint == "plan" and isinstance(policy.plan, tuple):
             self.taint.freeze(policy.plan)
         self.provenance = ProvenanceRecord()
@@ -77,6 +80,17 @@ class RunGuard:
         self._history: list[tuple[str, str]] = []  # (tool, call id) of the calls that ran
         self._pending: dict[str, tuple[int | None, bool]] = {}  # call id -> (plan index, asked)
         self._asked: set[str] = set()  # calls the user's request asked for (trusted arguments)
+        self._policy_calls = 0  # model calls the policy itself is about to make
+
+    @contextmanager
+    def policy_model_call(self) -> Iterator[None]:
+        """Around the planner's or the quarantined reader's model call: its size says nothing
+        about the agent's behaviour, so the token monitor skips it."""
+        self._policy_calls = 1
+        try:
+            yield
+        finally:
+            self._policy_calls = 0
 
     @property
     def plan_mode(self) -> str:
@@ -90,7 +104,7 @@ class RunGuard:
     @property
     def needs_plan(self) -> bool:
         """Planned control flow is on and no plan was made yet."""
-        return self.plan_mode == "strict" and not self.plans.active
+        return self.plan_mode == "strict" and not self.plans.active and not self.plans.failed
 
     def set_plan(self, plan: Plan, *, source: str) -> None:
         """Adopt a plan made from trusted input only (`source` says by whom)."""
@@ -328,7 +342,9 @@ class RunGuard:
 
     def after_model(self, response: ModelResponse) -> None:
         """From the journaled response: the calls the model chose, and its token use."""
-        self._model_calls = {_signature(c.name, c.arguments) for c in response.tool_calls}
+        self._model_calls |= {_signature(c.name, c.arguments) for c in response.tool_calls}
+        if self._policy_calls:  # the planner or the reader: not the agent's behaviour
+            return
         usage = response.usage
         self._alert(self.monitor.after_model(usage.input_tokens + usage.output_tokens))
 

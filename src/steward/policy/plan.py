@@ -208,6 +208,7 @@ class PlanState:
         self.tools = tools
         self.provenance = provenance
         self.plan: Plan | None = None
+        self.failed = False  # the planner gave no plan: the taint rule decides instead
         self.bound: dict[str, int] = {}  # call id -> planned call index
         self.results: dict[str, Any] = {}  # call id -> its (journaled) result
         self._used: dict[int, int] = {}
@@ -219,6 +220,7 @@ class PlanState:
     def adopt(self, plan: Plan, history: Sequence[tuple[str, str]]) -> None:
         """Adopt `plan`; calls already made (before untrusted content) fill its entries."""
         self.plan = plan
+        self.failed = False
         self.bound = {}
         self._used = {}
         for name, call_id in history:

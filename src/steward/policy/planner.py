@@ -1,14 +1,22 @@
 """The planner step of `Context.tool_loop` and the quarantined reader of `Context.extract`.
 
-Planning happens once untrusted content is in the run and before the model sees it: one model
-call, offered no tools, that sees only trusted text (the developer's system prompt and the
-user's request) and answers with a `Plan`. Its answer is journaled like any model call, so a
-replay adopts the same plan. A later `tool_loop` re-plans only when its whole prompt is trusted.
+Planning happens before the first tool call that follows untrusted content: one model call,
+offered no tools, that sees only trusted text (the developer's system prompt and the user's
+request, never a tool result) and answers with a `Plan`. What the planner sees does not depend
+on when it runs, so it runs only when needed: a run that reads and then just answers makes no
+planner call. Its answer is journaled like any model call, so a replay adopts the same plan. A
+later `tool_loop` re-plans only when its whole prompt is trusted.
+
+An answer that is not a plan: with `plan="strict"` nothing may run (an empty plan); with the
+default `"auto"` the run falls back to the taint rule (writes with untrusted arguments held
+for a person, or refused when `on_hold="deny"`). The planner never sees untrusted text, so an
+attacker cannot cause that fallback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 from steward.models.types import Message, ModelResponse
@@ -39,7 +47,7 @@ class ModelCaller(Protocol):
 
 
 class LoopPlanner:
-    """One `tool_loop`'s planning: `ensure()` before each model call and each tool call."""
+    """One `tool_loop`'s planning: `ensure()` before each tool call."""
 
     def __init__(
         self,
@@ -72,20 +80,26 @@ class LoopPlanner:
         guard = self._guard
         if guard is None or guard.plan_mode != "strict" or not guard.taint.tainted:
             return
-        if guard.plans.active and not self._replan:
+        if (guard.plans.active or guard.plans.failed) and not self._replan:
             return
         self._replan = False
         request = "\n\n".join([*self._system, *self._users]) or "(no request)"
-        response = await self._ctx.model(
-            planner_prompt(request, self._tools),
-            system=PLANNER_SYSTEM,
-            tools=False,
-            model=self._model,
-        )
+        with guard.policy_model_call():
+            response = await self._ctx.model(
+                planner_prompt(request, self._tools),
+                system=PLANNER_SYSTEM,
+                tools=False,
+                model=self._model,
+            )
         try:
             plan = parse_plan(response.content, guard.tools)
         except PlanError as exc:
-            guard.sink.record(PolicyEvent("plan_invalid", {"error": str(exc)}))
+            strict = guard.policy.plan == "strict"
+            data = {"error": str(exc), "fallback": "empty plan" if strict else "taint rule"}
+            guard.sink.record(PolicyEvent("plan_invalid", data))
+            if not strict:
+                guard.plans.failed = True
+                return
             plan = Plan()  # nothing may run once untrusted content is in; the model is told
         guard.set_plan(plan, source="planner")
 
@@ -100,9 +114,10 @@ async def extract(
     call_id: str,
 ) -> Any:
     """The quarantined reader: a tool-less model call whose answer must fit `schema`."""
-    response = await ctx.model(
-        extract_prompt(schema, text), system=EXTRACT_SYSTEM, tools=False, model=model
-    )
+    with guard.policy_model_call() if guard is not None else nullcontext():
+        response = await ctx.model(
+            extract_prompt(schema, text), system=EXTRACT_SYSTEM, tools=False, model=model
+        )
     value = parse_extracted(schema, response.content)
     if guard is not None:
         guard.record_extract(call_id, as_json(value))

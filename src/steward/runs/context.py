@@ -393,11 +393,10 @@ class Context:
         if system and self._guard is not None:
             self._guard.trust(system)
         tool_results: list[dict[str, Any]] = []
-        # Planned control flow (the agent's `plan` option): the plan is made from trusted text
-        # before untrusted content reaches the model.
+        # Planned control flow (the agent's `plan` option): before the first call that follows
+        # untrusted content, a planner that sees only trusted text fixes what may run.
         plans = planner.LoopPlanner(self, self._guard, messages, self._selected_tools(tools), model)
         while True:
-            await plans.ensure()
             response = await self.model(messages, tools=tools, model=model, max_tokens=max_tokens)
             messages.append(response.message())
             if not response.tool_calls:
