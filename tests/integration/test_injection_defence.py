@@ -308,3 +308,73 @@ async def test_extract_returns_typed_values_from_a_tool_less_call(
     assert await ctx.extract(schema, "three") == {"n": 3}
     with pytest.raises(ToolError, match="does not fit the schema"):
         await ctx.extract(schema, "three")
+
+
+def _plans(events: list[Any]) -> list[dict[str, Any]]:
+    return [
+        d["policy"]
+        for _, d in events
+        if isinstance(d, dict)
+        and isinstance(d.get("policy"), dict)
+        and d["policy"].get("kind") in ("plan", "plan_invalid")
+    ]
+
+
+@pytest.mark.parametrize(("mode", "paid"), [("auto", True), ("strict", False)])
+async def test_an_answer_that_is_no_plan_falls_back_to_the_taint_rule_unless_strict(
+    upstream: str, control: UpstreamControl, mode: str, paid: bool
+) -> None:
+    LEDGER.clear()
+    prompt = "Read the document and pay DE89370400440532013000 10 EUR."
+    control.script(
+        _call("read_doc"),
+        _call("pay", iban="DE89370400440532013000", amount=10),
+        {"text": "I would rather not plan."},  # the planner's answer
+        {"text": "Done."},
+    )
+    events: list[Any] = []
+    ctx, _ = _context(upstream, AgentPolicy(plan=mode), prompt, events)  # type: ignore[arg-type]
+    result = await ctx.tool_loop(prompt)
+    assert result.text == "Done."
+    assert (LEDGER == [{"iban": "DE89370400440532013000", "amount": 10}]) is paid
+    plans = _plans(events)
+    assert [p["kind"] for p in plans] == ["plan_invalid"] if paid else ["plan_invalid", "plan"]
+    invalid = plans[0]
+    assert invalid["fallback"] == ("taint rule" if paid else "empty plan")
+    decision = _decisions(events)[-1]
+    assert decision["rule"] == ("trusted_arguments" if paid else "plan")
+
+
+async def test_a_later_loop_replans_only_from_a_trusted_prompt(
+    upstream: str, control: UpstreamControl
+) -> None:
+    LEDGER.clear()
+    prompt = "Read the document and pay DE89370400440532013000 80 EUR."
+    plan = {
+        "calls": [
+            {"tool": "read_doc"},
+            {"tool": "pay", "args": {"iban": "request", "amount": "request"}},
+        ]
+    }
+    good = _call("pay", iban="DE89370400440532013000", amount=80)
+    control.script(
+        _call("read_doc"),
+        good,
+        {"text": json.dumps(plan)},
+        {"text": "Paid."},
+        good,
+        {"text": json.dumps(plan)},
+        {"text": "Paid again."},  # the same trusted request
+        good,
+        {"text": "Not paid."},  # a prompt holding the document: no new plan
+    )
+    events: list[Any] = []
+    ctx, _ = _context(upstream, AgentPolicy(), prompt, events)
+    assert (await ctx.tool_loop(prompt)).text == "Paid."
+    assert (await ctx.tool_loop(prompt)).text == "Paid again."
+    document = json.dumps(read_doc())
+    third = await ctx.tool_loop(f"Handle this: {document}")
+    assert third.text == "Not paid."
+    assert [p["kind"] for p in _plans(events)] == ["plan", "plan"]
+    assert len(LEDGER) == 2  # no third payment: no new plan, and a third identical call
+    assert "refused by policy" in third.tool_results[0]["error"]

@@ -218,15 +218,27 @@ class PlanState:
         return self.plan is not None
 
     def adopt(self, plan: Plan, history: Sequence[tuple[str, str]]) -> None:
-        """Adopt `plan`; calls already made (before untrusted content) fill its entries."""
+        """Adopt `plan`; calls already made fill its entries (their results become usable),
+        except writes an earlier plan already counted: a new plan starts its writes afresh."""
+        counted = {c for c in self.bound if self._writes(self._tool_of(c, history))}
         self.plan = plan
         self.failed = False
         self.bound = {}
         self._used = {}
         for name, call_id in history:
+            if call_id in counted:
+                continue
             index = next((i for i, c in enumerate(plan.calls) if c.tool == name), None)
             if index is not None:
                 self.bind(call_id, index)
+
+    def _writes(self, name: str | None) -> bool:
+        tool = self.tools.get(name) if name else None
+        return tool is not None and tool.writes
+
+    @staticmethod
+    def _tool_of(call_id: str, history: Sequence[tuple[str, str]]) -> str | None:
+        return next((name for name, c in history if c == call_id), None)
 
     def bind(self, call_id: str, index: int) -> None:
         self.bound[call_id] = index
