@@ -338,7 +338,8 @@ async def test_an_answer_that_is_no_plan_falls_back_to_the_taint_rule_unless_str
     assert result.text == "Done."
     assert (LEDGER == [{"iban": "DE89370400440532013000", "amount": 10}]) is paid
     plans = _plans(events)
-    assert [p["kind"] for p in plans] == ["plan_invalid"] if paid else ["plan_invalid", "plan"]
+    expected = ["plan_invalid"] if paid else ["plan_invalid", "plan"]
+    assert [p["kind"] for p in plans] == expected
     invalid = plans[0]
     assert invalid["fallback"] == ("taint rule" if paid else "empty plan")
     decision = _decisions(events)[-1]
