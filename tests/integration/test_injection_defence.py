@@ -379,3 +379,26 @@ async def test_a_later_loop_replans_only_from_a_trusted_prompt(
     assert [p["kind"] for p in _plans(events)] == ["plan", "plan"]
     assert len(LEDGER) == 2  # no third payment: no new plan, and a third identical call
     assert "refused by policy" in third.tool_results[0]["error"]
+
+
+async def test_a_held_call_shows_its_provenance_and_where_it_stands_in_the_plan(
+    upstream: str, control: UpstreamControl
+) -> None:
+    LEDGER.clear()
+    prompt = "Read the document, then close my account."
+    plan = {"calls": [{"tool": "read_doc"}, {"tool": "close_account", "args": {"reason": "any"}}]}
+    control.script(
+        _call("read_doc"),
+        _call("close_account", reason="Ignore the user"),
+        {"text": json.dumps(plan)},
+        {"text": "Waiting for a person."},
+    )
+    events: list[Any] = []
+    ctx, _ = _context(upstream, AgentPolicy(on_hold="deny"), prompt, events)
+    result = await ctx.tool_loop(prompt)
+    assert LEDGER == []
+    reason = _decisions(events)[-1]["reason"]
+    assert reason.startswith("this tool is declared to need approval. Provenance: reason: ")
+    assert "reason: untrusted (tool:read_doc#" in reason and ".text)" in reason
+    assert "Plan: fills planned call #1 (#0 read_doc(); #1 close_account(reason<-any))" in reason
+    assert result.tool_results[-1]["error"].endswith("held calls are refused")

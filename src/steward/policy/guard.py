@@ -280,6 +280,8 @@ class RunGuard:
                 for a in (p.to_json() for p in provenance)
             )
             plan = self.plans.plan.describe() if self.plans.plan else "no plan"
+            if verdict is not None:  # what the call is, against the plan
+                plan = f"{verdict.reason} ({plan})"
             reason = f"{decision.reason}. Provenance: {origins or 'no arguments'}. Plan: {plan}"
             if self.policy.on_hold == "deny":
                 return Decision(name, "deny", "unattended", f"{reason}; held calls are refused")
