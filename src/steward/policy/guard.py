@@ -7,8 +7,7 @@ behaviour, and filters what leaves the run; every decision goes to its `Decision
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -17,13 +16,12 @@ from steward.durable.types import JsonObject
 from steward.errors import PolicyBlocked, PolicyStopped
 from steward.models.types import ModelResponse
 from steward.policy.boundary import Decision, decide
+from steward.policy.capabilities import Capabilities
 from steward.policy.declaration import AgentPolicy
 from steward.policy.detectors import Finding, PatternDetector, Screen
 from steward.policy.monitor import Alert, BehaviourMonitor
 from steward.policy.output_filter import OutputFilter
-from steward.policy.plan import Plan, PlanState, PlanVerdict
-from steward.policy.privileges import check as check_privileges
-from steward.policy.provenance import ProvenanceRecord, Source
+from steward.policy.provenance import Source
 from steward.policy.record import DecisionSink, PolicyEvent, RunEventSink, Sinks, StepBuffer
 from steward.policy.stream_filter import StreamFilter
 from steward.policy.taint import TaintState
@@ -75,41 +73,10 @@ class RunGuard:
         self._model_calls: set[str] = set()
         if policy.taint == "plan" and isinstance(policy.plan, tuple):
             self.taint.freeze(policy.plan)
-        self.provenance = ProvenanceRecord()
-        self.plans = PlanState(tools, self.provenance)
-        self._history: list[tuple[str, str]] = []  # (tool, call id) of the calls that ran
-        self._pending: dict[str, tuple[int | None, bool]] = {}  # call id -> (plan index, asked)
-        self._asked: set[str] = set()  # calls the user's request asked for (trusted arguments)
-        self._policy_calls = 0  # model calls the policy itself is about to make
-
-    @contextmanager
-    def policy_model_call(self) -> Iterator[None]:
-        """Around the planner's or the quarantined reader's model call: its size says nothing
-        about the agent's behaviour, so the token monitor skips it."""
-        self._policy_calls = 1
-        try:
-            yield
-        finally:
-            self._policy_calls = 0
-
-    @property
-    def plan_mode(self) -> str:
-        """ "strict" or "off": the agent's `plan` option with "auto" resolved."""
-        mode = self.policy.plan
-        if mode == "auto":
-            writes = any(t.writes for t in self.tools.values())
-            return "strict" if writes and self.policy.taint != "off" else "off"
-        return "strict" if mode == "strict" else "off"
-
-    @property
-    def needs_plan(self) -> bool:
-        """Planned control flow is on and no plan was made yet."""
-        return self.plan_mode == "strict" and not self.plans.active and not self.plans.failed
-
-    def set_plan(self, plan: Plan, *, source: str) -> None:
-        """Adopt a plan made from trusted input only (`source` says by whom)."""
-        self.plans.adopt(plan, self._history)
-        self.sink.record(PolicyEvent("plan", {"source": source, **plan.to_json()}))
+        # Plans, provenance and privileges: what may run once untrusted content is in.
+        self.capabilities = Capabilities(policy, tools, self.sink.record)
+        self.provenance = self.capabilities.provenance
+        self.plans = self.capabilities.plans
 
     # -- the journal -------------------------------------------------------------------------
 
@@ -215,7 +182,10 @@ class RunGuard:
         model_chosen = _signature(name, arguments) in self._model_calls
         tool = self.tools.get(name)
         provenance = self.provenance.arguments(arguments)
-        verdict = self._plan_verdict(name, provenance, model_chosen)
+        caps = self.capabilities
+        verdict = caps.verdict(
+            name, provenance, model_chosen=model_chosen, tainted=self.taint.tainted
+        )
         decision = decide(
             self.policy,
             name,
@@ -226,7 +196,7 @@ class RunGuard:
             provenance=self.provenance,
             plan_passed=verdict is not None and verdict.allowed,
         )
-        decision = self._narrow(decision, name, arguments, verdict, provenance)
+        decision = caps.narrow(decision, arguments, verdict, provenance)
         self.sink.record(
             PolicyEvent(
                 "tool_decision",
@@ -241,51 +211,7 @@ class RunGuard:
         if decision.verdict == "deny":
             raise PolicyBlocked(f"tool {name!r} refused by policy: {decision.reason}", decision)
         if call_id is not None:
-            asked = all(a.trusted for a in provenance) or (verdict is not None and verdict.allowed)
-            self._pending[call_id] = (verdict.index if verdict else None, asked)
-        return decision
-
-    def _plan_verdict(
-        self, name: str, provenance: list[Any], model_chosen: bool
-    ) -> PlanVerdict | None:
-        if not (model_chosen and self.taint.tainted and self.plan_mode == "strict"):
-            return None
-        if not self.plans.active:
-            if self.policy.plan != "strict":
-                return None  # "auto" without a planner (a hand-written loop): the taint rule
-            return PlanVerdict(False, None, "no plan was made before untrusted content", ())
-        return self.plans.check(name, provenance)
-
-    def _narrow(
-        self,
-        decision: Decision,
-        name: str,
-        arguments: dict[str, Any],
-        verdict: PlanVerdict | None,
-        provenance: list[Any],
-    ) -> Decision:
-        """Privileges, the plan and unattended mode, applied to what the boundary allowed."""
-        if decision.verdict == "deny":
-            return decision
-        limits = (*self.policy.privileges, *(self.plans.plan.limits if self.plans.plan else ()))
-        refusal = check_privileges(limits, name, arguments, self.provenance)
-        if refusal is not None:
-            return Decision(name, "deny", "privilege", refusal.reason)
-        if verdict is not None and not verdict.allowed:
-            return Decision(name, "deny", "plan", verdict.reason)
-        if decision.verdict == "needs_approval":
-            origins = "; ".join(
-                f"{a['path']}: {a['origin']}"
-                + (f" ({', '.join(a['sources'])})" if a["sources"] else "")
-                for a in (p.to_json() for p in provenance)
-            )
-            plan = self.plans.plan.describe() if self.plans.plan else "no plan"
-            if verdict is not None:  # what the call is, against the plan
-                plan = f"{verdict.reason} ({plan})"
-            reason = f"{decision.reason}. Provenance: {origins or 'no arguments'}. Plan: {plan}"
-            if self.policy.on_hold == "deny":
-                return Decision(name, "deny", "unattended", f"{reason}; held calls are refused")
-            return Decision(name, "needs_approval", decision.rule, reason)
+            caps.expect(call_id, verdict, provenance)
         return decision
 
     def admit_result(self, name: str, result: Any) -> dict[str, Any]:
@@ -313,17 +239,8 @@ class RunGuard:
     ) -> None:
         """After the step, from journaled data only: taint, provenance, plan and monitoring."""
         self.taint.called(name)
-        index, asked = self._pending.pop(call_id, (None, False)) if call_id else (None, False)
         if data is not None and call_id is not None:
-            untrusted = bool(data.get("untrusted", True))
-            source = Source("tool", trusted=not untrusted, tool=name, call_id=call_id)
-            self.provenance.add(data.get("result"), source)
-            self._history.append((name, call_id))
-            self.plans.results[call_id] = data.get("result")
-            if index is not None:
-                self.plans.bind(call_id, index)
-            if asked:
-                self._asked.add(call_id)
+            self.capabilities.ran(name, call_id, data)
         if data is not None and data.get("untrusted", True):
             self._mark(f"tool:{name}")
         denied = isinstance(error, PolicyBlocked)
@@ -345,7 +262,7 @@ class RunGuard:
     def after_model(self, response: ModelResponse) -> None:
         """From the journaled response: the calls the model chose, and its token use."""
         self._model_calls |= {_signature(c.name, c.arguments) for c in response.tool_calls}
-        if self._policy_calls:  # the planner or the reader: not the agent's behaviour
+        if self.capabilities.in_policy_call:  # the planner or the reader: not the agent's
             return
         usage = response.usage
         self._alert(self.monitor.after_model(usage.input_tokens + usage.output_tokens))
@@ -359,20 +276,6 @@ class RunGuard:
         if alert.refuse:  # a repeated call: refused, and the model may do something else
             raise PolicyBlocked(f"call refused by policy: {alert.message}")
 
-    def record_extract(self, call_id: str, value: Any) -> None:
-        """Values the quarantined reader produced: untrusted, whatever shape they have."""
-        self.provenance.add(value, Source("extract", trusted=False, call_id=call_id))
-
-    def asked_for(self, value: str) -> bool:
-        """Whether the final answer may show `value` (an email, a link): it is trusted, or is a
-        whole value of a result the user's request asked for."""
-        if self.provenance.trusted(value):
-            return True
-        return any(
-            s.kind == "tool" and s.call_id in self._asked
-            for s in self.provenance.whole_value_sources(value)
-        )
-
     # -- what leaves the run ------------------------------------------------------------------
 
     def stream_filter(self) -> StreamFilter:
@@ -384,7 +287,9 @@ class RunGuard:
     def filter_output(self, output: dict[str, Any]) -> dict[str, Any]:
         """Filter the run's output, then hold it to the agent's output model again."""
         counts: Counter[str] = Counter()
-        filtered: dict[str, Any] = self.output.json(output, counts, keep=self.asked_for)
+        filtered: dict[str, Any] = self.output.json(
+            output, counts, keep=self.capabilities.asked_for
+        )
         if counts:
             self.sink.record(PolicyEvent("redaction", {"where": "output", "counts": dict(counts)}))
         if self.output_model is not None:

@@ -78,13 +78,13 @@ class LoopPlanner:
 
     async def ensure(self) -> None:
         guard = self._guard
-        if guard is None or guard.plan_mode != "strict" or not guard.taint.tainted:
+        if guard is None or guard.capabilities.plan_mode != "strict" or not guard.taint.tainted:
             return
         if (guard.plans.active or guard.plans.failed) and not self._replan:
             return
         self._replan = False
         request = "\n\n".join([*self._system, *self._users]) or "(no request)"
-        with guard.policy_model_call():
+        with guard.capabilities.policy_model_call():
             response = await self._ctx.model(
                 planner_prompt(request, self._tools),
                 system=PLANNER_SYSTEM,
@@ -101,7 +101,7 @@ class LoopPlanner:
                 guard.plans.failed = True
                 return
             plan = Plan()  # nothing may run once untrusted content is in; the model is told
-        guard.set_plan(plan, source="planner")
+        guard.capabilities.set_plan(plan, source="planner")
 
 
 async def extract(
@@ -114,11 +114,11 @@ async def extract(
     call_id: str,
 ) -> Any:
     """The quarantined reader: a tool-less model call whose answer must fit `schema`."""
-    with guard.policy_model_call() if guard is not None else nullcontext():
+    with guard.capabilities.policy_model_call() if guard is not None else nullcontext():
         response = await ctx.model(
             extract_prompt(schema, text), system=EXTRACT_SYSTEM, tools=False, model=model
         )
     value = parse_extracted(schema, response.content)
     if guard is not None:
-        guard.record_extract(call_id, as_json(value))
+        guard.capabilities.record_extract(call_id, as_json(value))
     return value

@@ -273,7 +273,7 @@ class Context:
             return
         if isinstance(plan, Plan | dict):
             parsed = plan if isinstance(plan, Plan) else Plan.from_json(plan, self._tools)
-            self._guard.set_plan(parsed, source="code")
+            self._guard.capabilities.set_plan(parsed, source="code")
         elif not self._guard.taint.tainted:
             self._guard.taint.freeze(list(plan))
 
