@@ -1,6 +1,6 @@
 """Prompt-injection attack success and utility under attack, with nobody approving anything.
 
-Every pair of Steward's own suite (`benchmarks/injection_suite.py`: user tasks x injections over
+Every pair of Steward's own suite (`benchmarks/injection_*.py`: user tasks x injections over
 email, files and banking tools) runs through `Context.tool_loop`, the real gateway and an
 OpenAI-compatible HTTP upstream answering from the suite's scripted models (a planner that
 plans from the request alone, an executor that obeys every injection). Three policies, in the
