@@ -92,9 +92,22 @@ def fetch_page(url: str) -> str:
     )
 
 
-@app.agent(name="inbox", tools=["read_inbox", "send_email"], max_steps=10, timeout_s=60)
+@app.agent(
+    name="inbox",
+    tools=["read_inbox", "send_email"],
+    policy=AgentPolicy(plan="off"),  # the approval path: no planner before untrusted content
+    max_steps=10,
+    timeout_s=60,
+)
 async def inbox(ctx: Context, input: Ask) -> str:
     """Reads the inbox and acts on the user's request."""
+    result = await ctx.tool_loop(input.message, system="You are an email assistant.")
+    return result.text
+
+
+@app.agent(name="inbox_guarded", tools=["read_inbox", "send_email"], max_steps=10, timeout_s=60)
+async def inbox_guarded(ctx: Context, input: Ask) -> str:
+    """The default policy: it holds a write tool, so its tool loop plans before untrusted reads."""
     result = await ctx.tool_loop(input.message, system="You are an email assistant.")
     return result.text
 
@@ -102,7 +115,7 @@ async def inbox(ctx: Context, input: Ask) -> str:
 @app.agent(
     name="inbox_plan",
     tools=["read_inbox", "send_email"],
-    policy=AgentPolicy(taint="plan"),
+    policy=AgentPolicy(taint="plan", plan="off"),
     max_steps=10,
     timeout_s=60,
 )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from steward.policy.declaration import AgentPolicy
+from steward.policy.provenance import ProvenanceRecord
 from steward.policy.taint import TaintState
 from steward.tools.registry import Tool
 
@@ -45,8 +46,13 @@ def decide(
     taint: TaintState,
     *,
     model_chosen: bool = True,
+    provenance: ProvenanceRecord | None = None,
+    plan_passed: bool = False,
 ) -> Decision:
-    """The decision for calling tool `name` (None: not in the agent's allowlist)."""
+    """The decision for calling tool `name` (None: not in the agent's allowlist).
+
+    `plan_passed`: the call already passed the run's plan, which replaces the taint rule.
+    """
     if tool is None:
         return Decision(name, "deny", "allowlist", f"tool {name!r} is not allowed for this agent")
     if tool.writes and policy.require_idempotency and tool.context_param is None:
@@ -69,22 +75,33 @@ def decide(
         return Decision(
             name, "needs_approval", "declared", "this tool is declared to need approval"
         )
-    if tool.writes and model_chosen and taint.tainted and policy.taint != "off":
-        return _tainted_write(policy, name, arguments, taint)
+    if tool.writes and model_chosen and taint.tainted and policy.taint != "off" and not plan_passed:
+        return _tainted_write(policy, name, arguments, taint, provenance)
     return Decision(
         name, "allow", "write" if tool.writes else "read", "within the agent's boundary"
     )
 
 
 def _tainted_write(
-    policy: AgentPolicy, name: str, arguments: dict[str, Any], taint: TaintState
+    policy: AgentPolicy,
+    name: str,
+    arguments: dict[str, Any],
+    taint: TaintState,
+    provenance: ProvenanceRecord | None,
 ) -> Decision:
     sources = ", ".join(dict.fromkeys(taint.sources))
     if policy.taint == "block_writes":
         return Decision(
             name, "deny", "tainted_write", f"write after untrusted content from {sources}"
         )
-    untrusted = taint.untrusted_arguments(arguments)
+    if policy.arguments == "provenance" and provenance is not None:
+        untrusted = [
+            f"{a.path} (from {', '.join(sorted({s.label() for s in a.sources})) or 'no input'})"
+            for a in provenance.arguments(arguments)
+            if not a.trusted
+        ]
+    else:
+        untrusted = taint.untrusted_arguments(arguments)
     if not untrusted:
         return Decision(
             name, "allow", "trusted_arguments", "every argument comes from trusted input"

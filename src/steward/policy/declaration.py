@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from steward.policy.privileges import ArgumentRule
+
 TaintMode = Literal["approve_writes", "block_writes", "plan", "off"]
 """What may happen once untrusted content is in a run's context.
 
@@ -20,6 +22,16 @@ TaintMode = Literal["approve_writes", "block_writes", "plan", "off"]
   the declared `plan`, or to the tools called so far), and writes are treated as in
   `approve_writes`.
 - `off`: no taint rule (the other layers still apply).
+"""
+
+PlanMode = Literal["auto", "strict", "off"]
+"""Planned control flow in `Context.tool_loop` (see `steward.policy.plan`).
+
+- `strict`: before untrusted content reaches the model, a planner call that sees only the trusted
+  request commits to the calls it needs; afterwards calls outside the plan, and untrusted values
+  outside the slots the plan gave them, are refused (the model is told, the run goes on).
+- `auto` (the default): `strict` for agents that hold a write tool, `off` otherwise.
+- `off`: no planner; the taint rule decides.
 """
 
 
@@ -58,6 +70,10 @@ class MonitorPolicy:
     max_identical_calls: int = 3  # the same tool with the same arguments, in one run
     max_consecutive_failures: int = 3
     max_denials: int = 3
+    # False (the default): a repeated call is refused (told to the model, which may recover)
+    # and denials only raise events; the step cap bounds the run. True: both end the run.
+    # With `stop_run=False` neither refuses nor stops: events only.
+    refusals_stop_run: bool = False
     token_spike_factor: float = 5.0  # a model call this many times the run's mean so far
     max_tokens_per_call: int | None = None
     stop_run: bool = True
@@ -66,7 +82,13 @@ class MonitorPolicy:
 @dataclass(frozen=True)
 class AgentPolicy:
     taint: TaintMode = "approve_writes"
-    plan: tuple[str, ...] | None = None  # the frozen tool set for taint="plan"
+    # A PlanMode, or (with taint="plan") the frozen tool set; None behaves as "off".
+    plan: PlanMode | tuple[str, ...] | None = "auto"
+    privileges: tuple[ArgumentRule, ...] = ()  # per-tool rules on argument values
+    on_hold: Literal["wait", "deny"] = "wait"  # "deny": held calls are refused at once
+    # How an argument is matched to trusted input: by value or whole tokens ("provenance"), or
+    # by substring of trusted text ("substring": the behaviour before provenance, unsafe).
+    arguments: Literal["provenance", "substring"] = "provenance"
     approval_required: tuple[str, ...] = ()  # tools that always need a human's approval
     trusted_tools: tuple[str, ...] = ()  # tools whose results do not taint the run
     goals: tuple[GoalRule, ...] = ()
@@ -78,6 +100,7 @@ class AgentPolicy:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["privileges"] = [r.to_json() for r in self.privileges]
         data["goals"] = [
             {"name": g.label, "pattern": g.pattern, "action": g.action} for g in self.goals
         ]

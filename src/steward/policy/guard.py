@@ -16,10 +16,12 @@ from steward.durable.types import JsonObject
 from steward.errors import PolicyBlocked, PolicyStopped
 from steward.models.types import ModelResponse
 from steward.policy.boundary import Decision, decide
+from steward.policy.capabilities import Capabilities
 from steward.policy.declaration import AgentPolicy
 from steward.policy.detectors import Finding, PatternDetector, Screen
 from steward.policy.monitor import Alert, BehaviourMonitor
 from steward.policy.output_filter import OutputFilter
+from steward.policy.provenance import Source
 from steward.policy.record import DecisionSink, PolicyEvent, RunEventSink, Sinks, StepBuffer
 from steward.policy.stream_filter import StreamFilter
 from steward.policy.taint import TaintState
@@ -66,9 +68,15 @@ class RunGuard:
         self.taint = TaintState()
         self.monitor = BehaviourMonitor(policy.monitor)
         self._input_untrusted = input_untrusted
-        self._model_calls: set[str] = set()  # tool calls of the latest model response
-        if policy.taint == "plan" and policy.plan is not None:
+        # Every tool call a model response of this run proposed: a later model call (a planner,
+        # an extractor) must not turn a proposed call into one the rules do not bind.
+        self._model_calls: set[str] = set()
+        if policy.taint == "plan" and isinstance(policy.plan, tuple):
             self.taint.freeze(policy.plan)
+        # Plans, provenance and privileges: what may run once untrusted content is in.
+        self.capabilities = Capabilities(policy, tools, self.sink.record)
+        self.provenance = self.capabilities.provenance
+        self.plans = self.capabilities.plans
 
     # -- the journal -------------------------------------------------------------------------
 
@@ -122,12 +130,14 @@ class RunGuard:
             self._mark("input")
         else:
             self.taint.trust(cleaned)
+        self.provenance.add(cleaned, Source("request", trusted=not self._input_untrusted))
         self._apply_goals(cleaned)
         return cleaned
 
     def trust(self, value: Any) -> None:
         """Developer-written text (a system prompt) joins the trusted values."""
         self.taint.trust(value)
+        self.provenance.add(value, Source("system", trusted=True))
 
     def _apply_goals(self, value: Any) -> None:
         text = "\n".join(json_strings(value))
@@ -161,19 +171,47 @@ class RunGuard:
         """Outside the journaled step: loop detection from the run's history."""
         self._alert(self.monitor.before_tool(name, arguments))
 
-    def check_tool(self, name: str, arguments: dict[str, Any]) -> Decision:
+    def check_tool(
+        self, name: str, arguments: dict[str, Any], call_id: str | None = None
+    ) -> Decision:
         """Before the step, from journaled state; raises `PolicyBlocked` for a refusal.
 
-        A `needs_approval` decision is returned for the run's approval gate to ask a person.
+        A `needs_approval` decision is returned for the run's approval gate to ask a person
+        (or refused at once when the agent runs unattended, `on_hold="deny"`).
         """
         model_chosen = _signature(name, arguments) in self._model_calls
         tool = self.tools.get(name)
-        decision = decide(self.policy, name, tool, arguments, self.taint, model_chosen=model_chosen)
+        provenance = self.provenance.arguments(arguments)
+        caps = self.capabilities
+        verdict = caps.verdict(
+            name, provenance, model_chosen=model_chosen, tainted=self.taint.tainted
+        )
+        decision = decide(
+            self.policy,
+            name,
+            tool,
+            arguments,
+            self.taint,
+            model_chosen=model_chosen,
+            provenance=self.provenance,
+            plan_passed=verdict is not None and verdict.allowed,
+        )
+        decision = caps.narrow(decision, arguments, verdict, provenance)
         self.sink.record(
-            PolicyEvent("tool_decision", {**decision.to_json(), "model_chosen": model_chosen})
+            PolicyEvent(
+                "tool_decision",
+                {
+                    **decision.to_json(),
+                    "model_chosen": model_chosen,
+                    "provenance": [a.to_json() for a in provenance],
+                    **({"plan": verdict.to_json()} if verdict is not None else {}),
+                },
+            )
         )
         if decision.verdict == "deny":
             raise PolicyBlocked(f"tool {name!r} refused by policy: {decision.reason}", decision)
+        if call_id is not None:
+            caps.expect(call_id, verdict, provenance)
         return decision
 
     def admit_result(self, name: str, result: Any) -> dict[str, Any]:
@@ -192,9 +230,17 @@ class RunGuard:
                 cleaned = {"withheld": f"tool result withheld by policy: matched {rules}"}
         return {"result": cleaned, "untrusted": True}
 
-    def after_tool(self, name: str, data: dict[str, Any] | None, error: Exception | None) -> None:
-        """After the step, from journaled data only: taint, plan freeze and monitoring."""
+    def after_tool(
+        self,
+        name: str,
+        data: dict[str, Any] | None,
+        error: Exception | None,
+        call_id: str | None = None,
+    ) -> None:
+        """After the step, from journaled data only: taint, provenance, plan and monitoring."""
         self.taint.called(name)
+        if data is not None and call_id is not None:
+            self.capabilities.ran(name, call_id, data)
         if data is not None and data.get("untrusted", True):
             self._mark(f"tool:{name}")
         denied = isinstance(error, PolicyBlocked)
@@ -215,7 +261,9 @@ class RunGuard:
 
     def after_model(self, response: ModelResponse) -> None:
         """From the journaled response: the calls the model chose, and its token use."""
-        self._model_calls = {_signature(c.name, c.arguments) for c in response.tool_calls}
+        self._model_calls |= {_signature(c.name, c.arguments) for c in response.tool_calls}
+        if self.capabilities.in_policy_call:  # the planner or the reader: not the agent's
+            return
         usage = response.usage
         self._alert(self.monitor.after_model(usage.input_tokens + usage.output_tokens))
 
@@ -225,6 +273,8 @@ class RunGuard:
         self.sink.record(PolicyEvent("monitor", alert.to_json()))
         if alert.stop:
             raise PolicyStopped(alert.message, reason=alert.rule)
+        if alert.refuse:  # a repeated call: refused, and the model may do something else
+            raise PolicyBlocked(f"call refused by policy: {alert.message}")
 
     # -- what leaves the run ------------------------------------------------------------------
 
@@ -237,7 +287,9 @@ class RunGuard:
     def filter_output(self, output: dict[str, Any]) -> dict[str, Any]:
         """Filter the run's output, then hold it to the agent's output model again."""
         counts: Counter[str] = Counter()
-        filtered: dict[str, Any] = self.output.json(output, counts)
+        filtered: dict[str, Any] = self.output.json(
+            output, counts, keep=self.capabilities.asked_for
+        )
         if counts:
             self.sink.record(PolicyEvent("redaction", {"where": "output", "counts": dict(counts)}))
         if self.output_model is not None:

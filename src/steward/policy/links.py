@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -49,9 +49,17 @@ class LinkFilter:
         """False when `text` holds no link, image or URL this filter could change."""
         return "](" in text or "<" in text or "://" in text or "]:" in text
 
-    def filter(self, text: str, counts: Counter[str] | None = None) -> str:
+    def filter(
+        self,
+        text: str,
+        counts: Counter[str] | None = None,
+        keep: Callable[[str], bool] | None = None,
+    ) -> str:
+        """Foreign links out; a URL for which `keep` answers True stays."""
         if not self.may_match(text):
             return text
+        if keep is not None:
+            return _Kept(self.allowed_hosts, keep).filter(text, counts)
         tally = counts if counts is not None else Counter()
         text = _MD_IMAGE.sub(partial(self._markdown, tally, "image", 2), text)
         text = _MD_LINK.sub(partial(self._markdown, tally, "link", 2), text)
@@ -82,3 +90,14 @@ class LinkFilter:
             return url
         tally["query"] += 1
         return url[:cut] + "[query removed]"
+
+
+class _Kept(LinkFilter):
+    """A link filter that also allows the URLs `keep` names."""
+
+    def __init__(self, allowed_hosts: tuple[str, ...], keep: Callable[[str], bool]) -> None:
+        self.allowed_hosts = allowed_hosts
+        self._keep = keep
+
+    def allowed(self, url: str) -> bool:
+        return super().allowed(url) or self._keep(url.strip())

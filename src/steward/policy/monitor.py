@@ -19,9 +19,15 @@ class Alert:
     rule: str  # loop | tool_failures | denials | token_spike
     message: str
     stop: bool
+    refuse: bool = False  # refuse the call at hand instead (repeated calls)
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "message": self.message, "stop": self.stop}
+        return {
+            "rule": self.rule,
+            "message": self.message,
+            "stop": self.stop,
+            "refuse": self.refuse,
+        }
 
 
 class BehaviourMonitor:
@@ -39,16 +45,20 @@ class BehaviourMonitor:
         self._calls[signature] += 1
         count = self._calls[signature]
         if count >= self.policy.max_identical_calls:
-            return self._alert(
-                "loop", f"{name} called {count} times with the same arguments, without progress"
-            )
+            message = f"{name} called {count} times with the same arguments, without progress"
+            if self.policy.stop_run and not self.policy.refusals_stop_run:
+                return Alert("loop", message, stop=False, refuse=True)
+            return self._alert("loop", message)
         return None
 
     def after_tool(self, *, failed: bool, denied: bool) -> Alert | None:
         if denied:
             self._denials += 1
             if self._denials >= self.policy.max_denials:
-                return self._alert("denials", f"{self._denials} tool calls refused by policy")
+                message = f"{self._denials} tool calls refused by policy"
+                if not self.policy.refusals_stop_run:
+                    return Alert("denials", message, stop=False)
+                return self._alert("denials", message)
             return None
         self._consecutive_failures = self._consecutive_failures + 1 if failed else 0
         if self._consecutive_failures >= self.policy.max_consecutive_failures:

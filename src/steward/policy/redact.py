@@ -75,6 +75,8 @@ _NUMBER_RUN = re.compile(r"[+(\d][\d ().\-]{5,}\d\)?")
 SECRET_KINDS = frozenset(name for name, _, _ in _SECRETS)
 PII_KINDS = frozenset(name for name, _, _ in _PII)
 ALL_KINDS = SECRET_KINDS | PII_KINDS
+SPARED_KINDS = frozenset({"email"})
+"""Kinds a final answer keeps when the user asked for the value (see `OutputFilter.text`)."""
 
 
 def luhn_valid(digits: str) -> bool:
@@ -195,8 +197,16 @@ class Redactor:
         scan = _SCAN_ASCII if text.isascii() else _SCAN_UNICODE
         return scan.search(text) is not None
 
-    def redact(self, text: str, counts: Counter[str] | None = None) -> str:
-        """`text` with every match replaced; tallies the kinds found into `counts`."""
+    def redact(
+        self,
+        text: str,
+        counts: Counter[str] | None = None,
+        keep: Callable[[str], bool] | None = None,
+    ) -> str:
+        """`text` with every match replaced; tallies the kinds found into `counts`.
+
+        A personal-data match for which `keep` answers True stays; secrets always go.
+        """
         if not self.may_match(text):
             return text  # the common case: nothing any rule could match
         lower: str | None = None
@@ -212,19 +222,21 @@ class Redactor:
                     haystack = text
                 if not any(gate in haystack for gate in rule.gates):
                     continue
-            text = rule.pattern.sub(_replacer(rule, counts), text)
+            text = rule.pattern.sub(_replacer(rule, counts, keep), text)
         if self._number_rules and has_numbers:
-            text = _NUMBER_RUN.sub(self._number_replacer(counts), text)
+            text = _NUMBER_RUN.sub(self._number_replacer(counts, keep), text)
         return text
 
-    def _number_replacer(self, counts: Counter[str] | None) -> Callable[[re.Match[str]], str]:
+    def _number_replacer(
+        self, counts: Counter[str] | None, keep: Callable[[str], bool] | None = None
+    ) -> Callable[[re.Match[str]], str]:
         def replace(match: re.Match[str]) -> str:
             run = match.group(0)
             start, end, whole = match.start(), match.end(), match.string
             if (start and _joined(whole[start - 1])) or (end < len(whole) and _joined(whole[end])):
                 return run  # part of a longer token, such as a UUID
             for rule in self._number_rules:
-                run = rule.pattern.sub(_replacer(rule, counts), run)
+                run = rule.pattern.sub(_replacer(rule, counts, keep), run)
             return run
 
         return replace
@@ -247,13 +259,19 @@ def _joined(char: str) -> bool:
     return char.isalnum() or char in "-_"
 
 
-def _replacer(rule: _Rule, counts: Counter[str] | None) -> Callable[[re.Match[str]], str]:
+def _replacer(
+    rule: _Rule, counts: Counter[str] | None, keep: Callable[[str], bool] | None = None
+) -> Callable[[re.Match[str]], str]:
+    spare = keep if rule.kind in SPARED_KINDS else None
+
     def replace(match: re.Match[str]) -> str:
         value = match.group(0)
         start = match.start()
         if start and match.string[start - 1].isalnum():  # not at a word start: no match
             return value
         if rule.check is not None and not rule.check(value):
+            return value
+        if spare is not None and spare(value):
             return value
         if counts is not None:
             counts[rule.kind] += 1

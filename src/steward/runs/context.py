@@ -40,7 +40,10 @@ from steward.models.types import (
     Usage,
 )
 from steward.observe.tracing import Tracing
+from steward.policy import planner
+from steward.policy.extract import Schema
 from steward.policy.guard import RunGuard
+from steward.policy.plan import Plan
 from steward.runs.agent import Agent
 from steward.runs.agent_store import AgentStore, installed
 from steward.runs.approval import ApprovalGate
@@ -233,7 +236,7 @@ class Context:
                 guard.after_tool(name, None, exc)
             raise
         if guard is not None:
-            guard.after_tool(name, data, None)
+            guard.after_tool(name, data, None, call_id=call_id)
         self._emit("updates", {"tool": {"step": step, "name": name, "result": data["result"]}})
         return data["result"]
 
@@ -248,7 +251,7 @@ class Context:
     ) -> tuple[Tool, dict[str, Any]]:
         """The policy's decision, made from journaled state; approval waits for a person."""
         try:
-            decision = guard.check_tool(name, arguments)
+            decision = guard.check_tool(name, arguments, call_id)
             assert tool is not None  # the allowlist rule refuses unknown tools
             if decision.verdict == "needs_approval":
                 reason = f"policy ({decision.rule}): {decision.reason}"
@@ -260,10 +263,29 @@ class Context:
             raise
         return tool, arguments
 
-    def plan(self, tools: Sequence[str]) -> None:
-        """Plan-then-execute: fix the tools this run may use once untrusted content arrives."""
-        if self._guard is not None and not self._guard.taint.tainted:
-            self._guard.taint.freeze(list(tools))
+    def plan(self, plan: Plan | dict[str, Any] | Sequence[str]) -> None:
+        """Plan-then-execute, from the developer's code (trusted by construction).
+
+        A `Plan` (or its JSON) fixes the calls and argument slots allowed once untrusted content
+        arrives (see `steward.policy.plan`); a list of tool names only fixes the tools, and only
+        before the first untrusted read.
+        """
+        if self._guard is None:
+            return
+        if isinstance(plan, Plan | dict):
+            parsed = plan if isinstance(plan, Plan) else Plan.from_json(plan, self._tools)
+            self._guard.capabilities.set_plan(parsed, source="code")
+        elif not self._guard.taint.tainted:
+            self._guard.taint.freeze(list(plan))
+
+    async def extract(self, schema: Schema, text: str, *, model: str | None = None) -> Any:
+        """Typed values from untrusted `text`, read by a model offered no tools.
+
+        `schema` is a Pydantic model (an instance is returned) or a JSON-schema dict; the
+        values are recorded as untrusted. Raises `ToolError` when the answer does not fit.
+        """
+        call_id = f"extract_{self.run_id}_{self.totals.steps + 1}"
+        return await planner.extract(self, self._guard, schema, text, model=model, call_id=call_id)
 
     def sandbox(
         self,
@@ -377,12 +399,16 @@ class Context:
         if system and self._guard is not None:
             self._guard.trust(system)
         tool_results: list[dict[str, Any]] = []
+        # Planned control flow (the agent's `plan` option): before the first call that follows
+        # untrusted content, a planner that sees only trusted text fixes what may run.
+        plans = planner.LoopPlanner(self, self._guard, messages, self._selected_tools(tools), model)
         while True:
             response = await self.model(messages, tools=tools, model=model, max_tokens=max_tokens)
             messages.append(response.message())
             if not response.tool_calls:
                 return LoopResult(response.content, messages, tool_results)
             for call in response.tool_calls:
+                await plans.ensure()
                 content = await self._tool_result_for_model(call, tool_results)
                 messages.append(
                     Message(role="tool", content=content, tool_call_id=call.id, name=call.name)
