@@ -168,6 +168,19 @@ class Settings(BaseSettings):
     trace_flush_interval_ms: int = Field(
         default=200, description="How often finished spans are written to the trace store."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="A bearer token that may read `/metrics` (and nothing else), for a "
+        "Prometheus scrape; admin API keys may always read it.",
+    )
+    ui_session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs dashboard session cookies; the same on every API server. "
+        "Default: a random key kept in `home/ui_session.key`.",
+    )
+    ui_session_ttl_s: float = Field(
+        default=8 * 3600, gt=0, description="How long a dashboard login lasts."
+    )
     queue_poll_interval_s: float = Field(
         default=0.05, description="How often a separate `steward worker` looks for queued runs."
     )
