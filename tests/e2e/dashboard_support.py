@@ -4,6 +4,7 @@ and screenshots saved under `artifacts/screenshots/` for CI."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -37,6 +38,8 @@ def start_dashboard_server(home: Path, upstream: str) -> StewardProcess:
         OPENAI_API_KEY="sk-test-openai",
         STEWARD_OPENAI_BASE_URL=f"{upstream}/v1",
         STEWARD_METRICS_TOKEN="scrape-token-for-tests",
+        # A cap the cost page shows the use of.
+        STEWARD_GATEWAY=json.dumps({"caps": {"tenant_monthly_usd": 1.0}}),
     )
     process.start()
     return process

@@ -246,6 +246,36 @@ def test_support_run_shows_its_waterfall_with_span_count_and_cost(
     page.screenshot(path=screenshot_path("run-detail"), full_page=True)
 
 
+def test_a_running_runs_events_stream_into_its_page(
+    page: Page, dashboard: StewardProcess, admin_key: str, upstream: str
+) -> None:
+    control = UpstreamControl(upstream)
+    control.script(
+        {"tool_calls": [{"name": "lookup_order", "arguments": {"order_id": 1001}}]},
+        {"text": "Order 1001 was delivered by UPS on the second of November."},
+    )
+    control.faults(chunk_delay_s=0.15)  # the answer streams for a while
+    try:
+        log_in(page, dashboard, admin_key)
+        with api(dashboard, admin_key) as client:
+            started = client.post(
+                "/runs", json={"assistant_id": "support", "input": {"message": "Order 1001?"}}
+            )
+            assert started.status_code == 200, started.text
+            run_id = started.json()["run_id"]
+        page.goto(f"{dashboard.url}/ui/runs/{run_id}")
+        # Whether the page opened mid-run or after it, the run's events arrive in order.
+        expect(page.locator("#stream-text")).to_have_text(
+            "Order 1001 was delivered by UPS on the second of November.", timeout=30_000
+        )
+        expect(page.locator("#stream-events")).to_contain_text("tool lookup_order answered")
+        expect(page.locator("#stream-state")).to_have_text("ended")
+        expect(page.locator("#run-status")).to_have_text("success")
+        expect(page.locator("#run-output")).to_contain_text("delivered by UPS")
+    finally:
+        control.reset()
+
+
 def test_approving_a_paused_call_from_the_ui_finishes_the_run(
     page: Page, dashboard: StewardProcess, admin_key: str
 ) -> None:
@@ -329,6 +359,9 @@ def test_cost_chart_and_health_page(
     today = bars.last
     assert float(today.get_attribute("data-usd") or 0) >= run["usage"]["cost_usd"]
     expect(page.locator("#cost-groups")).to_contain_text("support")
+    cap = page.locator("#caps tr", has_text="tenant_monthly")
+    expect(cap).to_contain_text("$1.000000")
+    assert float(cap.locator("meter").get_attribute("value") or 0) > 0
     page.screenshot(path=screenshot_path("costs"), full_page=True)
     page.goto(f"{dashboard.url}/ui/costs?by=model&days=7")
     expect(page.locator("#cost-groups")).to_contain_text("gpt-4.1-mini")

@@ -1,7 +1,8 @@
 """Counts every HTTP answer by method, route template and status (`steward_http_requests`).
 
 The route template (`/runs/{run_id}`), not the path, is the label: ids would make a series per
-request. Requests no route matched share the label `unmatched`.
+request. The proxy endpoints, which skip the router, are labelled by their (fixed) paths;
+requests no route matched (refused before routing, or unknown paths) share `unmatched`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from steward.server.proxy_dispatch import ENDPOINTS
 
 
 class HttpMetrics:
@@ -31,9 +34,13 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_tracking)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path", None) or _unrouted(scope["path"])
             runtime = getattr(scope["app"].state, "runtime", None)
             if runtime is not None:
                 runtime.gateway.metrics.runtime.http_answered(
                     scope["method"], route, status, time.perf_counter() - started
                 )
+
+
+def _unrouted(path: str) -> str:
+    return path if path in ENDPOINTS else "unmatched"

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from steward.audit.failures import Failure
 from steward.errors import ApiError
@@ -179,6 +180,36 @@ async def run_page(run_id: str, request: Request) -> Response:
         approvals=approvals,
         error=request.query_params.get("error"),
     )
+
+
+@router.get("/runs/{run_id}/events")
+async def run_events(run_id: str, request: Request) -> Response:
+    """The run's live events as Server-Sent Events, each `data: {"event", "data"}`, closed
+    by `{"event": "end"}` when the run ends or pauses for approval. Messages only: the
+    browser's EventSource reserves the `error` event name for its own connection errors."""
+    who = await viewer(request)
+    if who is None:
+        return to_login()
+    engine: RunEngine = request.app.state.engine
+    try:
+        await engine.get(who[0].tenant_id, run_id)
+    except ApiError:
+        return _missing(request, who, "run", run_id)
+
+    async def stream() -> AsyncIterator[bytes]:
+        async for _, event in engine.events(who[0].tenant_id, run_id):
+            yield _sse({"event": event["event"], "data": event["data"]})
+        yield _sse({"event": "end"})
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(message: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(message, default=str)}\n\n".encode()
 
 
 @router.post("/runs/{run_id}/approvals/{approval_id}")
