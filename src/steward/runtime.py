@@ -106,6 +106,7 @@ class Runtime:
             allow_unisolated=settings.sandbox_allow_unisolated,
             pool_size=settings.sandbox_pool_size,
         )
+        sandboxes.metrics = gateway.metrics.runtime
         tool_runner = ToolRunner(
             threads=settings.tool_threads,
             overrides=settings.tools,

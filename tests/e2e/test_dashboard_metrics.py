@@ -162,3 +162,27 @@ def test_openmetrics_carries_the_runs_trace_id_as_an_exemplar(
     ]
     assert tool_buckets, "no exemplar on the tool call histogram"
     assert f'trace_id="{support_run["trace_id"]}"' in tool_buckets[0]
+
+
+def test_sandbox_execs_and_states_are_measured(server: StewardProcess, admin_key: str) -> None:
+    with api(server, admin_key) as client:
+        answered = client.post(
+            "/runs/wait", json={"assistant_id": "sandboxed", "input": {"code": "print(6 * 7)"}}
+        )
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["tool"]["stdout"] == "42\n"
+    found = samples(scrape(server, authorization=f"Bearer {TOKEN}").text)
+    execs = {
+        dict(labels)["backend"]: count
+        for (name, labels), count in found.items()
+        if name == "steward_sandbox_exec_duration_seconds_count"
+    }
+    # Two commands in the agent's own sandbox, one per run_code call in the run's code sandbox.
+    assert sum(execs.values()) == 4, execs
+    assert value(found, "steward_sandbox_creates_total") == 2
+    states = {
+        dict(labels)["state"]: count
+        for (name, labels), count in found.items()
+        if name == "steward_sandboxes"
+    }
+    assert sum(states.values()) == 2, states

@@ -246,6 +246,19 @@ class RuntimeMetrics:
             ["scope"],
             registry=registry,
         )
+        self.sandbox_exec = Histogram(
+            "steward_sandbox_exec_duration_seconds",
+            "Duration of commands run in sandboxes, by backend.",
+            ["backend"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.sandbox_exec_errors = Counter(
+            "steward_sandbox_exec_errors",
+            "Sandbox commands that could not run or finish (not a non-zero exit).",
+            ["backend", "error_type"],
+            registry=registry,
+        )
         self.http_requests = Counter(
             "steward_http_requests",
             "HTTP requests answered, by method, route template and status code.",
@@ -272,6 +285,13 @@ class RuntimeMetrics:
             began = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
             elapsed = max((datetime.now(UTC) - began).total_seconds(), 0.0)
             self.run_duration.labels(run.agent, outcome.status).observe(elapsed)
+
+    def sandbox_exec_ended(self, backend: str, started: float, error: BaseException | None) -> None:
+        """Called from a `finally:` with `sys.exc_info()[1]`."""
+        exemplar = current_exemplar()
+        self.sandbox_exec.labels(backend).observe(time.perf_counter() - started, exemplar)
+        if error is not None and not isinstance(error, GeneratorExit):
+            self.sandbox_exec_errors.labels(backend, type(error).__name__).inc(exemplar=exemplar)
 
     def http_answered(self, method: str, route: str, status: int, elapsed_s: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
