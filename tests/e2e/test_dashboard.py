@@ -27,7 +27,7 @@ __all__ = ["chromium_browser"]  # a fixture this module uses
 pytestmark = pytest.mark.slow
 
 
-PAGES = ("login", "runs", "run-detail", "approval", "costs", "health")
+PAGES = ("login", "runs", "run-detail", "approval", "thread", "costs", "health")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -190,10 +190,54 @@ def test_runs_are_filtered_sorted_and_paged(
     page.goto(f"{dashboard.url}/ui/runs?min_cost=abc")
     expect(page.locator("#filter-error")).to_contain_text("min_cost")
 
+    page.goto(f"{dashboard.url}/ui/runs?agent=notebook&min_duration=3600")
+    expect(rows).to_have_count(0)
+    page.goto(f"{dashboard.url}/ui/runs?agent=notebook&q=-filter&max_duration=3600&max_cost=0")
+    expect(rows).to_have_count(3)
+    page.goto(f"{dashboard.url}/ui/runs?agent=notebook&since=2099-01-01T00:00")
+    expect(rows).to_have_count(0)
+    page.goto(f"{dashboard.url}/ui/runs?agent=notebook&q=-filter&until=2099-01-01T00:00")
+    expect(rows).to_have_count(3)
+
     # Sorted by steps, most first: the two-step run leads the notebook runs.
     page.goto(f"{dashboard.url}/ui/runs?sort=steps&order=desc")
     expect(rows.first.locator("td").nth(1)).to_have_text("multistep")
     page.screenshot(path=screenshot_path("runs"), full_page=True)
+
+
+def test_runs_are_paged_25_at_a_time(page: Page, dashboard: StewardProcess, admin_key: str) -> None:
+    with api(dashboard, admin_key) as client:
+        for n in range(27):
+            done = client.post(
+                "/runs/wait", json={"assistant_id": "notebook", "input": {"text": f"paged {n}"}}
+            )
+            assert done.status_code == 200, done.text
+    log_in(page, dashboard, admin_key)
+    page.goto(f"{dashboard.url}/ui/runs?q=paged+&sort=created&order=asc")
+    rows = page.locator("#run-rows tr.run")
+    expect(rows).to_have_count(25)
+    expect(page.locator("#prev")).to_have_count(0)
+    page.click("#next")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#next")).to_have_count(0)
+    page.click("#prev")
+    expect(rows).to_have_count(25)
+
+
+def test_threads_show_state_and_checkpoints(
+    page: Page, dashboard: StewardProcess, admin_key: str, upstream: str
+) -> None:
+    run = support_run(dashboard, admin_key, upstream)
+    log_in(page, dashboard, admin_key)
+    page.goto(f"{dashboard.url}/ui/threads")
+    page.click(f"#threads a[href='/ui/threads/{run['thread_id']}']")
+    expect(page.locator("#thread-values")).to_contain_text("Order 42 has shipped with DHL.")
+    checkpoints = page.locator("#checkpoints tbody tr")
+    expect(checkpoints).to_have_count(1)
+    expect(checkpoints.first.locator("a")).to_have_attribute("href", f"/ui/runs/{run['run_id']}")
+    page.screenshot(path=screenshot_path("thread"), full_page=True)
+    response = page.goto(f"{dashboard.url}/ui/threads/not-a-thread")
+    assert response is not None and response.status == 404
 
 
 def test_a_new_run_appears_without_reloading(
@@ -296,6 +340,10 @@ def test_approving_a_paused_call_from_the_ui_finishes_the_run(
     panel = page.locator("#approvals .approval.pending")
     expect(panel).to_contain_text("transfer")
     page.screenshot(path=screenshot_path("approval"), full_page=True)
+    panel.locator("textarea.arguments").fill('{"amount": 7')  # not JSON: refused, still pending
+    panel.locator("button.approve").click()
+    expect(page.locator("#decide-error")).to_contain_text("not JSON")
+    expect(panel.locator(".approval-status")).to_have_text("pending")
     panel.locator("textarea.arguments").fill('{"amount": 7}')
     panel.locator("input.comment").fill("smaller, please")
     panel.locator("button.approve").click()

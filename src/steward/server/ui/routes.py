@@ -12,6 +12,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from steward.observe.trace_store import list_run_spans
 from steward.runs.engine import RunEngine
 from steward.security.keys import Principal
 from steward.server.auth import UNATTRIBUTED_TENANT, WRITE_ROLES
+from steward.server.schemas import ApprovalDecision
 from steward.server.ui import cost_query, health_query
 from steward.server.ui.pages import form_fields, render, signer, to_login, viewer
 from steward.server.ui.run_query import RunFilters, list_runs, run_duration_s
@@ -131,7 +133,7 @@ async def runs_page(request: Request) -> Response:
     try:
         filters = RunFilters.parse(dict(request.query_params))
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = _problems(exc)
         return render(
             request,
             "runs.html",
@@ -228,30 +230,45 @@ async def decide(run_id: str, approval_id: str, request: Request) -> Response:
     approval = await asyncio.to_thread(engine.approvals.get, principal.tenant_id, approval_id)
     if approval is None or approval.run_id != run_id:
         return _missing(request, who, "approval", approval_id)
-    decision = fields.get("decision")
-    arguments: dict[str, Any] | None = None
-    raw = fields.get("arguments", "").strip()
     try:
-        if decision not in ("approve", "reject"):
-            raise ValueError("decision must be approve or reject")
-        if raw and decision == "approve":
-            arguments = json.loads(raw)
-            if not isinstance(arguments, dict):
-                raise ValueError("arguments must be a JSON object")
+        body = _decision(fields)
         await engine.decide(
             principal.tenant_id,
             approval_id,
-            approve=decision == "approve",
-            arguments=arguments,
-            comment=fields.get("comment") or None,
+            approve=body.decision == "approve",
+            arguments=body.arguments,
+            comment=body.comment,
             decided_by=principal.key_id,
         )
-    except (ValueError, ApiError) as exc:
-        message = exc.detail if isinstance(exc, ApiError) and exc.detail else str(exc)
-        from urllib.parse import quote
-
-        return RedirectResponse(f"/ui/runs/{run_id}?error={quote(message)}", status_code=303)
+    except (ValueError, RecursionError, ApiError) as exc:
+        return RedirectResponse(f"/ui/runs/{run_id}?error={quote(_reason(exc))}", status_code=303)
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
+
+
+def _decision(fields: dict[str, str]) -> ApprovalDecision:
+    """The form as the API's own decision body, checked by the same model."""
+    raw = fields.get("arguments", "").strip()
+    decision = fields.get("decision")
+    arguments = json.loads(raw) if raw and decision == "approve" else None
+    return ApprovalDecision.model_validate(
+        {"decision": decision, "arguments": arguments, "comment": fields.get("comment") or None}
+    )
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors())
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return exc.detail or exc.title
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors()
+        )
+    if isinstance(exc, RecursionError):
+        return "the arguments are nested too deeply"
+    return f"the arguments are not JSON: {exc}"
 
 
 # -- threads, costs, health --------------------------------------------------------------------
