@@ -13,8 +13,16 @@ _SHOWN = (
     "gen_ai.response.time_to_first_chunk",
     "gen_ai.tool.name",
     "gen_ai.tool.call.id",
-    "steward.retries",
-    "steward.fallback",
+    "gen_ai.response.model",
+    "gen_ai.usage.cache_read.input_tokens",
+    "steward.step",
+    "steward.gateway.deployment",
+    "steward.gateway.retries",
+    "steward.gateway.fallback_used",
+    "steward.gateway.cache_hit",
+    "steward.tool.attempts",
+    "steward.tool.breaker.state",
+    "steward.usage.cost_estimated",
     "error.type",
 )
 
