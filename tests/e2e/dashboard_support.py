@@ -4,6 +4,7 @@ and screenshots saved under `artifacts/screenshots/` for CI."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -38,6 +39,13 @@ def start_dashboard_server(home: Path, upstream: str) -> StewardProcess:
         OPENAI_API_KEY="sk-test-openai",
         STEWARD_OPENAI_BASE_URL=f"{upstream}/v1",
         STEWARD_METRICS_TOKEN="scrape-token-for-tests",
+        # Webhooks to a port nobody listens on fail fast, twice, for the delivery metrics.
+        STEWARD_WEBHOOK_SECRET="whsec_"
+        + base64.b64encode(b"dashboard-test-webhook-secret-32").decode(),
+        STEWARD_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
+        STEWARD_WEBHOOK_MAX_ATTEMPTS="2",
+        STEWARD_WEBHOOK_BACKOFF_BASE_S="0.1",
+        STEWARD_WEBHOOK_BACKOFF_CAP_S="0.2",
         # A cap the cost page shows the use of.
         STEWARD_GATEWAY=json.dumps({"caps": {"tenant_monthly_usd": 1.0}}),
     )

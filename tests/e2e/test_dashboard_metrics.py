@@ -10,8 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from steward.upstream.testing import UpstreamControl, run_upstream_in_thread
-from tests.conftest import StewardProcess
-from tests.e2e.dashboard_support import api, start_dashboard_server
+from tests.conftest import StewardProcess, free_port
+from tests.e2e.dashboard_support import api, start_dashboard_server, wait_for
 
 TOKEN = "scrape-token-for-tests"
 
@@ -186,3 +186,21 @@ def test_sandbox_execs_and_states_are_measured(server: StewardProcess, admin_key
         if name == "steward_sandboxes"
     }
     assert sum(states.values()) == 2, states
+
+
+def test_failed_webhook_deliveries_are_counted(server: StewardProcess, admin_key: str) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}/hook"
+    with api(server, admin_key) as client:
+        done = client.post(
+            "/runs/wait",
+            json={"assistant_id": "notebook", "input": {"text": "hooked"}, "webhook": nobody},
+        )
+    assert done.status_code == 200, done.text
+
+    def delivered_twice() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+        found = samples(scrape(server, authorization=f"Bearer {TOKEN}").text)
+        return found if value(found, "steward_webhook_delivery_attempts_total") >= 2 else None
+
+    found = wait_for(delivered_twice, "two webhook attempts")
+    assert value(found, "steward_webhook_delivery_attempts_total") == 2
+    assert value(found, "steward_webhook_delivery_failures_total") == 2
