@@ -27,7 +27,7 @@ __all__ = ["chromium_browser"]  # a fixture this module uses
 pytestmark = pytest.mark.slow
 
 
-PAGES = ("login", "runs", "run-detail", "approval", "thread", "costs", "health")
+PAGES = ("login", "runs-sorted", "runs", "run-detail", "approval", "thread", "costs", "health")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -202,7 +202,7 @@ def test_runs_are_filtered_sorted_and_paged(
     # Sorted by steps, most first: the two-step run leads the notebook runs.
     page.goto(f"{dashboard.url}/ui/runs?sort=steps&order=desc")
     expect(rows.first.locator("td").nth(1)).to_have_text("multistep")
-    page.screenshot(path=screenshot_path("runs"), full_page=True)
+    page.screenshot(path=screenshot_path("runs-sorted"), full_page=True)
 
 
 def test_runs_are_paged_25_at_a_time(page: Page, dashboard: StewardProcess, admin_key: str) -> None:
@@ -401,6 +401,9 @@ def test_cost_chart_and_health_page(
 ) -> None:
     run = support_run(dashboard, admin_key, upstream)
     log_in(page, dashboard, admin_key)
+    page.goto(f"{dashboard.url}/ui/runs?sort=cost")
+    expect(page.locator("#run-rows tr.run").first.locator("td").nth(1)).to_have_text("support")
+    page.screenshot(path=screenshot_path("runs"))
     page.goto(f"{dashboard.url}/ui/costs?by=agent&days=7")
     bars = page.locator("#cost-chart rect.chart-bar")
     expect(bars).to_have_count(7)
