@@ -173,6 +173,16 @@ class Settings(BaseSettings):
         description="A bearer token that may read `/metrics` (and nothing else), for a "
         "Prometheus scrape; admin API keys may always read it.",
     )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="`steward worker` serves its own `/metrics` on this port (needs "
+        "`metrics_token`); unset: not served.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="Address the worker's `/metrics` listens on."
+    )
     ui_session_secret: SecretStr | None = Field(
         default=None,
         description="Key that signs dashboard session cookies; the same on every API server. "

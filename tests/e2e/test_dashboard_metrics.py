@@ -4,6 +4,7 @@ metrics token (or an admin key), in the text format and in OpenMetrics with trac
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from steward.upstream.testing import UpstreamControl, run_upstream_in_thread
 from tests.conftest import StewardProcess, free_port
 from tests.e2e.dashboard_support import api, start_dashboard_server, wait_for
+from tests.integration.test_scale_out import Cluster
 
 TOKEN = "scrape-token-for-tests"
 
@@ -204,3 +206,37 @@ def test_failed_webhook_deliveries_are_counted(server: StewardProcess, admin_key
     found = wait_for(delivered_twice, "two webhook attempts")
     assert value(found, "steward_webhook_delivery_attempts_total") == 2
     assert value(found, "steward_webhook_delivery_failures_total") == 2
+
+
+def test_a_worker_serves_the_metrics_of_the_runs_it_executes(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, None)
+    worker_port = free_port()
+    cluster.env.update(
+        STEWARD_METRICS_TOKEN=TOKEN,
+        STEWARD_WORKER_METRICS_PORT=str(worker_port),
+    )
+    try:
+        cluster.serve()
+        cluster.worker(0)
+        with httpx.Client(
+            base_url=cluster.url, headers={"x-api-key": cluster.key()}, timeout=60
+        ) as client:
+            done = client.post(
+                "/runs/wait", json={"assistant_id": "notebook", "input": {"text": "scaled"}}
+            )
+            assert done.status_code == 200, done.text
+        worker_url = f"http://127.0.0.1:{worker_port}/metrics"
+        assert httpx.get(worker_url).status_code == 401
+        on_worker = samples(
+            httpx.get(worker_url, headers={"authorization": f"Bearer {TOKEN}"}).text
+        )
+        on_server = samples(
+            httpx.get(f"{cluster.url}/metrics", headers={"authorization": f"Bearer {TOKEN}"}).text
+        )
+    finally:
+        cluster.stop()
+    ended = {"agent": "notebook", "status": "success", "stop_reason": "completed"}
+    assert value(on_worker, "steward_runs_total", **ended) == 1
+    assert value(on_worker, "steward_tool_call_duration_seconds_count", tool="record_step") == 1
+    assert value(on_server, "steward_runs_total", **ended) == 0  # the server executed nothing
+    assert value(on_server, "steward_workers") == 1  # but sees the fleet in the database
