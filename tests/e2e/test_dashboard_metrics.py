@@ -164,6 +164,13 @@ def test_openmetrics_carries_the_runs_trace_id_as_an_exemplar(
     ]
     assert tool_buckets, "no exemplar on the tool call histogram"
     assert f'trace_id="{support_run["trace_id"]}"' in tool_buckets[0]
+    model_buckets = [
+        line
+        for line in answer.text.splitlines()
+        if line.startswith("gen_ai_client_operation_duration_seconds_bucket{")
+        and f'trace_id="{support_run["trace_id"]}"' in line
+    ]
+    assert model_buckets, "no exemplar of the run's model calls"
 
 
 def test_sandbox_execs_and_states_are_measured(server: StewardProcess, admin_key: str) -> None:
