@@ -50,7 +50,9 @@ def spend_by_day(db: Database, tenant_id: str, by: Dimension, days: int) -> list
     column = _COLUMNS[by]
     since = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     since -= timedelta(days=days - 1)
-    day = func.date(SpendRecord.created_at)
+    # UTC days on both stores: PostgreSQL would otherwise cut days in its session's time zone.
+    moment = SpendRecord.created_at
+    day = func.date(moment if db.is_sqlite else func.timezone("UTC", moment))
     query = (
         select(
             day,
