@@ -273,6 +273,8 @@ class RuntimeMetrics:
             registry=registry,
         )
 
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
     def run_started(self, agent: str) -> None:
         self.runs_started.labels(agent).inc()
 
@@ -294,8 +296,16 @@ class RuntimeMetrics:
             self.sandbox_exec_errors.labels(backend, type(error).__name__).inc(exemplar=exemplar)
 
     def http_answered(self, method: str, route: str, status: int, elapsed_s: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_duration.labels(method, route).observe(elapsed_s)
+        # On every request: the labelled children are looked up once, not through `labels()`.
+        key = (method, route, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_duration.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(elapsed_s)
 
     def exposition(self, openmetrics: bool) -> tuple[bytes, str]:
         """The registry's text in the format asked for: OpenMetrics carries the exemplars."""
