@@ -391,9 +391,17 @@ def test_a_decision_without_the_csrf_token_or_by_a_viewer_is_refused(
     assert refused.status == 403
     with api(dashboard, admin_key) as client:
         assert client.get(f"/runs/{run_id}/approvals").json()[0]["status"] == "pending"
-        client.post(
-            f"/runs/{run_id}/approvals/{approval['approval_id']}", json={"decision": "reject"}
-        )
+
+    # A person who may write rejects it from the page: the tool never runs.
+    page.context.clear_cookies()
+    log_in(page, dashboard, admin_key)
+    page.goto(f"{dashboard.url}/ui/runs/{run_id}")
+    page.locator("#approvals .approval.pending button.reject").click()
+    expect(page.locator("#run-status")).to_have_text("success", timeout=30_000)
+    expect(page.locator("#approvals .approval-status")).to_have_text("rejected")
+    expect(page.locator("#run-output")).to_contain_text("refused")
+    transfers = [line for line in dashboard.ledger_lines() if line.get("run_id") == run_id]
+    assert [line for line in transfers if line.get("tool") == "transfer"] == []
 
 
 def test_cost_chart_and_health_page(
