@@ -22,7 +22,6 @@ from steward.models.gateway import Gateway
 from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
 from steward.observe.metrics import ToolMetrics
-from steward.observe.run_gauges import RunGauges
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
 from steward.runs.engine import RunEngine, _payload
@@ -109,13 +108,13 @@ class Runtime:
             allow_unisolated=settings.sandbox_allow_unisolated,
             pool_size=settings.sandbox_pool_size,
         )
+        sandboxes.metrics = gateway.metrics.runtime
         tool_runner = ToolRunner(
             threads=settings.tool_threads,
             overrides=settings.tools,
             # Served by `/metrics` with the gateway's own.
             metrics=ToolMetrics(gateway.metrics.registry),
         )
-        RunGauges(db, gateway.metrics.registry)  # queue depth on /metrics, for autoscaling
         engine = RunEngine(
             app,
             store=RunStore(db),

@@ -123,6 +123,7 @@ def worker(
     from steward.cli.loader import load_apps
     from steward.config import Settings
     from steward.runtime import Runtime
+    from steward.server.worker_metrics import serving_worker_metrics
 
     overrides: dict[str, object] = {}
     if executor_id is not None:
@@ -135,13 +136,16 @@ def worker(
     async def main() -> None:
         runtime = Runtime.build(settings, app, execute=True, queue_dispatch=True)
         await runtime.start()
-        console.print(f"[bold]steward worker[/] {runtime.executor_id} executing runs")
-        sys.stdout.flush()  # process managers (and the kill test) wait for this line
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        with serving_worker_metrics(settings, runtime.gateway.metrics.runtime) as port:
+            if port is not None:
+                console.print(f"metrics on {settings.worker_metrics_host}:{port}/metrics")
+            console.print(f"[bold]steward worker[/] {runtime.executor_id} executing runs")
+            sys.stdout.flush()  # process managers (and the kill test) wait for this line
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
         await runtime.stop()
 
     asyncio.run(main())

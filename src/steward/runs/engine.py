@@ -123,6 +123,7 @@ class RunEngine:
         self._tracing = tracing
         self._models = models
         self._gateway = gateway
+        self.metrics = gateway.metrics.runtime if gateway is not None else None
         self._execute_here = execute
         self._sandboxes = sandboxes
         self._tasks: dict[str, asyncio.Task[Any]] = {}
@@ -403,6 +404,8 @@ class RunEngine:
         if start is None or not is_open(start.run):
             return {"status": start.run.status if start else "missing"}
         run = start.run
+        if start.first and self.metrics is not None:
+            self.metrics.run_started(run.agent)
         task = asyncio.current_task()
         if task is not None:
             self._tasks[run_id] = task
@@ -426,6 +429,8 @@ class RunEngine:
             REDACTOR.scrub(outcome.error),
         )
         outcome = await self._record_end(run_id, outcome, totals)
+        if self.metrics is not None:
+            self.metrics.run_ended(run, outcome, totals)
         if outcome.stop_reason in CAP_REASONS:
             audit.record_later(
                 run.tenant_id,
