@@ -27,9 +27,11 @@ def lookup_customer(customer_id: int) -> dict[str, object]:
 
 
 @server.tool()
-def add_note(customer_id: int, note: str) -> str:
+def add_note(customer_id: int, note: str, ctx: Context) -> str:
     """Add a note to a customer's record (declares no annotations: Steward treats it as a write)."""
-    record("add_note", {"customer_id": customer_id, "note": note})
+    meta = ctx.request_context.meta or {}
+    key = meta.get("steward/idempotency_key")
+    record("add_note", {"customer_id": customer_id, "note": note, "idempotency_key": key})
     return f"note added to {customer_id}"
 
 

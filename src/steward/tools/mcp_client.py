@@ -214,7 +214,8 @@ class MCPConnection:
                     ClientSession(
                         read,
                         write,
-                        read_timeout_seconds=self.spec.timeout_s,
+                        # Starting a server (initialize) may take longer than a call may.
+                        read_timeout_seconds=max(self.spec.timeout_s, self.spec.connect_timeout_s),
                         message_handler=self._on_message,
                     )
                 )
