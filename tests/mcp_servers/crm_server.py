@@ -7,13 +7,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from mcp.server.mcpserver import Context, MCPServer  # noqa: E402
-from mcp.types import ToolAnnotations  # noqa: E402
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
 
-from tests.mcp_servers.serve import main, record  # noqa: E402
+from tests.mcp_servers.serve import main, record
 
 server = MCPServer("crm")
-CUSTOMERS = {42: {"name": "Ada Lovelace", "plan": "gold"}, 7: {"name": "Alan Turing", "plan": "free"}}
+CUSTOMERS = {
+    42: {"name": "Ada Lovelace", "plan": "gold"},
+    7: {"name": "Alan Turing", "plan": "free"},
+}
 
 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))

@@ -10,11 +10,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from mcp.server.mcpserver import MCPServer  # noqa: E402
-from mcp.types import Tool as MCPTool  # noqa: E402
-from mcp.types import ToolAnnotations  # noqa: E402
+from mcp.server.mcpserver import MCPServer
+from mcp.types import Tool as MCPTool
+from mcp.types import ToolAnnotations
 
-from tests.mcp_servers.serve import main, record  # noqa: E402
+from tests.mcp_servers.serve import main, record
 
 FLOOD_BYTES = 10 * 1024 * 1024
 INJECTION = (

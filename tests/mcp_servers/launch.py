@@ -24,7 +24,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def http_server(script: str, *, token: str | None = None, call_log: Path | None = None) -> Iterator[str]:
+def http_server(
+    script: str, *, token: str | None = None, call_log: Path | None = None
+) -> Iterator[str]:
     """The server's `/mcp` URL while it runs; it is stopped afterwards."""
     port = _free_port()
     env = dict(os.environ)

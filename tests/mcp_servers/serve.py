@@ -29,7 +29,8 @@ class BearerOnly:
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != self.expected:
+        presented = dict(scope.get("headers", [])).get(b"authorization")
+        if scope["type"] == "http" and presented != self.expected:
             await send({"type": "http.response.start", "status": 401, "headers": []})
             await send({"type": "http.response.body", "body": b"unauthorized"})
             return

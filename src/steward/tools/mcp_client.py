@@ -230,7 +230,9 @@ class MCPConnection:
         finally:
             self._session = None
 
-    def _transport(self, stack: contextlib.AsyncExitStack) -> contextlib.AbstractAsyncContextManager[Any]:
+    def _transport(
+        self, stack: contextlib.AsyncExitStack
+    ) -> contextlib.AbstractAsyncContextManager[Any]:
         spec = self.spec
         if spec.command is not None:
             return bounded_stdio(spec.command, spec.args, dict(spec.env), spec.max_response_bytes)

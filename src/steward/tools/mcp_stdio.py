@@ -16,6 +16,7 @@ import os
 import re
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -31,6 +32,37 @@ _ID = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.){0,200}")')
 Streams = tuple[
     MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]
 ]
+
+
+@dataclass(frozen=True)
+class Overlong:
+    """A line dropped for its length; its first bytes name the request it answered."""
+
+    prefix: bytes
+
+
+class _Lines:
+    """Splits a byte stream into lines, never holding more than `limit` bytes of one."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buffer = bytearray()
+        self.dropping: bytes | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes | Overlong]:
+        done: list[bytes | Overlong] = []
+        while chunk:
+            end = chunk.find(b"\n")
+            piece, chunk = (chunk, b"") if end < 0 else (chunk[:end], chunk[end + 1 :])
+            if self.dropping is None:
+                self.buffer += piece
+                if len(self.buffer) > self.limit:
+                    self.dropping, self.buffer = bytes(self.buffer[:512]), bytearray()
+            if end < 0:
+                break
+            done.append(bytes(self.buffer) if self.dropping is None else Overlong(self.dropping))
+            self.buffer, self.dropping = bytearray(), None
+        return done
 
 
 class LineTooLong(Exception):
@@ -78,25 +110,11 @@ async def bounded_stdio(
         )
 
     async def read() -> None:
-        buffer = bytearray()
-        dropping: bytes | None = None  # the first bytes of a line being dropped
+        lines = _Lines(max_line_bytes)
         async with incoming:
             while chunk := await stdout.read(READ_CHUNK):
-                while chunk:
-                    end = chunk.find(b"\n")
-                    piece, chunk = (chunk, b"") if end < 0 else (chunk[:end], chunk[end + 1 :])
-                    if dropping is None:
-                        buffer += piece
-                        if len(buffer) > max_line_bytes:
-                            dropping, buffer = bytes(buffer[:512]), bytearray()
-                    if end < 0:
-                        break
-                    if dropping is not None:
-                        await reject(dropping)
-                        dropping = None
-                    else:
-                        await deliver(bytes(buffer))
-                    buffer = bytearray()
+                for line in lines.feed(chunk):
+                    await (reject(line.prefix) if isinstance(line, Overlong) else deliver(line))
 
     async def write() -> None:
         async with outgoing:

@@ -145,8 +145,8 @@ class RemoteTools:
             log.warning("MCP server %s: tool %r skipped: %s", spec.name, remote.name, exc)
             return None
         hints = remote.annotations
-        read_only = (
-            hints is not None and hints.read_only_hint is True and hints.destructive_hint is not True
+        read_only = hints is not None and (
+            hints.read_only_hint is True and hints.destructive_hint is not True
         )
         # The MCP default for a tool that is not read-only is destructive.
         destructive = not read_only and (hints is None or hints.destructive_hint is not False)
