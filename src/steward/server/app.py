@@ -27,6 +27,7 @@ from steward.server.routes import (
     gateway,
     health,
     hooks,
+    mcp,
     proxy,
     runs,
     sandboxes,
@@ -68,7 +69,8 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         api.state.security = runtime.security
         await runtime.start()
         try:
-            yield
+            async with mcp.serving(runtime, app) as api.state.mcp:
+                yield
         finally:
             await runtime.stop()
 
@@ -100,6 +102,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         webhooks,
         proxy,
         gateway,
+        mcp,
     )
     for module in modules:
         api.include_router(module.router)
