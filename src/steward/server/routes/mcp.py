@@ -3,21 +3,25 @@
 Behind the same gate as every route: without a Steward API key (`x-api-key` or `Authorization:
 Bearer`) the answer is a 401 before the MCP layer sees the request. What a key may list and call
 is decided in `steward.tools.mcp_expose`. Stateless mode keeps no session between requests, so
-any API process can answer any request.
+any API process can answer any request (and there is no GET stream or DELETE of a session).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from steward.app import Steward
 from steward.runtime import Runtime
 from steward.server.auth import Reader
+from steward.server.openapi import answers
+from steward.server.problems import problem
 from steward.tools.mcp_expose import ExposedSteward
 
 router = APIRouter(tags=["mcp"])
@@ -36,7 +40,11 @@ class MCPEndpoint:
             secrets=runtime.security.secrets,
         )
         self.manager = StreamableHTTPSessionManager(
-            exposed.server(), json_response=True, stateless=True
+            exposed.server(),
+            json_response=True,
+            stateless=True,
+            # The body guard in front already bounds it; the SDK's own limit never binds first.
+            max_request_body_size=runtime.settings.max_body_bytes + 1,
         )
 
     def run(self) -> contextlib.AbstractAsyncContextManager[None]:
@@ -47,31 +55,54 @@ class MCPEndpoint:
 
 
 class _Delegated(Response):
-    """Hands the request to the MCP layer, which writes its own answer."""
+    """Hands the request to the MCP layer, which writes its own answer; an HTTP-level refusal
+    of the SDK's (wrong media type, not acceptable, too large, bad JSON) leaves as problem+json
+    like every other 4xx of Steward, with the SDK's message as its detail."""
 
     def __init__(self, endpoint: MCPEndpoint) -> None:
         super().__init__()
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.endpoint(scope, receive, send)
+        failed: Message | None = None
+        body = bytearray()
+
+        async def relay(message: Message) -> None:
+            nonlocal failed
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                failed = message
+                return
+            if failed is None:
+                await send(message)
+                return
+            body.extend(message.get("body", b""))
+            if not message.get("more_body", False):
+                answer = problem(failed["status"], None, None, _detail(bytes(body)), instance=PATH)
+                await answer(scope, receive, send)
+
+        await self.endpoint(scope, receive, relay)
 
 
-_ANSWERS: dict[int | str, dict[str, object]] = {
+def _detail(body: bytes) -> str:
+    """The JSON-RPC error's message, or the SDK's plain-text reason."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")[:500] or "refused by the MCP transport"
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message or data)[:500]
+
+
+_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"description": "A JSON-RPC response", "content": _JSON_RPC},
     202: {"description": "A notification or response was accepted"},
-    400: {"description": "Not a valid JSON-RPC message", "content": _JSON_RPC},
-    404: {"description": "Unknown MCP session", "content": _JSON_RPC},
-    405: {"description": "Method not supported in stateless mode", "content": _JSON_RPC},
-    406: {"description": "The Accept header excludes application/json", "content": _JSON_RPC},
-    413: {"description": "The body is too large", "content": _JSON_RPC},
-    415: {"description": "The body is not application/json", "content": _JSON_RPC},
+    **answers(406),
 }
 
 
-@router.api_route(
+@router.post(
     PATH,
-    methods=["POST", "GET", "DELETE"],
     response_class=Response,
     responses=_ANSWERS,
     summary="Model Context Protocol (streamable HTTP)",
