@@ -58,8 +58,9 @@ async def test_the_official_client_lists_and_calls_steward_tools_with_a_key(
         assert "input model" in bad.content[0].text  # type: ignore[union-attr]
         wrong = await session.call_tool("lookup_order", {"order_id": "forty-two"})
         assert wrong.is_error
-    http = httpx.get(f"{server.url}/runs/{run_id}", headers={"x-api-key": api_key}, timeout=10)
-    assert http.json()["metadata"]["source"] == "mcp"
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        stored = await http.get(f"/runs/{run_id}", headers={"x-api-key": api_key})
+    assert stored.json()["metadata"]["source"] == "mcp"
 
 
 async def test_a_viewer_key_sees_only_read_only_tools(server: StewardProcess) -> None:
@@ -79,11 +80,11 @@ async def test_no_key_no_mcp(server: StewardProcess) -> None:
             async with mcp_session(server.url, key):
                 pass
         assert refused.group_contains(MCPError, match="error response")
-    answer = httpx.post(
-        f"{server.url}/mcp",
-        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-        headers={"Accept": "application/json, text/event-stream"},
-        timeout=10,
-    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        answer = await http.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
     assert answer.status_code == 401
     assert answer.headers["content-type"] == "application/problem+json"
