@@ -26,6 +26,7 @@ from steward.tools.mcp_tools import RemoteTools
 from steward.tools.registry import Tool, make_tool
 from steward.tools.resilience import ToolResilience
 from steward.tools.schema_tools import Handler, make_schema_tool
+from steward.tools.search import SEARCH_TOOL, search_tool, with_search_trusted
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +39,7 @@ class Steward:
         self.tools: dict[str, Tool] = {}
         self.decision_sinks: list[DecisionSink] = []
         """Where every run's policy decisions also go (e.g. an audit trail), once per step."""
+        self._search_tools: dict[str, tuple[tuple[str, tuple[str, ...]], Tool]] = {}
         self.remote = RemoteTools(self.tools)
         """Remote MCP servers (`add_mcp_server`); their tools join `tools` when the runtime
         starts."""
@@ -54,7 +56,14 @@ class Steward:
         tools: Iterable[str] | None = None,
         description: str | None = None,
         policy: AgentPolicy | None = None,
+        tool_search: bool = False,
     ) -> Callable[[AgentFn], AgentFn]:
+        """Declare an agent. With `tool_search=True` its model is offered one `search_tools`
+        tool (BM25 over the agent's tools) and only the schemas its searches load, instead of
+        every tool's schema on every call."""
+        if tool_search:
+            policy = with_search_trusted(policy or AgentPolicy())
+
         def register(fn: AgentFn) -> AgentFn:
             agent_name = name or fn.__name__
             if agent_name in self.agents:
@@ -76,6 +85,7 @@ class Steward:
                 tools=allow,
                 description=description,
                 policy=policy,
+                tool_search=tool_search,
             )
             return fn
 
@@ -195,6 +205,9 @@ class Steward:
         return spec
 
     def tools_for(self, agent: Agent) -> dict[str, Tool]:
+        return self._with_search(agent, self._allowed(agent))
+
+    def _allowed(self, agent: Agent) -> dict[str, Tool]:
         if agent.tools is None:
             return dict(self.tools)
         tools: dict[str, Tool] = {}
@@ -205,6 +218,14 @@ class Steward:
                 tools[name] = self.tools[name]
         return tools
 
+    def _with_search(self, agent: Agent, tools: dict[str, Tool]) -> dict[str, Tool]:
+        if not agent.tool_search:
+            return tools
+        key = (agent.name, tuple(tools))
+        if self._search_tools.get(agent.name, (None,))[0] != key:
+            self._search_tools[agent.name] = (key, search_tool(tools))
+        return {**tools, SEARCH_TOOL: self._search_tools[agent.name][1]}
+
     @classmethod
     def combine(cls, apps: Iterable[Steward]) -> Steward:
         """Serve several apps as one; agent names must be unique across them."""
@@ -213,7 +234,7 @@ class Steward:
             for agent in app.agents.values():
                 if agent.name in merged.agents:
                     raise UserError(f"agent {agent.name!r} is declared by two apps")
-                tools = app.tools_for(agent)
+                tools = app._allowed(agent)  # the search tool is made again for the merged app
                 for tool_name, tool in tools.items():
                     existing = merged.tools.get(tool_name)
                     if existing is not None and existing.fn is not tool.fn:

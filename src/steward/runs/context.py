@@ -50,6 +50,7 @@ from steward.security.secrets import Secret, SecretStore
 from steward.store.runs import RunTotals
 from steward.tools.registry import Tool, ToolContext
 from steward.tools.runner import ToolRunner, default_runner
+from steward.tools.search import SEARCH_TOOL, loaded_by, visible
 
 _ERRORS: dict[str, type[StewardError]] = {
     "SpendCapExceeded": SpendCapExceeded,
@@ -106,6 +107,7 @@ class Context:
         self.agent = agent
         self.totals = RunTotals()
         self._tools = tools
+        self._loaded: list[str] = []  # tools `search_tools` loaded (agents with tool_search)
         # Thread pool, timeouts, retries and breakers, shared by every run of the engine.
         self._tool_runner = tool_runner or default_runner()
         # With a policy, decisions are released once per journaled step, never again on replay.
@@ -233,6 +235,8 @@ class Context:
             raise
         if guard is not None:
             guard.after_tool(name, data, None)
+        if name == SEARCH_TOOL:
+            self._loaded.extend(loaded_by(data["result"]))
         self._emit("updates", {"tool": {"step": step, "name": name, "result": data["result"]}})
         return data["result"]
 
@@ -427,6 +431,8 @@ class Context:
         self.totals.cost_usd += cost
 
     def _selected_tools(self, tools: bool | Sequence[str]) -> list[Tool]:
+        if tools is True and self.agent.tool_search:
+            return visible(self._tools, self._loaded)
         if tools is True:
             return list(self._tools.values())
         if tools is False:
