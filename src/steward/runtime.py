@@ -154,7 +154,7 @@ class Runtime:
     async def start(self) -> None:
         await self.sandboxes.start()
         # Remote MCP servers' tools, before recovered runs look for them.
-        await self.engine.app.remote.start(self.security.secrets)
+        await self.engine.app.remote.start(self.security.secrets, self.settings.home / "mcp")
         if self.registry is not None and self.durable is not None:
             # Claim the executor id before DBOS recovers the runs pending under it.
             self.durable.set_executor_id(await asyncio.to_thread(self.registry.register))

@@ -17,11 +17,13 @@ from tests.conftest import StewardProcess
 
 
 @asynccontextmanager
-async def mcp_session(url: str, key: str | None) -> AsyncIterator[ClientSession]:
+async def mcp_session(
+    url: str, key: str | None, path: str = "/mcp"
+) -> AsyncIterator[ClientSession]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=60) as http,
-        streamable_http_client(f"{url}/mcp", http_client=http) as streams,
+        streamable_http_client(url + path, http_client=http) as streams,
         ClientSession(streams[0], streams[1]) as session,
     ):
         await session.initialize()

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from steward.cli.mcp import mcp_cli
 from steward.cli.security import audit_cli, open_security, secrets_cli
 from steward.security.roles import ROLES
 
@@ -30,6 +31,7 @@ cli.add_typer(keys_cli, name="keys")
 cli.add_typer(runs_cli, name="runs")
 cli.add_typer(secrets_cli, name="secrets")
 cli.add_typer(audit_cli, name="audit")
+cli.add_typer(mcp_cli, name="mcp")
 console = Console(width=200) if not sys.stdout.isatty() else Console()
 
 Apps = Annotated[

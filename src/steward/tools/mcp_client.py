@@ -46,6 +46,8 @@ class MCPServerSpec:
     name: str
     url: str | None = None
     command: str | None = None
+    hosted: str | None = None
+    """A deployment of this Steward (`steward mcp deploy`), reached through its socket."""
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
@@ -61,8 +63,8 @@ class MCPServerSpec:
     breaker_failures: int = 5
 
     def __post_init__(self) -> None:
-        if (self.url is None) == (self.command is None):
-            raise UserError(f"MCP server {self.name!r}: give exactly one of url or command")
+        if [self.url, self.command, self.hosted].count(None) != 2:
+            raise UserError(f"MCP server {self.name!r}: give exactly one of url, command, hosted")
         if not self.name.replace("_", "").replace("-", "").isalnum() or len(self.name) > 32:
             raise UserError(f"MCP server name {self.name!r}: letters, digits, '_' or '-', <= 32")
         if self.timeout_s <= 0 or self.max_response_bytes <= 0 or self.max_result_bytes <= 0:
@@ -70,7 +72,7 @@ class MCPServerSpec:
 
     @property
     def transport(self) -> str:
-        return "streamable_http" if self.url is not None else "stdio"
+        return "stdio" if self.command is not None else "streamable_http"
 
 
 class ResponseTooLarge(httpx2.StreamError):
@@ -97,8 +99,8 @@ class _CappedStream(httpx2.AsyncByteStream):
 class _CappedTransport(httpx2.AsyncBaseTransport):
     """Cuts off any response body longer than `limit` bytes, before it is buffered."""
 
-    def __init__(self, limit: int) -> None:
-        self._inner = httpx2.AsyncHTTPTransport()
+    def __init__(self, limit: int, uds: str | None = None) -> None:
+        self._inner = httpx2.AsyncHTTPTransport(uds=uds)
         self._limit = limit
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -120,10 +122,15 @@ class MCPConnection:
     """A session to one server for one credential; opened on first use, reopened when broken."""
 
     def __init__(
-        self, spec: MCPServerSpec, token: str | None, on_tools_changed: OnToolsChanged
+        self,
+        spec: MCPServerSpec,
+        token: str | None,
+        on_tools_changed: OnToolsChanged,
+        socket: Callable[[], str] | None = None,
     ) -> None:
         self.spec = spec
         self._token = token
+        self._socket = socket  # a hosted server's Unix socket, looked up at each connect
         self._on_tools_changed = on_tools_changed
         self._session: ClientSession | None = None
         self._holder: asyncio.Task[None] | None = None
@@ -242,12 +249,14 @@ class MCPConnection:
         client = httpx2.AsyncClient(
             headers=headers,
             timeout=httpx2.Timeout(spec.connect_timeout_s, read=spec.timeout_s + 5),
-            transport=_CappedTransport(spec.max_response_bytes),
+            transport=_CappedTransport(
+                spec.max_response_bytes, uds=self._socket() if self._socket else None
+            ),
         )
         stack.push_async_callback(client.aclose)
-        assert spec.url is not None
+        url = spec.url or "http://hosted/mcp"
         return streamable_http_client(
-            spec.url, http_client=client, max_sse_event_size=spec.max_response_bytes
+            url, http_client=client, max_sse_event_size=spec.max_response_bytes
         )
 
     async def _on_message(self, message: Any) -> None:

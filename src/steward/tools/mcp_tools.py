@@ -23,6 +23,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mcp import MCPError, types
@@ -31,6 +32,7 @@ from opentelemetry import trace
 from steward.errors import ToolError, UserError
 from steward.security.secrets import SecretStore
 from steward.tools.mcp_client import MCPConnection, MCPServerSpec
+from steward.tools.mcp_hosting import SOCKET, read_registry
 from steward.tools.registry import Tool, ToolContext
 from steward.tools.resilience import ToolResilience
 from steward.tools.schema_tools import SchemaTool, check_input_schema, make_schema_tool
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 SEPARATOR = "__"
 MAX_DESCRIPTION_CHARS = 1_024
 MAX_SCHEMA_BYTES = 32_000
-IMPORT_RETRY_S = (1.0, 5.0, 30.0)
+IMPORT_RETRY_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 IDEMPOTENCY_META = "steward/idempotency_key"
 SPAN_SERVER = "steward.mcp.server"
 SPAN_TRANSPORT = "steward.mcp.transport"
@@ -65,6 +67,8 @@ class RemoteTools:
         self._connections: dict[tuple[str, str | None], MCPConnection] = {}
         self._secrets: SecretStore | None = None
         self._retrying: set[asyncio.Task[None]] = set()
+        self.hosted_root: Path | None = None
+        """Where `steward mcp deploy` keeps deployments (`<home>/mcp`), for `hosted=` servers."""
         self.imported: dict[str, list[str]] = {}
         """Steward names of each server's tools, as last imported."""
 
@@ -78,10 +82,11 @@ class RemoteTools:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self, secrets: SecretStore | None) -> None:
+    async def start(self, secrets: SecretStore | None, hosted_root: Path | None = None) -> None:
         """Import every server's tools; one that cannot be reached is retried in the background
         (its tools are missing until then, and calls that name them are refused)."""
         self._secrets = secrets
+        self.hosted_root = hosted_root
         results = await asyncio.gather(
             *(self.refresh(name) for name in self.specs), return_exceptions=True
         )
@@ -98,6 +103,18 @@ class RemoteTools:
         await asyncio.gather(*self._retrying, return_exceptions=True)
         connections, self._connections = list(self._connections.values()), {}
         await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
+
+    async def hosted_ready(self, deployment: str) -> None:
+        """A hosted deployment became healthy: import the servers that use it now, rather
+        than at their next retry."""
+        for spec in self.specs.values():
+            if spec.hosted == deployment:
+                for key in [k for k in self._connections if k[0] == spec.name]:
+                    await self._connections.pop(key).close()  # a new version has a new socket
+                try:
+                    await self.refresh(spec.name)
+                except Exception as exc:
+                    log.warning("MCP server %s: import failed: %r", spec.name, exc)
 
     async def _retry_import(self, server: str) -> None:
         attempt = 0
@@ -195,14 +212,33 @@ class RemoteTools:
     async def _connection(self, spec: MCPServerSpec, tenant: str) -> MCPConnection:
         # Servers authenticated with a tenant's secret get one connection per tenant.
         key = (spec.name, tenant if spec.token_secret else None)
+        socket = self._hosted_socket(spec, tenant) if spec.hosted else None
         connection = self._connections.get(key)
         if connection is None:
             token = await self._token(spec, tenant)
             connection = self._connections.get(key)  # another call may have opened it meanwhile
             if connection is None:
-                connection = MCPConnection(spec, token, lambda: self._changed(spec.name))
+                connection = MCPConnection(
+                    spec, token, lambda: self._changed(spec.name), socket=socket
+                )
                 self._connections[key] = connection
         return connection
+
+    def _hosted_socket(self, spec: MCPServerSpec, tenant: str) -> Callable[[], str]:
+        """The current version's socket of a hosted deployment of the caller's tenant."""
+        root = self.hosted_root
+        if root is None or spec.hosted is None:
+            raise ToolError(f"MCP server {spec.name!r}: this process hosts no MCP servers")
+        deployment = read_registry(root).get(spec.hosted)
+        if deployment is None or deployment.tenant != tenant:
+            raise ToolError(f"no hosted MCP server {spec.hosted!r} for this tenant")
+        name = spec.hosted
+
+        def socket() -> str:
+            current = read_registry(root)[name]
+            return str(current.directory(root) / SOCKET)
+
+        return socket
 
     async def _token(self, spec: MCPServerSpec, tenant: str) -> str | None:
         if spec.token_secret is None:

@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Request, Response
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import Message, Receive, Scope, Send
 
 from steward.app import Steward
+from steward.errors import ApiError, NotFound
+from steward.observe.tracing import Tracing
 from steward.runtime import Runtime
 from steward.server.auth import Reader
 from steward.server.openapi import answers
 from steward.server.problems import problem
 from steward.tools.mcp_expose import ExposedSteward
+from steward.tools.mcp_hosting import Supervisor, client
+from steward.tools.mcp_tools import SPAN_SERVER
 
 router = APIRouter(tags=["mcp"])
 PATH = "/mcp"
@@ -39,6 +45,8 @@ class MCPEndpoint:
             tracing=runtime.tracing,
             secrets=runtime.security.secrets,
         )
+        self.hosting = Supervisor(runtime.settings.home / "mcp")
+        self.hosting.on_healthy.append(app.remote.hosted_ready)
         self.manager = StreamableHTTPSessionManager(
             exposed.server(),
             json_response=True,
@@ -114,8 +122,82 @@ async def mcp(request: Request, principal: Reader) -> Response:
     return _Delegated(endpoint)
 
 
+@router.post(
+    PATH + "/{name}",
+    response_class=Response,
+    responses={**_ANSWERS, **answers(404, 503)},
+    summary="A hosted MCP server (streamable HTTP)",
+)
+async def hosted_mcp(name: str, request: Request, principal: Reader) -> Response:
+    """A server deployed with `steward mcp deploy`, for keys of its tenant; each `tools/call`
+    is traced as an `execute_tool <name>__<tool>` span."""
+    endpoint: MCPEndpoint = request.app.state.mcp
+    server = endpoint.hosting.get(name)
+    if server is None or server.deployment.tenant != principal.tenant_id:
+        raise NotFound("hosted MCP server", name)
+    if not server.healthy:
+        raise _unavailable(name)
+    body = await request.body()
+    forward = {k: v for k, v in request.headers.items() if k in _FORWARDED}
+    tool = _called_tool(body)
+    tracing: Tracing = request.app.state.tracing
+    spanned = (
+        tracing.execute_tool(f"{name}__{tool}", f"mcp_{uuid.uuid4().hex}", step=0)
+        if tool is not None
+        else contextlib.nullcontext()
+    )
+    try:
+        with spanned as span:
+            if span is not None:
+                span.set_attribute(SPAN_SERVER, name)
+            async with client(server.socket, timeout=HOSTED_TIMEOUT_S) as http:
+                answer = await http.post(PATH, content=body, headers=forward)
+    except httpx.HTTPError as exc:
+        raise _unavailable(name) from exc
+    if answer.status_code >= 400:
+        return problem(
+            answer.status_code, None, None, _detail(answer.content), instance=request.url.path
+        )
+    return Response(
+        answer.content,
+        status_code=answer.status_code,
+        media_type=answer.headers.get("content-type"),
+    )
+
+
+HOSTED_TIMEOUT_S = 300.0
+_FORWARDED = frozenset({"content-type", "accept", "mcp-protocol-version"})
+
+
+def _unavailable(name: str) -> ApiError:
+    return ApiError(
+        503,
+        "mcp-server-unavailable",
+        "MCP server unavailable",
+        f"hosted MCP server {name!r} is starting or restarting; retry shortly",
+        headers={"Retry-After": "2"},
+    )
+
+
+def _called_tool(body: bytes) -> str | None:
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(message, dict) and message.get("method") == "tools/call":
+        params = message.get("params")
+        tool = params.get("name") if isinstance(params, dict) else None
+        return str(tool)[:64] if tool else None
+    return None
+
+
 @contextlib.asynccontextmanager
 async def serving(runtime: Runtime, app: Steward) -> AsyncIterator[MCPEndpoint]:
+    """`/mcp` and the hosted servers of `<home>/mcp`, for the app's lifespan."""
     endpoint = MCPEndpoint(runtime, app)
     async with endpoint.run():
-        yield endpoint
+        await endpoint.hosting.start()
+        try:
+            yield endpoint
+        finally:
+            await endpoint.hosting.stop()
