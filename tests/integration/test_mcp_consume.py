@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from steward import Context, Steward
+from steward import Context, Steward, ToolError
 from steward.config import Settings
 from steward.observe.trace_store import list_run_spans
 from steward.runs.engine import RunRequest
@@ -173,3 +173,64 @@ async def test_a_server_on_http_refuses_steward_without_the_tenants_token(
             assert "crm__add_note" in finished.error["message"]
         finally:
             await runtime.stop()
+
+
+async def test_a_stdio_server_that_dies_is_started_again_by_the_next_call(
+    tmp_path: Path,
+) -> None:
+    call_log = tmp_path / "calls.jsonl"
+    command, args = stdio_command(CRM)
+    app = Steward()
+    app.add_mcp_server("crm", command=command, args=args, env={"MCP_CALL_LOG": str(call_log)})
+
+    @app.agent(name="crasher", tools=["crm"])
+    async def crasher(ctx: Context, input: Question) -> Noted:
+        try:
+            await ctx.tool("crm__crash_server")
+        except ToolError as exc:
+            first = str(exc)
+        else:
+            first = "no error"
+        customer = await ctx.tool("crm__lookup_customer", {"customer_id": 7})
+        return Noted(result=f"{first} | {customer['name']}")
+
+    runtime = await started(tmp_path, app, lambda _: None)
+    try:
+        finished = await finish(runtime, "crasher", "go")
+    finally:
+        await runtime.stop()
+
+    assert finished.status == "success", finished.error
+    assert finished.output is not None
+    first, name = finished.output["result"].split(" | ")
+    assert "crm__crash_server" in first and "after 2 attempts" in first
+    assert name == "Alan Turing"
+    # A read-only tool is tried once more on a new connection (and kills that one too).
+    tools = [c["tool"] for c in calls(call_log)]
+    assert tools == ["crash_server", "crash_server", "lookup_customer"]
+
+
+async def test_a_tenants_own_server_is_invisible_to_other_tenants(tmp_path: Path) -> None:
+    call_log = tmp_path / "calls.jsonl"
+    command, args = stdio_command(CRM)
+    app = crm_app(command=command, args=args, env={"MCP_CALL_LOG": str(call_log)}, tenant="acme")
+    runtime = await started(tmp_path, app, lambda rt: rt.keys.create("acme", tenant_id="acme"))
+    try:
+        outsider = await finish(runtime, "crm_agent", "Look up CRM customer 42")
+        run = await runtime.engine.submit(
+            RunRequest(
+                tenant_id="acme", agent="crm_agent", input={"message": "Look up CRM customer 42"}
+            )
+        )
+        owner = await asyncio.wait_for(runtime.engine.wait("acme", run.id), 60)
+        refused = await finish(runtime, "note_agent", "from another tenant")
+    finally:
+        await runtime.stop()
+
+    assert outsider.status == "success" and outsider.output is not None
+    assert outsider.output["tools"] == []  # the model of tenant default was not offered them
+    assert owner.status == "success" and owner.output is not None
+    assert owner.output["tools"] == ["crm__lookup_customer"]
+    assert refused.status == "error" and refused.error is not None
+    assert "not available to this tenant" in refused.error["message"]
+    assert [c["tool"] for c in calls(call_log)] == ["lookup_customer"]

@@ -52,5 +52,12 @@ async def enable_pricing(ctx: Context) -> str:
     return "pricing enabled"
 
 
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def crash_server() -> str:
+    """Exit the server process at once (for the reconnect test)."""
+    record("crash_server", {})
+    os._exit(3)
+
+
 if __name__ == "__main__":
     main(server)

@@ -433,8 +433,12 @@ class Context:
     def _selected_tools(self, tools: bool | Sequence[str]) -> list[Tool]:
         if tools is True and self.agent.tool_search:
             return visible(self._tools, self._loaded)
-        if tools is True:
-            return list(self._tools.values())
+        if tools is True:  # a tenant's own MCP tools are shown to its runs only
+            return [
+                t
+                for t in self._tools.values()
+                if getattr(t, "tenant", None) in (None, self.tenant_id)
+            ]
         if tools is False:
             return []
         unknown = [name for name in tools if name not in self._tools]

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import httpx2
-from mcp import ClientSession, types
+from mcp import ClientSession, MCPError, types
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import RequestParamsMeta
+from mcp_types import CONNECTION_CLOSED, RequestParamsMeta
 
 from steward.errors import UserError
 from steward.tools.mcp_stdio import bounded_stdio
@@ -188,6 +188,11 @@ class MCPConnection:
         except (OSError, EOFError, BrokenPipeError) as exc:
             await self.close()
             raise ConnectionError(f"MCP server {self.spec.name!r}: {exc}") from exc
+        except MCPError as exc:
+            if exc.code != CONNECTION_CLOSED:
+                raise
+            await self.close()  # e.g. a stdio server that exited: the next call starts it again
+            raise ConnectionError(f"MCP server {self.spec.name!r}: connection closed") from exc
         except Exception as exc:
             if type(exc).__module__.startswith("anyio"):  # closed or broken streams
                 await self.close()

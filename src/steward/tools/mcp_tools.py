@@ -184,6 +184,7 @@ class RemoteTools:
                 breaker_failures=spec.breaker_failures,
             ),
             source=f"mcp:{spec.name}",
+            tenant=spec.tenant,
         )
 
     # -- calls --------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ class SchemaTool(Tool):
     validator: Draft202012Validator | None = field(default=None, repr=False, compare=False)
     source: str | None = None
     """Where the tool comes from when it is not this app's code (e.g. `mcp:<server>`)."""
+    tenant: str | None = None
+    """The only tenant whose runs see and may call it (None: every tenant)."""
 
     def definition(self) -> ToolDefinition:
         return ToolDefinition(self.name, self.description, self.input_schema)
@@ -116,6 +118,7 @@ def make_schema_tool(
     needs_approval: bool = False,
     resilience: ToolResilience | None = None,
     source: str | None = None,
+    tenant: str | None = None,
 ) -> SchemaTool:
     """Build a `SchemaTool`; the handler is `async def handler(args, ctx) -> JSON-ready`.
 
@@ -138,4 +141,5 @@ def make_schema_tool(
         input_schema=schema,
         validator=Draft202012Validator(schema),
         source=source,
+        tenant=tenant,
     )
