@@ -37,6 +37,7 @@ from steward.models.types import (
     ModelRequest,
     ModelResponse,
     ToolCall,
+    ToolDefinition,
     Usage,
 )
 from steward.observe.tracing import Tracing
@@ -48,6 +49,7 @@ from steward.sandbox.run_sandbox import RunSandbox
 from steward.security.redaction import REDACTOR
 from steward.security.secrets import Secret, SecretStore
 from steward.store.runs import RunTotals
+from steward.tools.code_mode import CodeMode
 from steward.tools.registry import Tool, ToolContext
 from steward.tools.runner import ToolRunner, default_runner
 from steward.tools.search import SEARCH_TOOL, loaded_by, visible
@@ -142,8 +144,10 @@ class Context:
         model: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        extra_tools: Sequence[ToolDefinition] = (),
     ) -> ModelResponse:
-        """One model call through the gateway, journaled as one step."""
+        """One model call through the gateway, journaled as one step (`extra_tools`: tools
+        Steward answers itself, e.g. code mode's `run_code_with_tools`)."""
         limit = self.agent.limits.max_cost_usd
         if limit is not None and self.totals.cost_usd >= limit:
             raise CostLimitExceeded(f"run spent ${self.totals.cost_usd:.4f} of ${limit:.4f}")
@@ -157,7 +161,7 @@ class Context:
         request = ModelRequest(
             model=model_name or "",
             messages=tuple(_as_messages(messages, system)),
-            tools=tuple(t.definition() for t in self._selected_tools(tools)),
+            tools=(*(t.definition() for t in self._selected_tools(tools)), *extra_tools),
             max_tokens=max_tokens,
             temperature=temperature,
         )
@@ -262,6 +266,12 @@ class Context:
             guard.after_tool(name, None, exc)
             raise
         return tool, arguments
+
+    def code_mode(self, tools: Sequence[str] | None = None) -> CodeMode:
+        """The model writes programs that call the agent's tools (`steward.tools.code_mode`)."""
+        chosen = self._tools if tools is None else {n: self._tools[n] for n in tools}
+        guard = self._guard
+        return CodeMode(self, chosen, guard.model_chose if guard is not None else None)
 
     def plan(self, tools: Sequence[str]) -> None:
         """Plan-then-execute: fix the tools this run may use once untrusted content arrives."""
