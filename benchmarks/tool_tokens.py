@@ -1,14 +1,15 @@
-"""Input tokens per task: every tool schema on every model call vs tool search.
+"""Input tokens per task: every tool schema on every model call vs tool search vs code execution.
 
 One app declares a generated registry of 300 tools (tests/tool_search/registry.py); a task needs
 three of them in turn (search invoices -> get the customer -> create a refund) and the invoice
 search returns a large intermediate result (~`--invoices` invoices). Two agents run the same task
 in this process against the wire-compatible test upstream, which plays the model from a script:
-`all_tools` (every schema offered on each call: the baseline) and `tool_search` (the model gets
-`search_tools` and calls the tools it loads). Input tokens are counted from the request bodies
-the upstream received, messages and tool schemas, at 4 characters a token (the upstream's own
-rule for messages). Code execution with tools is not built yet, so it is not measured.
-Last line: key=value figures.
+`all_tools` (every schema offered on each call: the baseline), `tool_search` (the model gets
+`search_tools` and calls the tools it loads) and `code_execution` (`ctx.code_mode()`: the model
+writes one program against the 300 tools' typed signatures; it runs in a bubblewrap sandbox and
+only its printed summary returns). Input tokens are counted from the request bodies the
+upstream received, messages and tool schemas, at 4 characters a token (the upstream's own rule
+for messages). Last line: key=value figures.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from steward.config import Settings  # noqa: E402
 from steward.policy.declaration import AgentPolicy, MonitorPolicy  # noqa: E402
 from steward.runs.engine import RunRequest  # noqa: E402
 from steward.runtime import Runtime  # noqa: E402
+from steward.tools.code_mode import CODE_TOOL  # noqa: E402
 from steward.upstream.testing import UpstreamControl, run_upstream_in_thread  # noqa: E402
 
 
@@ -65,7 +67,19 @@ def scripts() -> dict[str, list[dict[str, Any]]]:
             refund,
             done,
         ],
+        "code_execution": [
+            {"tool_calls": [{"name": CODE_TOOL, "arguments": {"code": PROGRAM}}]},
+            done,
+        ],
     }
+
+
+PROGRAM = """
+found = tools.search_invoice(query="customer 42", limit=200)
+customer = tools.get_customer(customer_id="42")
+refund = tools.create_refund(amount="30 EUR", reason="double charge", order_id="42")
+print(found["total"], "invoices;", customer["ok"], refund["ok"])
+"""
 
 
 def build(invoices: int) -> Any:
@@ -90,6 +104,11 @@ def build(invoices: int) -> Any:
     policy = AgentPolicy(monitor=MonitorPolicy(stop_run=False))
     app.agent(name="all_tools", max_steps=20, policy=policy)(agent)
     app.agent(name="tool_search", max_steps=20, tool_search=True, policy=policy)(agent)
+
+    async def coder(ctx: Context, input: Task) -> str:
+        return (await ctx.code_mode().loop(input.message)).text
+
+    app.agent(name="code_execution", max_steps=20, policy=policy)(coder)
     return app
 
 
@@ -119,6 +138,10 @@ async def measure(invoices: int) -> dict[str, Any]:
                 done = await asyncio.wait_for(runtime.engine.wait("default", run.id), 120)
                 assert done.status == "success", done.error
                 bodies = [r["body"] for r in control.requests()]
+                if agent == "code_execution":  # the program really ran and made its calls
+                    [ran] = [m["content"] for m in bodies[-1]["messages"] if m["role"] == "tool"]
+                    assert json.loads(ran)["exit_code"] == 0, ran
+                    assert json.loads(ran)["tool_calls"] == 3, ran
                 figures[agent] = {
                     "model_calls": len(bodies),
                     "input_tokens": sum(tokens(b) for b in bodies),
@@ -138,11 +161,14 @@ def main() -> None:
         print(f"{agent}: {data}")
     full = figures["all_tools"]["input_tokens"]
     searched = figures["tool_search"]["input_tokens"]
+    coded = figures["code_execution"]["input_tokens"]
     print(
         f"tools=300 invoices={args.invoices} all_tools_input_tokens={full} "
-        f"tool_search_input_tokens={searched} all_over_search={full / searched:.2f} "
+        f"tool_search_input_tokens={searched} code_execution_input_tokens={coded} "
+        f"all_over_search={full / searched:.2f} all_over_code={full / coded:.2f} "
         f"all_tools_model_calls={figures['all_tools']['model_calls']} "
-        f"tool_search_model_calls={figures['tool_search']['model_calls']} code_execution=not_built"
+        f"tool_search_model_calls={figures['tool_search']['model_calls']} "
+        f"code_execution_model_calls={figures['code_execution']['model_calls']}"
     )
 
 
