@@ -21,7 +21,7 @@ from steward.errors import UserError
 from steward.policy.declaration import AgentPolicy
 from steward.policy.record import DecisionSink
 from steward.runs.agent import Agent, AgentFn, Limits, make_agent
-from steward.tools.mcp_client import MCPServerSpec
+from steward.tools.mcp_spec import MCPServerSpec
 from steward.tools.mcp_tools import RemoteTools
 from steward.tools.registry import Tool, make_tool
 from steward.tools.resilience import ToolResilience

@@ -113,13 +113,19 @@ async def test_a_10_mb_answer_is_refused_and_never_reaches_the_model(
     assert finished.status == "success", finished.error
     assert finished.output is not None
     flood, inbox = finished.output["results"]
-    # stdio: Steward's own bound on a message; HTTP: on the SSE event (the SDK's wording).
-    assert flood["error"].startswith("tool 'bad__flood' failed: MCPServerFailed")
-    assert "exceeds" in flood["error"] or "ended without a response" in flood["error"]
+    # stdio: Steward's own bound on a message; HTTP: the SDK's bound on an SSE event, which
+    # ends the answer or (as a closed connection, reopened and retried once) the connection.
+    assert flood["error"].startswith("tool 'bad__flood' failed")
+    assert any(
+        reason in flood["error"]
+        for reason in ("exceeds", "ended without a response", "connection closed")
+    ), flood["error"]
+    assert len(flood["error"]) < 500
     assert "Inbox" in str(inbox["result"])  # the same connection still serves the next call
     second = control.requests()[1]
     assert len(json.dumps(second["body"])) < 20_000  # the model never saw the flood
-    assert [c["tool"] for c in calls(tmp_path / "calls.jsonl")] == ["flood", "read_inbox"]
+    made = [c["tool"] for c in calls(tmp_path / "calls.jsonl")]
+    assert made in (["flood", "read_inbox"], ["flood", "flood", "read_inbox"])
     assert FLOOD_BYTES == 10 * 1024 * 1024
 
 

@@ -25,17 +25,14 @@ import json
 import keyword
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from steward.errors import ToolError, UserError
-from steward.models.types import Message, ToolCall, ToolDefinition
+from steward.models.types import Message, ModelResponse, ToolCall, ToolDefinition
 from steward.sandbox.manager import CreateOptions
 from steward.sandbox.options import argv_for
 from steward.sandbox.types import ExecRequest, Limits
 from steward.tools.registry import Tool
-
-if TYPE_CHECKING:
-    from steward.runs.context import Context, LoopResult
 
 CODE_TOOL = "run_code_with_tools"
 CALL_MARK = "\x1esteward-tool-call "
@@ -113,6 +110,41 @@ def signatures(tools: Mapping[str, Tool]) -> str:
     return "\n".join(lines)
 
 
+class RunHost(Protocol):
+    """What code mode needs of its run (a `steward.Context` is one)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def sandboxes(self) -> Any: ...
+
+    async def tool(
+        self, name: str, arguments: dict[str, Any] | None = None, *, call_id: str | None = None
+    ) -> Any: ...
+
+    async def model(
+        self,
+        messages: str | list[Message],
+        *,
+        tools: bool = ...,
+        max_tokens: int | None = ...,
+        extra_tools: list[ToolDefinition] = ...,
+    ) -> ModelResponse: ...
+
+
+@dataclass
+class CodeLoop:
+    """What `CodeMode.loop` ends with (the shape of `Context.tool_loop`'s result)."""
+
+    text: str
+    messages: list[Message]
+    tool_results: list[dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class CodeRun:
     exit_code: int
@@ -134,7 +166,7 @@ class CodeMode:
 
     def __init__(
         self,
-        ctx: Context,
+        ctx: RunHost,
         tools: Mapping[str, Tool],
         choose: Callable[[str, dict[str, Any]], None] | None,
     ) -> None:
@@ -207,10 +239,8 @@ class CodeMode:
 
     async def loop(
         self, prompt: str, *, system: str | None = None, max_tokens: int | None = None
-    ) -> LoopResult:
+    ) -> CodeLoop:
         """`ctx.tool_loop`, with `run_code_with_tools` as the model's one tool."""
-        from steward.runs.context import LoopResult
-
         messages: list[Message] = [Message(role="user", content=prompt)]
         if system:
             messages.insert(0, Message(role="system", content=system))
@@ -221,7 +251,7 @@ class CodeMode:
             )
             messages.append(response.message())
             if not response.tool_calls:
-                return LoopResult(response.content, messages, results)
+                return CodeLoop(response.content, messages, results)
             for call in response.tool_calls:
                 content = await self._answer(call, results)
                 messages.append(

@@ -31,11 +31,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from steward.errors import UserError
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,8 @@ class HostedServer:
     async def check(self) -> bool:
         """One health round: True when the server answered a ping (`healthy` is set by the
         supervisor, after the hooks that run when a server becomes healthy)."""
+        import httpx
+
         if self.process is None:
             return False
         if self.process.returncode is None:
@@ -208,6 +211,8 @@ class HostedServer:
 
 
 def client(socket: Path, *, timeout: float) -> httpx.AsyncClient:
+    import httpx
+
     return httpx.AsyncClient(
         transport=httpx.AsyncHTTPTransport(uds=str(socket)),
         base_url="http://hosted",

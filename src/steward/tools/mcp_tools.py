@@ -24,18 +24,22 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcp import MCPError, types
 from opentelemetry import trace
 
 from steward.errors import ToolError, UserError
 from steward.security.secrets import SecretStore
-from steward.tools.mcp_client import MCPConnection, MCPServerSpec
 from steward.tools.mcp_hosting import SOCKET, read_registry
+from steward.tools.mcp_spec import MCPServerSpec
 from steward.tools.registry import Tool, ToolContext
 from steward.tools.resilience import ToolResilience
 from steward.tools.schema_tools import SchemaTool, check_input_schema, make_schema_tool
+
+if TYPE_CHECKING:  # the MCP SDK is loaded on first connection, not when an app is declared
+    from mcp import types
+
+    from steward.tools.mcp_client import MCPConnection
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +197,8 @@ class RemoteTools:
         self, spec: MCPServerSpec, remote_name: str
     ) -> Callable[[dict[str, Any], ToolContext], Any]:
         async def call(arguments: dict[str, Any], ctx: ToolContext) -> Any:
+            from mcp import MCPError
+
             if spec.tenant is not None and ctx.tenant_id != spec.tenant:
                 raise ToolError(f"MCP server {spec.name!r} is not available to this tenant")
             span = trace.get_current_span()
@@ -219,6 +225,8 @@ class RemoteTools:
             token = await self._token(spec, tenant)
             connection = self._connections.get(key)  # another call may have opened it meanwhile
             if connection is None:
+                from steward.tools.mcp_client import MCPConnection
+
                 connection = MCPConnection(
                     spec, token, lambda: self._changed(spec.name), socket=socket
                 )
@@ -263,6 +271,8 @@ class RemoteTools:
 
 def result_json(spec: MCPServerSpec, result: types.CallToolResult) -> Any:
     """What the model sees of a call's result; `ToolError` for a result marked `isError`."""
+    from mcp import types
+
     texts = [block.text for block in result.content if isinstance(block, types.TextContent)]
     if result.is_error:
         message = " ".join(texts)[:2_000] or "the tool reported an error"
@@ -284,6 +294,8 @@ def result_json(spec: MCPServerSpec, result: types.CallToolResult) -> Any:
 
 
 def _block(block: Any) -> dict[str, Any]:
+    from mcp import types
+
     if isinstance(block, types.TextContent):
         return {"type": "text", "text": block.text}
     kind = getattr(block, "type", "unknown")

@@ -14,9 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Request, Response
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import Message, Receive, Scope, Send
 
 from steward.app import Steward
@@ -26,7 +24,6 @@ from steward.runtime import Runtime
 from steward.server.auth import Reader
 from steward.server.openapi import answers
 from steward.server.problems import problem
-from steward.tools.mcp_expose import ExposedSteward
 from steward.tools.mcp_hosting import Supervisor, client
 from steward.tools.mcp_tools import SPAN_SERVER
 
@@ -39,6 +36,11 @@ class MCPEndpoint:
     """The SDK's session manager for one server process; `run()` spans the app's lifespan."""
 
     def __init__(self, runtime: Runtime, app: Steward) -> None:
+        # The MCP SDK loads when the server starts serving, not when the CLI imports the app.
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+        from steward.tools.mcp_expose import ExposedSteward
+
         exposed = ExposedSteward(
             app=app,
             engine=runtime.engine,
@@ -131,6 +133,8 @@ async def mcp(request: Request, principal: Reader) -> Response:
 async def hosted_mcp(name: str, request: Request, principal: Reader) -> Response:
     """A server deployed with `steward mcp deploy`, for keys of its tenant; each `tools/call`
     is traced as an `execute_tool <name>__<tool>` span."""
+    import httpx
+
     endpoint: MCPEndpoint = request.app.state.mcp
     server = endpoint.hosting.get(name)
     if server is None or server.deployment.tenant != principal.tenant_id:
