@@ -159,6 +159,8 @@ class Runtime:
 
     async def start(self) -> None:
         await self.sandboxes.start()
+        # Remote MCP servers' tools, before recovered runs look for them.
+        await self.engine.app.remote.start(self.security.secrets, self.settings.home / "mcp")
         if self.registry is not None and self.durable is not None:
             # Claim the executor id before DBOS recovers the runs pending under it.
             self.durable.set_executor_id(await asyncio.to_thread(self.registry.register))
@@ -191,6 +193,7 @@ class Runtime:
             parts.push_async_callback(self.gateway.aclose)
             parts.callback(self.engine.tool_runner.close)  # after the runs still finishing
             parts.callback(_replace_default_executor)
+            parts.push_async_callback(self.engine.app.remote.stop)  # after the runs
             parts.push_async_callback(self.engine.shutdown)
             if self.webhooks is not None:
                 parts.push_async_callback(self.webhooks.stop)

@@ -32,6 +32,7 @@ from steward.server.routes import (
     health,
     hooks,
     info,
+    mcp,
     proxy,
     runs,
     sandboxes,
@@ -79,7 +80,8 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         )
         await runtime.start()
         try:
-            yield
+            async with mcp.serving(runtime, app) as api.state.mcp:
+                yield
         finally:
             await runtime.stop()
 
@@ -116,6 +118,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         webhooks,
         proxy,
         gateway,
+        mcp,
     )
     for module in modules:
         api.include_router(module.router)
