@@ -202,17 +202,23 @@ class StepJournal:
         conn, sql = self._conn, self._sql
         if conn is None:
             raise sqlite3.OperationalError("no connection to the journal database")
-        # One request alone on PostgreSQL is one autocommitted statement: one round trip, no
-        # BEGIN/COMMIT. SQLite always takes the write lock first (BEGIN IMMEDIATE): a statement
-        # that upgrades its lock midway fails at once on contention instead of waiting.
-        explicit = not self._postgres or len(batch) > 1
-        if explicit:
-            conn.execute("BEGIN IMMEDIATE" if not self._postgres else "BEGIN")
+        # Reads first, outside any transaction: on SQLite (WAL) a read takes no write lock.
+        writes = []
         for request in batch:
             if request.kind == "read":
                 rows = self._execute(conn, sql.read_all, (request.run_id,)).fetchall()
                 request.result = {int(seq): output for seq, output in rows}
-                continue
+            else:
+                writes.append(request)
+        if not writes:
+            return
+        # One write alone on PostgreSQL is one autocommitted statement: one round trip, no
+        # BEGIN/COMMIT. SQLite always takes the write lock first (BEGIN IMMEDIATE): a statement
+        # that upgrades its lock midway fails at once on contention instead of waiting.
+        explicit = not self._postgres or len(writes) > 1
+        if explicit:
+            conn.execute("BEGIN IMMEDIATE" if not self._postgres else "BEGIN")
+        for request in writes:
             now_ms = int(time.time() * 1000)
             args = (
                 *(request.run_id, request.seq, request.name, request.output, now_ms),
