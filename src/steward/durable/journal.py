@@ -80,6 +80,11 @@ class _Dialect:
         )
         self.read_all = f"SELECT seq, output FROM {table} WHERE run_id = {mark}"
         self.read_one = f"SELECT output FROM {table} WHERE run_id = {mark} AND seq = {mark}"
+        # Steps a run recorded through DBOS's own `run_step` before this journal existed.
+        self.read_legacy = (
+            f"SELECT function_name, output, error FROM {prefix}operation_outputs"
+            f" WHERE workflow_uuid = {mark} ORDER BY function_id"
+        )
         self.status = f"SELECT status, owner_xid FROM {status} WHERE workflow_uuid = {mark}"
 
 
@@ -208,6 +213,9 @@ class StepJournal:
             if request.kind == "read":
                 rows = self._execute(conn, sql.read_all, (request.run_id,)).fetchall()
                 request.result = {int(seq): output for seq, output in rows}
+                if not rows:
+                    legacy = self._execute(conn, sql.read_legacy, (request.run_id,)).fetchall()
+                    request.result = legacy_steps(legacy)
             else:
                 writes.append(request)
         if not writes:
@@ -306,6 +314,20 @@ class StepJournal:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
+
+
+def legacy_steps(rows: list[Any]) -> dict[int, str]:
+    """A run's steps as DBOS's `run_step` recorded them (before an upgrade), numbered as this
+    journal numbers them: in call order, DBOS's own operations (`DBOS.recv`, …) left out. The
+    numbering stops at the first step DBOS recorded as an exception: that step runs again."""
+    steps: dict[int, str] = {}
+    for name, output, error in rows:
+        if str(name).startswith("DBOS."):
+            continue
+        if error is not None or output is None:
+            break
+        steps[len(steps) + 1] = str(output)
+    return steps
 
 
 def _resolve(request: _Request, error: BaseException | None) -> None:
