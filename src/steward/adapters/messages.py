@@ -1,4 +1,4 @@
-"""Chat Completions-shaped messages (what the frameworks' converters produce) as Steward messages."""
+"""Chat Completions-shaped messages (what the frameworks' converters make) as Steward messages."""
 
 from __future__ import annotations
 

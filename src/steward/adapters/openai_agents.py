@@ -118,7 +118,9 @@ def serve_openai_agent(
         output = result.final_output
         if isinstance(output, str):
             return output
-        return json.dumps(output.model_dump(mode="json") if hasattr(output, "model_dump") else output)
+        return json.dumps(
+            output.model_dump(mode="json") if hasattr(output, "model_dump") else output
+        )
 
     app.agent(
         name or agent.name,
@@ -140,7 +142,7 @@ def _function_tools(agent: Agent[Any]) -> list[FunctionTool]:
     for tool in agent.tools:
         if not isinstance(tool, FunctionTool):
             raise UserError(
-                f"agent {agent.name!r}: only function tools can be served, not {type(tool).__name__}"
+                f"agent {agent.name!r}: only function tools are served, not {type(tool).__name__}"
             )
         tools.append(tool)
     return tools
@@ -297,11 +299,16 @@ class StewardModel(Model):
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
                 total_tokens=usage.total_tokens,
-                input_tokens_details=InputTokensDetails(cached_tokens=0),
-                output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+                # Validated from data: the fields differ between openai versions.
+                input_tokens_details=InputTokensDetails.model_validate(
+                    {"cached_tokens": 0, "cache_write_tokens": 0}
+                ),
+                output_tokens_details=OutputTokensDetails.model_validate({"reasoning_tokens": 0}),
             ),
         )
-        yield ResponseCompletedEvent(type="response.completed", response=response, sequence_number=0)
+        yield ResponseCompletedEvent(
+            type="response.completed", response=response, sequence_number=0
+        )
 
 
 def _output_items(response: StewardResponse) -> list[Any]:

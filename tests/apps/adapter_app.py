@@ -1,0 +1,59 @@
+"""Framework agents for the adapter tests: each calls a slow, ledger-writing tool, so a test can
+kill the server while a framework tool call is in flight and count what ran twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+from agents import Agent as SdkAgent
+from agents import function_tool
+from pydantic_ai import Agent as PydanticAgent
+
+from steward import Steward
+from steward.adapters.openai_agents import serve_openai_agent
+from steward.adapters.pydantic_ai import serve_pydantic_agent
+
+app = Steward()
+
+
+def _record(tool: str, index: int) -> None:
+    path = Path(os.environ.get("STEWARD_TEST_LEDGER", ".steward/ledger.jsonl"))
+    line = {"tool": tool, "index": index, "pid": os.getpid(), "t": time.time()}
+    with path.open("a") as file:
+        file.write(json.dumps(line) + "\n")
+
+
+@function_tool
+async def sdk_slow_step(index: int, sleep_s: float) -> int:
+    """Record step `index` in the ledger, then sleep `sleep_s` seconds."""
+    _record("sdk_slow_step", index)
+    await asyncio.sleep(sleep_s)
+    return index
+
+
+serve_openai_agent(
+    app,
+    SdkAgent(name="sdk_steps", instructions="Run the steps asked for.", tools=[sdk_slow_step]),
+    writes=["sdk_slow_step"],
+    max_steps=20,
+    timeout_s=120,
+)
+
+pydantic_steps = PydanticAgent(name="pydantic_steps", instructions="Run the steps asked for.")
+
+
+@pydantic_steps.tool_plain
+async def pydantic_slow_step(index: int, sleep_s: float) -> int:
+    """Record step `index` in the ledger, then sleep `sleep_s` seconds."""
+    _record("pydantic_slow_step", index)
+    await asyncio.sleep(sleep_s)
+    return index
+
+
+serve_pydantic_agent(
+    app, pydantic_steps, writes=["pydantic_slow_step"], max_steps=20, timeout_s=120
+)
