@@ -38,7 +38,6 @@ async def sdk_slow_step(index: int, sleep_s: float) -> int:
 serve_openai_agent(
     app,
     SdkAgent(name="sdk_steps", instructions="Run the steps asked for.", tools=[sdk_slow_step]),
-    writes=["sdk_slow_step"],
     max_steps=20,
     timeout_s=120,
 )
@@ -54,6 +53,4 @@ async def pydantic_slow_step(index: int, sleep_s: float) -> int:
     return index
 
 
-serve_pydantic_agent(
-    app, pydantic_steps, writes=["pydantic_slow_step"], max_steps=20, timeout_s=120
-)
+serve_pydantic_agent(app, pydantic_steps, max_steps=20, timeout_s=120)

