@@ -54,3 +54,29 @@ async def pydantic_slow_step(index: int, sleep_s: float) -> int:
 
 
 serve_pydantic_agent(app, pydantic_steps, max_steps=20, timeout_s=120)
+
+
+@function_tool
+async def sdk_write_step(index: int) -> int:
+    """Record step `index` in the ledger (declared as a write)."""
+    _record("sdk_write_step", index)
+    return index
+
+
+serve_openai_agent(
+    app,
+    SdkAgent(name="sdk_writer", instructions="Write the steps.", tools=[sdk_write_step]),
+    writes=["sdk_write_step"],
+)
+
+pydantic_writer = PydanticAgent(name="pydantic_writer", instructions="Write the steps.")
+
+
+@pydantic_writer.tool_plain
+async def pydantic_write_step(index: int) -> int:
+    """Record step `index` in the ledger (declared as a write)."""
+    _record("pydantic_write_step", index)
+    return index
+
+
+serve_pydantic_agent(app, pydantic_writer, writes=["pydantic_write_step"])

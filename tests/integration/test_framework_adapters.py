@@ -207,3 +207,41 @@ async def test_a_spend_cap_stops_a_framework_run_before_the_provider_is_called(
     assert (finished.status, finished.stop_reason) == ("limit_exceeded", "spend_cap")
     assert finished.error is not None and "user_daily" in finished.error["message"]
     assert UpstreamControl(upstream).requests() == []
+
+
+@pytest.mark.parametrize(
+    ("agent", "tool"),
+    [
+        pytest.param("sdk_writer", "sdk_write_step", id="openai-agents"),
+        pytest.param("pydantic_writer", "pydantic_write_step", id="pydantic-ai"),
+    ],
+)
+async def test_steward_tool_policy_holds_a_framework_write_after_tool_output_for_approval(
+    tmp_path: Path, upstream: str, agent: str, tool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The framework's tool calls pass Steward's policy: once tool output (untrusted) is in the
+    conversation, a write tool waits for a person instead of running."""
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("STEWARD_TEST_LEDGER", str(ledger))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("STEWARD_OPENAI_BASE_URL", f"{upstream}/v1")
+    write = {"usage": {"input_tokens": 50, "output_tokens": 10}}
+    UpstreamControl(upstream).script(
+        {**write, "tool_calls": [{"id": "call_0", "name": tool, "arguments": {"index": 0}}]},
+        {**write, "tool_calls": [{"id": "call_1", "name": tool, "arguments": {"index": 1}}]},
+    )
+    settings = Settings(home=tmp_path, model="openai:gpt-4.1-mini", apps=[])
+    runtime = Runtime.build(settings, load_app(STEPS_APP), execute=True)
+    await runtime.start()
+    runtime.keys.create("t")  # creates the default tenant
+    try:
+        run = await runtime.engine.submit(
+            RunRequest(tenant_id="default", agent=agent, input={"message": "write two steps"})
+        )
+        finished = await runtime.engine.wait("default", run.id)
+    finally:
+        await runtime.stop()
+
+    assert (finished.status, finished.stop_reason) == ("interrupted", "awaiting_approval")
+    # The first write ran; the second, decided after its output, did not.
+    assert [json.loads(line)["index"] for line in ledger.read_text().splitlines()] == [0]

@@ -256,7 +256,7 @@ def _tool_instructions(tools: tuple[ToolDefinition, ...]) -> str:
 
 
 def _grammar(tools: tuple[ToolDefinition, ...], *, answer: bool) -> Any:
-    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import LlamaGrammar
 
     return LlamaGrammar.from_json_schema(
         json.dumps(reply_schema(tools, answer=answer)), verbose=False
