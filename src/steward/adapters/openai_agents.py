@@ -27,6 +27,7 @@ output. Hosted tools, handoffs and MCP servers are refused when the agent is ser
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -61,6 +62,7 @@ from steward.adapters._bridge import (
 from steward.adapters.messages import from_chat_messages
 from steward.app import Steward
 from steward.errors import ToolError, UserError
+from steward.models.resolve import parse_model_string
 from steward.models.types import ModelResponse as StewardResponse
 from steward.runs.context import Context
 
@@ -178,14 +180,7 @@ def _through_steward(
             pending.pop(call_id, None)
         return result if isinstance(result, str) else json.dumps(result)
 
-    clone: FunctionTool = _replace(tool, on_invoke_tool=invoke)
-    return clone
-
-
-def _replace(tool: FunctionTool, **changes: Any) -> FunctionTool:
-    import dataclasses
-
-    return dataclasses.replace(tool, **changes)
+    return dataclasses.replace(tool, on_invoke_tool=invoke)
 
 
 class StewardModelProvider(ModelProvider):
@@ -200,8 +195,6 @@ class StewardModelProvider(ModelProvider):
 
 def _steward_model(name: str | None) -> str | None:
     """The SDK agent's model name when it is a Steward model string, else the run's default."""
-    from steward.models.resolve import parse_model_string
-
     if not name:
         return None
     try:
