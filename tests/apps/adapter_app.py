@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 from agents import Agent as SdkAgent
-from agents import function_tool
+from agents import RunConfig, Runner, function_tool
 from pydantic_ai import Agent as PydanticAgent
 
-from steward import Steward
-from steward.adapters.openai_agents import serve_openai_agent
+from steward import Context, Steward
+from steward.adapters._bridge import AgentInput
+from steward.adapters.openai_agents import StewardModelProvider, serve_openai_agent
 from steward.adapters.pydantic_ai import serve_pydantic_agent
 
 app = Steward()
@@ -80,3 +81,15 @@ async def pydantic_write_step(index: int) -> int:
 
 
 serve_pydantic_agent(app, pydantic_writer, writes=["pydantic_write_step"])
+
+
+@app.agent(name="sdk_streamed")
+async def sdk_streamed(ctx: Context, input: AgentInput) -> str:
+    """Runs an SDK agent with `Runner.run_streamed` on Steward's model provider."""
+    result = Runner.run_streamed(
+        SdkAgent(name="streamed", instructions="Be brief."),
+        input.message,
+        run_config=RunConfig(model_provider=StewardModelProvider(ctx), tracing_disabled=True),
+    )
+    kinds = sorted({event.type async for event in result.stream_events()})
+    return json.dumps({"output": result.final_output, "events": kinds})

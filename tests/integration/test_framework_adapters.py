@@ -245,3 +245,24 @@ async def test_steward_tool_policy_holds_a_framework_write_after_tool_output_for
     assert (finished.status, finished.stop_reason) == ("interrupted", "awaiting_approval")
     # The first write ran; the second, decided after its output, did not.
     assert [json.loads(line)["index"] for line in ledger.read_text().splitlines()] == [0]
+
+
+async def test_the_sdk_streams_a_run_on_stewards_model_provider(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, model="local", apps=[])
+    runtime = Runtime.build(settings, load_app(STEPS_APP), execute=True)
+    await runtime.start()
+    runtime.keys.create("t")  # creates the default tenant
+    try:
+        run = await runtime.engine.submit(
+            RunRequest(tenant_id="default", agent="sdk_streamed", input={"message": "hello"})
+        )
+        finished = await runtime.engine.wait("default", run.id)
+    finally:
+        await runtime.stop()
+
+    assert finished.status == "success", finished.error
+    assert finished.output is not None
+    result = json.loads(finished.output["output"])
+    assert result["output"].startswith('You asked: "hello"')
+    assert "raw_response_event" in result["events"]
+    assert finished.steps == 1  # the one model call, through Context.model
