@@ -93,3 +93,32 @@ async def sdk_streamed(ctx: Context, input: AgentInput) -> str:
     )
     kinds = sorted({event.type async for event in result.stream_events()})
     return json.dumps({"output": result.final_output, "events": kinds})
+
+
+@function_tool
+def sdk_transfer(amount: int) -> dict[str, int]:
+    """Transfer `amount` (needs a person's approval)."""
+    _record("sdk_transfer", amount)
+    return {"sent": amount}
+
+
+serve_openai_agent(
+    app,
+    SdkAgent(name="sdk_payer", instructions="Pay what is asked.", tools=[sdk_transfer]),
+    writes=["sdk_transfer"],
+    needs_approval=["sdk_transfer"],
+)
+
+pydantic_payer = PydanticAgent(name="pydantic_payer", instructions="Pay what is asked.")
+
+
+@pydantic_payer.tool_plain
+def pydantic_transfer(amount: int) -> dict[str, int]:
+    """Transfer `amount` (needs a person's approval)."""
+    _record("pydantic_transfer", amount)
+    return {"sent": amount}
+
+
+serve_pydantic_agent(
+    app, pydantic_payer, writes=["pydantic_transfer"], needs_approval=["pydantic_transfer"]
+)

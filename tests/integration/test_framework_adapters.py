@@ -266,3 +266,52 @@ async def test_the_sdk_streams_a_run_on_stewards_model_provider(tmp_path: Path) 
     assert result["output"].startswith('You asked: "hello"')
     assert "raw_response_event" in result["events"]
     assert finished.steps == 1  # the one model call, through Context.model
+
+
+@pytest.mark.parametrize(
+    ("agent", "tool"),
+    [
+        pytest.param("sdk_payer", "sdk_transfer", id="openai-agents"),
+        pytest.param("pydantic_payer", "pydantic_transfer", id="pydantic-ai"),
+    ],
+)
+def test_a_framework_tool_that_needs_approval_pauses_and_runs_with_the_edited_arguments(
+    tmp_path: Path, upstream: str, agent: str, tool: str
+) -> None:
+    control = UpstreamControl(upstream)
+    control.script(
+        {"tool_calls": [{"id": "call_pay", "name": tool, "arguments": {"amount": 25}}]},
+        {"text": "Sent."},
+    )
+    server = make_process(
+        tmp_path,
+        STEWARD_MODEL="openai:gpt-4.1-mini",
+        OPENAI_API_KEY="sk-test",
+        STEWARD_OPENAI_BASE_URL=f"{upstream}/v1",
+    )
+    server.apps = [STEPS_APP]
+    try:
+        server.start()
+        headers = {"x-api-key": server.create_key()}
+        body = {"assistant_id": agent, "input": {"message": "pay 25"}}
+        paused = httpx.post(f"{server.url}/runs/wait", json=body, headers=headers, timeout=60)
+        (interrupt,) = paused.json()["__interrupt__"]
+        pending = interrupt["value"]
+        assert (pending["tool"], pending["arguments"]) == (tool, {"amount": 25})
+        assert server.ledger_lines() == []  # nothing ran before the decision
+
+        decided = httpx.post(
+            f"{server.url}/runs/{pending['run_id']}/approvals/{interrupt['id']}",
+            json={"decision": "approve", "arguments": {"amount": 50}},
+            headers=headers,
+        )
+        assert decided.status_code == 200, decided.text
+        location = paused.headers["content-location"]
+        finished = httpx.get(f"{server.url}{location}/join", headers=headers, timeout=60)
+    finally:
+        server.stop()
+
+    assert finished.json()["output"] == "Sent.", finished.text
+    # The framework's tool ran once, with the arguments the person approved.
+    assert [(line["tool"], line["index"]) for line in server.ledger_lines()] == [(tool, 50)]
+    assert len(control.requests()) == 2
