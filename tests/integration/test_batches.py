@@ -4,6 +4,7 @@ item, results in input order, retries, pause/resume/cancel, tenant scoping, prec
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import StewardProcess, make_process
+from tests.conftest import STEWARD, StewardProcess, make_process
 
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -165,3 +166,30 @@ def test_bad_input_is_a_precise_problem_and_batches_are_tenant_scoped(
         assert client.get(f"/v1/batches/{mine['batch_id']}/results").status_code == 404
         assert client.post(f"/v1/batches/{mine['batch_id']}/cancel").status_code == 404
         assert client.get("/v1/batches").json() == []
+
+
+def test_the_cli_runs_a_csv_file_and_writes_results_in_order(
+    steward: StewardProcess, tmp_path: Path
+) -> None:
+    key = steward.create_key()
+    data = tmp_path / "items.csv"
+    data.write_text("steps,sleep_s\n" + "".join(f"{1 + i % 2},0\n" for i in range(12)))
+    out = tmp_path / "results.jsonl"
+    args = ["batch", "run", str(data), "--agent", "multistep", "--url", steward.url]
+    steward.cli(*args, "--key", key, "--concurrency", "3", "--out", str(out), "--interval", "0.1")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["index"] for row in rows] == list(range(12))
+    assert [row["output"] for row in rows] == [
+        {"results": list(range(1 + i % 2))} for i in range(12)
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"steps": 0}\n')
+    failed = subprocess.run(
+        [STEWARD, "batch", "run", str(bad), "--agent", "multistep", "--url", steward.url],
+        env={**steward.env, "STEWARD_API_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1
+    assert "422" in failed.stderr and "item 0" in failed.stderr
