@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("batch_id", sa.String(64), primary_key=True),
         sa.Column("idx", sa.Integer(), primary_key=True),
         sa.Column("tenant_id", sa.String(64), nullable=False),
-        sa.Column("input", sa.JSON(), nullable=True),
+        sa.Column("input", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("claimed_by", sa.String(64), nullable=True),
