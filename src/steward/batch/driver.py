@@ -128,13 +128,18 @@ class BatchDriver:
                     await self.engine.cancel(item.tenant_id, run_id)
 
     async def _existing_run(self, item: Claimed, thread_id: str) -> str | None:
-        """The run already started for this attempt, creating its thread if there is none."""
+        """The run already started for this attempt; None (and a new thread) if there is none.
+
+        The thread is created first: on the common path (a fresh attempt) that one insert is
+        the whole look; only a thread that exists already is searched for its run.
+        """
         store = self.engine.store
-        if await asyncio.to_thread(store.get_thread, item.tenant_id, thread_id) is None:
-            metadata = {"batch_id": item.batch_id, "batch_index": item.idx}
-            with contextlib.suppress(IntegrityError):
-                await asyncio.to_thread(store.create_thread, item.tenant_id, thread_id, metadata)
+        metadata = {"batch_id": item.batch_id, "batch_index": item.idx}
+        try:
+            await asyncio.to_thread(store.create_thread, item.tenant_id, thread_id, metadata)
             return None
+        except IntegrityError:
+            pass
         runs = await asyncio.to_thread(
             store.list_runs, item.tenant_id, thread_id=thread_id, limit=1
         )
