@@ -1,5 +1,6 @@
 """The wire-compatible model upstream: OpenAI (`/v1/chat/completions`, `/v1/models`) and
-Anthropic (`/v1/messages`) endpoints answering from a script, with faults on command.
+Anthropic (`/v1/messages`) endpoints answering from a script, with faults on command; and both
+providers' batch APIs (`steward.upstream.batch_api`).
 
 Control API (JSON):
 
