@@ -201,6 +201,18 @@ class Settings(BaseSettings):
         "that another process created or changed (its own are seen at once, and it wakes for "
         "each known tick on time).",
     )
+    batch_poll_interval_s: float = Field(
+        default=0.2,
+        gt=0,
+        description="How often a process that executes runs looks for batch items to start "
+        "and batch runs that ended.",
+    )
+    batch_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a batch item claimed by a process that died before it started "
+        "the item's run waits before another process takes it over.",
+    )
     gateway: GatewaySettings = Field(
         default_factory=GatewaySettings,
         description="The model gateway: deployments, fallbacks, spend caps, retries, breakers, "

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from steward.app import Steward
+from steward.batch.driver import BatchDriver, build_driver
 from steward.config import Settings
 from steward.durable.dbos_engine import RECOVERY_POLL_S, DBOSEngine
 from steward.durable.sweeper import Sweeper
@@ -59,6 +60,7 @@ class Runtime:
     platform: Platform | None = None
     registry: WorkerRegistry | None = None
     sweeper: Sweeper | None = None
+    batches: BatchDriver | None = None
     _sweeping: asyncio.Task[None] | None = field(default=None, repr=False)
     _orphans_checked_at: float = field(default=float("-inf"), repr=False)
 
@@ -134,6 +136,9 @@ class Runtime:
         if execute:
             webhooks = WebhookDispatcher(webhook_store, webhook_config, run_json)
             engine.finished_listeners.append(webhooks.notify)
+        platform = Platform(
+            db, engine, cron_interval_s=settings.cron_poll_interval_s, schedule=execute
+        )
         return cls(
             settings=settings,
             db=db,
@@ -152,9 +157,8 @@ class Runtime:
             durable=durable,
             registry=registry,
             sweeper=sweeper,
-            platform=Platform(
-                db, engine, cron_interval_s=settings.cron_poll_interval_s, schedule=execute
-            ),
+            platform=platform,
+            batches=build_driver(settings, db, engine, platform) if execute else None,
         )
 
     async def start(self) -> None:
@@ -172,6 +176,8 @@ class Runtime:
         self.security.start()
         if self.platform is not None:
             self.platform.start()
+        if self.batches is not None:
+            self.batches.start()
         if self.sweeper is not None:
             self.sweeper.after_sweep = self._start_orphans
             self._sweeping = asyncio.create_task(self.sweeper.run_forever())
@@ -200,6 +206,8 @@ class Runtime:
             parts.push_async_callback(self._stop_sweeping)
             if self.platform is not None:
                 parts.push_async_callback(self.platform.stop)
+            if self.batches is not None:
+                parts.push_async_callback(self.batches.stop)
             # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal,
             # so it must be thawed and killed before anything slower can delay the shutdown.
             parts.push_async_callback(self.sandboxes.close)

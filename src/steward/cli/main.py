@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from steward.cli.batch import batch_cli
 from steward.cli.evals import eval_cli
 from steward.cli.mcp import mcp_cli
 from steward.cli.security import audit_cli, open_security, secrets_cli
@@ -36,6 +37,7 @@ cli.add_typer(audit_cli, name="audit")
 cli.add_typer(eval_cli, name="eval")
 cli.add_typer(slo_cli, name="slo")
 cli.add_typer(mcp_cli, name="mcp")
+cli.add_typer(batch_cli, name="batch")
 console = Console(width=200) if not sys.stdout.isatty() else Console()
 
 Apps = Annotated[

@@ -27,6 +27,7 @@ from steward.server.proxy_dispatch import ProxyDispatch
 from steward.server.routes import (
     admin,
     assistants,
+    batches,
     crons,
     gateway,
     health,
@@ -110,6 +111,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         threads,
         crons,
         runs,
+        batches,
         store,
         traces,
         sandboxes,

@@ -1,5 +1,6 @@
 """The wire-compatible model upstream: OpenAI (`/v1/chat/completions`, `/v1/models`) and
-Anthropic (`/v1/messages`) endpoints answering from a script, with faults on command.
+Anthropic (`/v1/messages`) endpoints answering from a script, with faults on command; and both
+providers' batch APIs (`steward.upstream.batch_api`).
 
 Control API (JSON):
 
@@ -28,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from steward.upstream import anthropic_wire, openai_wire
+from steward.upstream import anthropic_wire, batch_api, openai_wire
 from steward.upstream.control import (
     Faults,
     Frame,
@@ -251,9 +252,11 @@ def create_upstream_app(state: UpstreamState | None = None) -> Starlette:
             Route("/_control/faults", control_faults, methods=["POST"]),
             Route("/_control/reset", control_reset, methods=["POST"]),
             Route("/_control/requests", control_requests, methods=["GET"]),
+            *batch_api.routes(),
         ]
     )
     app.state.upstream = state or UpstreamState()
+    app.state.batches = batch_api.BatchState()
     return app
 
 
