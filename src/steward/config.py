@@ -168,6 +168,24 @@ class Settings(BaseSettings):
     trace_flush_interval_ms: int = Field(
         default=200, description="How often finished spans are written to the trace store."
     )
+    trace_sample_share: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Tail sampling: the share of ordinary traces kept, chosen by trace id so "
+        "every process agrees; errors and traces over the thresholds below are always kept. "
+        "1.0 keeps everything and buffers nothing. Run records are never sampled.",
+    )
+    trace_keep_latency_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Tail sampling: keep every trace whose root lasts this long.",
+    )
+    trace_keep_cost_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Tail sampling: keep every trace whose model calls cost this.",
+    )
     queue_poll_interval_s: float = Field(
         default=0.05, description="How often a separate `steward worker` looks for queued runs."
     )

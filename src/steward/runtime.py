@@ -23,6 +23,7 @@ from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
 from steward.observe.metrics import ToolMetrics
 from steward.observe.run_gauges import RunGauges
+from steward.observe.sampling import SamplingCollector, SamplingPolicy
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
 from steward.runs.engine import RunEngine, _payload
@@ -80,6 +81,11 @@ class Runtime:
             db,
             flush_interval_ms=settings.trace_flush_interval_ms,
             capture_content=settings.capture_message_content,
+            sampling=SamplingPolicy(
+                settings.trace_sample_share,
+                settings.trace_keep_latency_s,
+                settings.trace_keep_cost_usd,
+            ),
         )
         durable = DBOSEngine(
             settings.durable_database_url,
@@ -115,6 +121,7 @@ class Runtime:
             # Served by `/metrics` with the gateway's own.
             metrics=ToolMetrics(gateway.metrics.registry),
         )
+        SamplingCollector(tracing.sampler).register(gateway.metrics.registry)
         RunGauges(db, gateway.metrics.registry)  # queue depth on /metrics, for autoscaling
         engine = RunEngine(
             app,
