@@ -9,7 +9,7 @@ import json
 import tomllib
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import (
@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     )
     trace_flush_interval_ms: int = Field(
         default=200, description="How often finished spans are written to the trace store."
+    )
+    genai_semconv: Literal["latest", "1.36"] = Field(
+        default="latest",
+        description="GenAI semantic-convention version of the OTLP export: `latest` (v1.41 "
+        "names) or `1.36` (`gen_ai.system`, `gen_ai.prompt`, `gen_ai.completion`) for older "
+        "backends. OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental forces `latest`.",
     )
     trace_sample_share: float = Field(
         default=1.0,

@@ -86,6 +86,7 @@ class Runtime:
                 settings.trace_keep_latency_s,
                 settings.trace_keep_cost_usd,
             ),
+            genai_semconv=settings.genai_semconv,
         )
         durable = DBOSEngine(
             settings.durable_database_url,

@@ -25,6 +25,7 @@ from steward.observe.context import current_run_id, current_tenant_id
 from steward.observe.exporter import DatabaseSpanExporter
 from steward.observe.genai import STEWARD_RUN_ID, STEWARD_TENANT_ID
 from steward.observe.sampling import SamplingPolicy, TailSamplingProcessor
+from steward.observe.semconv import SemconvExporter, SemconvVersion, effective_version
 from steward.observe.spans import GenAISpans
 from steward.policy.trace_redaction import RedactingSpanExporter
 from steward.store.database import Database
@@ -78,6 +79,7 @@ class Tracing(GenAISpans):
         capture_content: bool = False,
         extra_exporters: Sequence[SpanExporter] = (),
         sampling: SamplingPolicy | None = None,
+        genai_semconv: SemconvVersion = "latest",
     ) -> None:
         self.capture_content = capture_content
         self._provider: TracerProvider | None = TracerProvider(
@@ -89,7 +91,7 @@ class Tracing(GenAISpans):
             exporters.insert(0, DatabaseSpanExporter(db))
         otlp = otlp_exporter_from_env()
         if otlp is not None:
-            exporters.append(otlp)
+            exporters.append(SemconvExporter(otlp, effective_version(genai_semconv)))
         # Secrets and personal data never enter a trace (DESIGN invariant 6).
         batches: list[SpanProcessor] = [
             BatchSpanProcessor(
