@@ -192,6 +192,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Tail sampling: keep every trace whose model calls cost this.",
     )
+    retention_interval_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often a process that executes runs enforces the per-tenant retention "
+        "policies (`steward retention set`); 0 turns the job off in this process.",
+    )
     queue_poll_interval_s: float = Field(
         default=0.05, description="How often a separate `steward worker` looks for queued runs."
     )

@@ -22,6 +22,7 @@ from steward.models.gateway import Gateway
 from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
 from steward.observe.metrics import ToolMetrics
+from steward.observe.retention import RetentionJob
 from steward.observe.run_gauges import RunGauges
 from steward.observe.sampling import SamplingCollector, SamplingPolicy
 from steward.observe.tracing import Tracing
@@ -62,6 +63,7 @@ class Runtime:
     registry: WorkerRegistry | None = None
     sweeper: Sweeper | None = None
     _sweeping: asyncio.Task[None] | None = field(default=None, repr=False)
+    _retention: asyncio.Task[None] | None = field(default=None, repr=False)
     _orphans_checked_at: float = field(default=float("-inf"), repr=False)
 
     @classmethod
@@ -182,6 +184,9 @@ class Runtime:
         if self.sweeper is not None:
             self.sweeper.after_sweep = self._start_orphans
             self._sweeping = asyncio.create_task(self.sweeper.run_forever())
+        if self.registry is not None and self.settings.retention_interval_s > 0:
+            job = RetentionJob(self.db, interval_s=self.settings.retention_interval_s)
+            self._retention = asyncio.create_task(job.run_forever())
 
     async def stop(self) -> None:
         """Stop every part; one that fails still lets the others stop (its error is raised
@@ -211,10 +216,11 @@ class Runtime:
             parts.push_async_callback(self.sandboxes.close)
 
     async def _stop_sweeping(self) -> None:
-        if self._sweeping is not None:
-            self._sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeping
+        for task in (self._sweeping, self._retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     @property
     def executor_id(self) -> str | None:
