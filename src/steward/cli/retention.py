@@ -5,15 +5,30 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from steward.store.database import Database
 
 retention_cli = typer.Typer(
     help="Retention of spans, captured content and run payloads.", no_args_is_help=True
 )
 
 Limit = Annotated[int | None, typer.Option(min=0)]
+
+
+def _database() -> Database:
+    """The configured store, migrated (the CLI's own helper, without importing `cli.main`)."""
+    from steward.config import Settings
+    from steward.store import migrate
+    from steward.store.database import Database
+
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.resolved_database_url)
+    return Database(settings.resolved_database_url)
 
 
 @retention_cli.command("set")
@@ -27,13 +42,12 @@ def set_command(
     payloads_max: Limit = None,
 ) -> None:
     """Set a tenant's policy (unset limits keep everything of that kind)."""
-    from steward.cli.main import _database, _settings
     from steward.observe.retention import RetentionPolicies, RetentionPolicy
 
     policy = RetentionPolicy(
         spans_days, spans_max, content_days, content_max, payloads_days, payloads_max
     )
-    db = _database(_settings())
+    db = _database()
     try:
         RetentionPolicies(db).set(tenant, policy)
     finally:
@@ -44,10 +58,9 @@ def set_command(
 @retention_cli.command("show")
 def show_command() -> None:
     """Each tenant's policy in force, as JSON."""
-    from steward.cli.main import _database, _settings
     from steward.observe.retention import RetentionPolicies
 
-    db = _database(_settings())
+    db = _database()
     try:
         effective = RetentionPolicies(db).effective()
     finally:
@@ -58,10 +71,9 @@ def show_command() -> None:
 @retention_cli.command("enforce")
 def enforce_command() -> None:
     """Enforce every policy now, in small batches, and print what was removed."""
-    from steward.cli.main import _database, _settings
     from steward.observe.retention import RetentionJob
 
-    db = _database(_settings())
+    db = _database()
     try:
         report = RetentionJob(db).enforce()
     finally:
