@@ -85,17 +85,18 @@ def build(mode: str, home: Path, endpoint: str) -> Runtime:
         os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
 
-async def run_seconds(runtime: Runtime, steps: int) -> float:
-    started = time.perf_counter()
+async def run_seconds(runtime: Runtime, steps: int) -> tuple[float, float]:
+    """Wall time and the whole process's CPU time (every thread: the exporters' too)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     run = await runtime.engine.submit(
         RunRequest(tenant_id="default", agent="counter", input={"steps": steps})
     )
     finished = await runtime.engine.wait("default", run.id)
     assert finished.status == "success" and finished.output == {"total": steps}, finished.error
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu_started
 
 
-async def measure(mode: str, runs: int, steps: int, endpoint: str) -> list[float]:
+async def measure(mode: str, runs: int, steps: int, endpoint: str) -> list[tuple[float, float]]:
     with tempfile.TemporaryDirectory() as home:
         runtime = build(mode, Path(home), endpoint)
         await runtime.start()
@@ -103,14 +104,14 @@ async def measure(mode: str, runs: int, steps: int, endpoint: str) -> list[float
             for _ in range(3):  # warm-up: imports, first connections
                 await run_seconds(runtime, steps)
             times = [await run_seconds(runtime, steps) for _ in range(runs)]
-            assert runtime.tracing.force_flush(30_000)
+            assert runtime.tracing.force_flush(30_000)  # spans still queued are not left out
         finally:
             await runtime.stop()
     return times
 
 
 async def main(rounds: int, runs: int, steps: int) -> None:
-    samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+    samples: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
     with OTLPReceiver() as receiver:
         for index in range(rounds):
             for mode in MODES:
@@ -119,22 +120,29 @@ async def main(rounds: int, runs: int, steps: int) -> None:
         exported = len(receiver.spans())
     # Every traced run sends its agent span and one span per tool step.
     assert exported >= rounds * (runs + 3) * (steps + 1), exported
-    median = {mode: statistics.median(times) * 1000 for mode, times in samples.items()}
+    median = {m: statistics.median(t[0] for t in times) * 1000 for m, times in samples.items()}
+    cpu = {m: statistics.mean(t[1] for t in times) * 1000 for m, times in samples.items()}
     for mode in MODES:
-        print(f"{mode}: {median[mode]:.2f} ms per {steps}-step run (median of {rounds * runs})")
+        print(
+            f"{mode}: {median[mode]:.2f} ms wall (median), {cpu[mode]:.2f} ms CPU (mean) "
+            f"per {steps}-step run, {rounds * runs} runs"
+        )
     print(
         f"steps={steps} runs={rounds * runs} off_ms={median['off']:.2f} "
         f"store_ms={median['store']:.2f} otlp_ms={median['otlp']:.2f} "
         f"store_ratio={median['store'] / median['off']:.3f} "
         f"otlp_ratio={median['otlp'] / median['off']:.3f} "
+        f"off_cpu_ms={cpu['off']:.2f} store_cpu_ms={cpu['store']:.2f} "
+        f"otlp_cpu_ms={cpu['otlp']:.2f} store_cpu_ratio={cpu['store'] / cpu['off']:.3f} "
+        f"otlp_cpu_ratio={cpu['otlp'] / cpu['off']:.3f} "
         f"spans_exported={exported}"
     )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3, help="turns taken by the modes")
-    parser.add_argument("--runs", type=int, default=30, help="measured runs per mode per round")
+    parser.add_argument("--rounds", type=int, default=6, help="turns taken by the modes")
+    parser.add_argument("--runs", type=int, default=20, help="measured runs per mode per round")
     parser.add_argument("--steps", type=int, default=3, help="tool steps per run")
     options = parser.parse_args()
     asyncio.run(main(options.rounds, options.runs, options.steps))
