@@ -9,7 +9,7 @@ import json
 import tomllib
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import (
@@ -190,6 +190,36 @@ class Settings(BaseSettings):
     )
     ui_session_ttl_s: float = Field(
         default=8 * 3600, gt=0, description="How long a dashboard login lasts."
+    )
+    genai_semconv: Literal["latest", "1.36"] = Field(
+        default="latest",
+        description="GenAI semantic-convention version of the OTLP export: `latest` (v1.41 "
+        "names) or `1.36` (`gen_ai.system`, `gen_ai.prompt`, `gen_ai.completion`) for older "
+        "backends. OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental forces `latest`.",
+    )
+    trace_sample_share: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Tail sampling: the share of ordinary traces kept, chosen by trace id so "
+        "every process agrees; errors and traces over the thresholds below are always kept. "
+        "1.0 keeps everything and buffers nothing. Run records are never sampled.",
+    )
+    trace_keep_latency_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Tail sampling: keep every trace whose root lasts this long.",
+    )
+    trace_keep_cost_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Tail sampling: keep every trace whose model calls cost this.",
+    )
+    retention_interval_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often a process that executes runs enforces the per-tenant retention "
+        "policies (`steward retention set`); 0 turns the job off in this process.",
     )
     queue_poll_interval_s: float = Field(
         default=0.05, description="How often a separate `steward worker` looks for queued runs."

@@ -23,6 +23,8 @@ from steward.models.gateway import Gateway
 from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
 from steward.observe.metrics import ToolMetrics
+from steward.observe.retention import RetentionJob
+from steward.observe.sampling import SamplingCollector, SamplingPolicy
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
 from steward.runs.engine import RunEngine, _payload
@@ -62,6 +64,7 @@ class Runtime:
     sweeper: Sweeper | None = None
     batches: BatchDriver | None = None
     _sweeping: asyncio.Task[None] | None = field(default=None, repr=False)
+    _retention: asyncio.Task[None] | None = field(default=None, repr=False)
     _orphans_checked_at: float = field(default=float("-inf"), repr=False)
 
     @classmethod
@@ -81,6 +84,12 @@ class Runtime:
             db,
             flush_interval_ms=settings.trace_flush_interval_ms,
             capture_content=settings.capture_message_content,
+            sampling=SamplingPolicy(
+                settings.trace_sample_share,
+                settings.trace_keep_latency_s,
+                settings.trace_keep_cost_usd,
+            ),
+            genai_semconv=settings.genai_semconv,
         )
         durable = DBOSEngine(
             settings.durable_database_url,
@@ -117,6 +126,7 @@ class Runtime:
             # Served by `/metrics` with the gateway's own.
             metrics=ToolMetrics(gateway.metrics.registry),
         )
+        SamplingCollector(tracing.sampler).register(gateway.metrics.registry)
         engine = RunEngine(
             app,
             store=RunStore(db),
@@ -181,6 +191,9 @@ class Runtime:
         if self.sweeper is not None:
             self.sweeper.after_sweep = self._start_orphans
             self._sweeping = asyncio.create_task(self.sweeper.run_forever())
+        if self.registry is not None and self.settings.retention_interval_s > 0:
+            job = RetentionJob(self.db, interval_s=self.settings.retention_interval_s)
+            self._retention = asyncio.create_task(job.run_forever())
 
     async def stop(self) -> None:
         """Stop every part; one that fails still lets the others stop (its error is raised
@@ -213,10 +226,11 @@ class Runtime:
             parts.push_async_callback(self.sandboxes.close)
 
     async def _stop_sweeping(self) -> None:
-        if self._sweeping is not None:
-            self._sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeping
+        for task in (self._sweeping, self._retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     @property
     def executor_id(self) -> str | None:

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from steward.cli.store import load_settings, migrated
+
 if TYPE_CHECKING:
     from steward.config import Settings
     from steward.evals.results import SuiteResult
@@ -182,7 +184,7 @@ def capture_command(
     from steward.store.database import Database
     from steward.store.runs import RunStore
 
-    settings = _settings_with_store()
+    settings = migrated(load_settings())
     db = Database(settings.resolved_database_url)
     try:
         cases = []
@@ -203,15 +205,6 @@ def capture_command(
             console.print(f"captured {case.id} -> {target}", soft_wrap=True)
         else:
             console.print(f"{case.id} is already in {target}", soft_wrap=True)
-
-
-def _settings_with_store() -> Settings:
-    from steward.config import Settings
-    from steward.store import migrate
-
-    settings = Settings()
-    migrate.upgrade(settings.resolved_database_url)
-    return settings
 
 
 def print_evaluations(out: Console, spans: list[dict[str, Any]]) -> None:

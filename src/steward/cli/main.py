@@ -19,13 +19,14 @@ from rich.table import Column, Table
 from steward.cli.batch import batch_cli
 from steward.cli.evals import eval_cli
 from steward.cli.mcp import mcp_cli
+from steward.cli.retention import retention_cli
 from steward.cli.security import audit_cli, open_security, secrets_cli
 from steward.cli.slo import slo_cli
+from steward.cli.store import load_settings, open_database
 from steward.security.roles import ROLES
 
 if TYPE_CHECKING:
-    from steward.config import Settings
-    from steward.store.database import Database
+    pass
 
 cli = typer.Typer(help="Steward: a production runtime for AI agents.", no_args_is_help=True)
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -38,27 +39,13 @@ cli.add_typer(eval_cli, name="eval")
 cli.add_typer(slo_cli, name="slo")
 cli.add_typer(mcp_cli, name="mcp")
 cli.add_typer(batch_cli, name="batch")
+cli.add_typer(retention_cli, name="retention")
 console = Console(width=200) if not sys.stdout.isatty() else Console()
 
 Apps = Annotated[
     list[str] | None,
     typer.Argument(help="App files or modules; default: `apps` in steward.toml."),
 ]
-
-
-def _settings() -> Settings:
-    from steward.config import Settings
-
-    return Settings()
-
-
-def _database(settings: Settings) -> Database:
-    from steward.store import migrate
-    from steward.store.database import Database
-
-    settings.home.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.resolved_database_url)
-    return Database(settings.resolved_database_url)
 
 
 def _serve(apps: list[str] | None, host: str, port: int, *, execute: bool) -> None:
@@ -69,7 +56,7 @@ def _serve(apps: list[str] | None, host: str, port: int, *, execute: bool) -> No
     from steward.errors import UserError
     from steward.server.app import create_app
 
-    settings = _settings()
+    settings = load_settings()
     try:
         app = load_apps(apps or settings.apps)
     except UserError as exc:
@@ -161,7 +148,7 @@ def migrate_command() -> None:
     from steward.durable.dbos_engine import migrate_durable
     from steward.store import migrate
 
-    settings = _settings()
+    settings = load_settings()
     migrate.upgrade(settings.resolved_database_url)
     migrate_durable(settings.durable_database_url)
     console.print("database is up to date")
@@ -202,7 +189,7 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.
     from steward.security.keys import KeyStore
 
     table = Table(_id_column("id"), "name", "tenant", "role", "created", "revoked")
-    for key in KeyStore(_database(_settings())).list(tenant):
+    for key in KeyStore(open_database(load_settings())).list(tenant):
         table.add_row(
             key.id,
             key.name,
@@ -234,7 +221,7 @@ def runs_list(
     table = Table(
         _id_column("run"), "agent", "status", "reason", "steps", "tokens", "cost $", "created"
     )
-    for run in RunStore(_database(_settings())).list_runs(tenant, limit=limit):
+    for run in RunStore(open_database(load_settings())).list_runs(tenant, limit=limit):
         table.add_row(
             run.id,
             run.agent,
@@ -257,7 +244,7 @@ def runs_show(
     from steward.observe.trace_store import list_run_spans
     from steward.store.runs import RunStore
 
-    db = _database(_settings())
+    db = open_database(load_settings())
     run = RunStore(db).get_run(tenant, run_id)
     if run is None:
         console.print(f"[red]no run {run_id} in tenant {tenant}[/]")
@@ -304,7 +291,7 @@ def spend_command(
 
     if group_by not in ("key", "user", "agent", "tenant", "model"):
         raise typer.BadParameter("--group-by is one of key, user, agent, tenant, model")
-    db = _database(_settings())
+    db = open_database(load_settings())
     try:
         totals = SpendLedger(db).totals(tenant, group_by)  # type: ignore[arg-type]
     finally:

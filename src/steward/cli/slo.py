@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from steward.cli.store import load_settings, open_database
+
 slo_cli = typer.Typer(help="Service-level objectives from slo.toml.", no_args_is_help=True)
 console = Console()
 
@@ -31,7 +33,6 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Each agent's figures over its rolling window against its objectives."""
-    from steward.cli.main import _database, _settings
     from steward.errors import UserError
     from steward.slo.config import load_slo
     from steward.slo.report import slo_report
@@ -40,7 +41,7 @@ def report_command(
         config = load_slo(file)
     except UserError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    db = _database(_settings())
+    db = open_database(load_settings())
     try:
         report = slo_report(db, config, tenant, datetime.now(UTC))
     finally:
@@ -72,18 +73,17 @@ def alert_command(
     ] = None,
 ) -> None:
     """Evaluate the burn-rate rules and deliver the alerts that fire (once per firing)."""
-    from steward.cli.main import _database, _settings
     from steward.errors import UserError
     from steward.slo.alerts import SloAlerter
     from steward.slo.config import load_slo
     from steward.webhooks.dispatcher import WebhookConfig
 
-    settings = _settings()
+    settings = load_settings()
     try:
         config = load_slo(file)
     except UserError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    db = _database(settings)
+    db = open_database(settings)
     alerter = SloAlerter(db, config, WebhookConfig.from_settings(settings), tenant_id=tenant)
 
     async def loop() -> None:

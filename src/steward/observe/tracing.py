@@ -24,6 +24,8 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from steward.observe.context import current_run_id, current_tenant_id
 from steward.observe.exporter import DatabaseSpanExporter
 from steward.observe.genai import STEWARD_RUN_ID, STEWARD_TENANT_ID
+from steward.observe.sampling import SamplingPolicy, TailSamplingProcessor
+from steward.observe.semconv import SemconvExporter, SemconvVersion, effective_version
 from steward.observe.spans import GenAISpans
 from steward.policy.trace_redaction import RedactingSpanExporter
 from steward.store.database import Database
@@ -76,6 +78,8 @@ class Tracing(GenAISpans):
         flush_interval_ms: int = 200,
         capture_content: bool = False,
         extra_exporters: Sequence[SpanExporter] = (),
+        sampling: SamplingPolicy | None = None,
+        genai_semconv: SemconvVersion = "latest",
     ) -> None:
         self.capture_content = capture_content
         self._provider: TracerProvider | None = TracerProvider(
@@ -87,14 +91,17 @@ class Tracing(GenAISpans):
             exporters.insert(0, DatabaseSpanExporter(db))
         otlp = otlp_exporter_from_env()
         if otlp is not None:
-            exporters.append(otlp)
-        for exporter in exporters:
-            # Secrets and personal data never enter a trace (DESIGN invariant 6).
-            self._provider.add_span_processor(
-                BatchSpanProcessor(
-                    RedactingSpanExporter(exporter), schedule_delay_millis=flush_interval_ms
-                )
+            exporters.append(SemconvExporter(otlp, effective_version(genai_semconv)))
+        # Secrets and personal data never enter a trace (DESIGN invariant 6).
+        batches: list[SpanProcessor] = [
+            BatchSpanProcessor(
+                RedactingSpanExporter(exporter), schedule_delay_millis=flush_interval_ms
             )
+            for exporter in exporters
+        ]
+        # One sampling decision in front of every exporter: the store and OTLP agree.
+        self.sampler = TailSamplingProcessor(sampling or SamplingPolicy(), batches)
+        self._provider.add_span_processor(self.sampler)
         self.tracer = self._provider.get_tracer("steward")
 
     @classmethod
@@ -103,6 +110,7 @@ class Tracing(GenAISpans):
         tracing = cls.__new__(cls)
         tracing.capture_content = False
         tracing._provider = None
+        tracing.sampler = TailSamplingProcessor(SamplingPolicy(), ())
         tracing.tracer = trace.NoOpTracer()
         return tracing
 

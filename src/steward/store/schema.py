@@ -175,7 +175,10 @@ class Span(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     events: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
-    __table_args__ = (Index("ix_spans_tenant_run", "tenant_id", "run_id"),)
+    __table_args__ = (
+        Index("ix_spans_tenant_run", "tenant_id", "run_id"),
+        Index("ix_spans_tenant_start", "tenant_id", "start_ns"),  # the retention job's walk
+    )
 
 
 class IdempotencyRecord(Base):
@@ -342,3 +345,19 @@ class SloAlertState(Base):
     delivery_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     delivery_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class RetentionPolicyRow(Base):
+    """How long a tenant's spans, captured message content and run payloads are kept (days)
+    and how many at most; the row of tenant `*` applies to tenants without their own."""
+
+    __tablename__ = "retention_policies"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spans_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    spans_max: Mapped[int | None] = mapped_column(Integer, default=None)
+    content_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    content_max: Mapped[int | None] = mapped_column(Integer, default=None)
+    payloads_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    payloads_max: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
