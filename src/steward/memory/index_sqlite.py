@@ -18,13 +18,25 @@ from typing import Any
 from steward.memory.types import Hit, IndexEntry
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Words too common to say what a memory is about (PostgreSQL's 'english' configuration drops
+# the same kind itself); FTS5 has no stop list.
+STOPWORDS = frozenset(
+    "a about above after again all am an and any are as at be because been before being below"
+    " between both but by can could did do does doing down during each few for from further had"
+    " has have having he her here hers herself him himself his how i if in into is it its itself"
+    " just me more most my myself no nor not now of off on once only or other our ours"
+    " ourselves out over own same she should so some such than that the their theirs them"
+    " themselves then there these they this those through to too under until up very was we"
+    " were what when where which while who whom why will with would you your yours yourself"
+    " yourselves".split()
+)
 
 
 def keyword_terms(query: str, limit: int = 32) -> list[str]:
     """The distinct words of a query, lower-cased, at most `limit`."""
     seen: dict[str, None] = {}
     for word in _WORD.findall(query.lower()):
-        if len(word) > 1:
+        if len(word) > 1 and word not in STOPWORDS:
             seen.setdefault(word, None)
     return list(seen)[:limit]
 

@@ -39,8 +39,7 @@ log = logging.getLogger(__name__)
 
 KIND = "memory"  # `value["kind"]` of a store item that is a memory
 DEFAULT_NAMESPACE = ("memories",)
-RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.)
-KEYWORD_WEIGHT = 0.5  # keyword matches break ties and rescue exact terms; meaning leads
+KEYWORD_BOOST = 0.05  # added to the best keyword match's cosine similarity (see `fuse`)
 DRAIN_BATCH = 128
 
 
@@ -359,15 +358,22 @@ class SemanticMemory:
 
 
 def fuse(near: list[Hit], words: list[Hit]) -> list[tuple[float, Hit]]:
-    """Reciprocal-rank fusion of the vector and keyword lists, best first."""
-    scores: dict[tuple[str, str], float] = {}
+    """Meaning first, keywords as a bounded boost: cosine similarity plus `KEYWORD_BOOST`
+    divided by (1 + keyword rank). Reciprocal-rank fusion let any keyword hit outrank the
+    nearest memory (ranks below the top are nearly flat); a bounded boost only reorders
+    memories whose meaning is close, and still surfaces an exact term (a name, a code) that
+    the embedding missed."""
+    similarity: dict[tuple[str, str], float] = {}
     hits: dict[tuple[str, str], Hit] = {}
-    for rank, hit in enumerate(near):
-        scores[(hit.namespace, hit.key)] = 1.0 / (RRF_K + rank)
-        hits[(hit.namespace, hit.key)] = hit
+    for hit in near:
+        ident = (hit.namespace, hit.key)
+        similarity[ident] = 1.0 - (hit.distance if hit.distance is not None else 1.0)
+        hits[ident] = hit
+    floor = min(similarity.values(), default=0.0)  # keyword-only hits rank as the farthest
+    scores = dict(similarity)
     for rank, hit in enumerate(words):
         ident = (hit.namespace, hit.key)
-        scores[ident] = scores.get(ident, 0.0) + KEYWORD_WEIGHT / (RRF_K + rank)
+        scores[ident] = scores.get(ident, floor) + KEYWORD_BOOST / (1 + rank)
         hits.setdefault(ident, hit)
     ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
     return [(score, hits[ident]) for ident, score in ordered]
