@@ -81,7 +81,9 @@ async def test_recall_filters_by_metadata_and_namespace_and_never_crosses_tenant
     mine = service.for_tenant("default")
     theirs = service.for_tenant("other")
     await mine.remember("The office wifi password rotates every Monday", {"kind": "it"}, ("work",))
-    await mine.remember("The office coffee machine is on the second floor", {"kind": "facilities"}, ("work",))
+    await mine.remember(
+        "The office coffee machine is on the second floor", {"kind": "facilities"}, ("work",)
+    )
     await mine.remember("My home router sits in the hallway", {"kind": "it"}, ("home",))
     await theirs.remember("The office wifi is managed by Acme", {"kind": "it"}, ("work",))
 
@@ -93,20 +95,28 @@ async def test_recall_filters_by_metadata_and_namespace_and_never_crosses_tenant
     work = await mine.recall("office", k=5, namespace=("work",))
     assert {m.namespace for m in work} == {("work",)}
     assert all("Acme" not in m.text for m in await mine.recall("Acme wifi", k=10))
-    assert [m.text for m in await theirs.recall("wifi", k=10)] == ["The office wifi is managed by Acme"]
+    assert [m.text for m in await theirs.recall("wifi", k=10)] == [
+        "The office wifi is managed by Acme"
+    ]
 
 
 async def test_planted_email_card_and_api_key_never_reach_the_index(
     service: MemoryService,
 ) -> None:
     memory = service.for_tenant("default", end_user="u1")
-    planted = ["jane.doe@example.com", "4111 1111 1111 1111", "sk-proj-abcdefghijklmnopqrstuvwx1234"]
+    planted = [
+        "jane.doe@example.com",
+        "4111 1111 1111 1111",
+        "sk-proj-abcdefghijklmnopqrstuvwx1234",
+    ]
     await memory.remember(
         f"Reach Jane at {planted[0]}, she paid with {planted[1]} and her key is {planted[2]}",
         {"note": f"backup mail {planted[0]}"},
     )
     # The LangGraph store path writes a memory-shaped item unscrubbed: the indexer scrubs it.
-    service.items.put("default", ("memories",), "raw", {"kind": "memory", "text": f"raw {planted[2]}"})
+    service.items.put(
+        "default", ("memories",), "raw", {"kind": "memory", "text": f"raw {planted[2]}"}
+    )
     await service.semantic().drain()
 
     index = service.semantic().index
@@ -150,17 +160,21 @@ async def test_secret_store_values_are_scrubbed(db: Database) -> None:
 
 
 @pytest.mark.parametrize("hot_kind", ["memory", "redis"])
-async def test_erasure_by_end_user_leaves_nothing_in_any_layer(
-    db: Database, hot_kind: str
-) -> None:
-    hot: HotState = MemoryHotState() if hot_kind == "memory" else RedisHotState(REDIS_URL, prefix=f"memtest:{os.getpid()}:")
+async def test_erasure_by_end_user_leaves_nothing_in_any_layer(db: Database, hot_kind: str) -> None:
+    hot: HotState = (
+        MemoryHotState()
+        if hot_kind == "memory"
+        else RedisHotState(REDIS_URL, prefix=f"memtest:{os.getpid()}:")
+    )
     svc = MemoryService(db, ItemStore(db), hot)
     try:
         alice = svc.for_tenant("default", end_user="alice")
         bob = svc.for_tenant("default", end_user="bob")
         for who in (alice, bob):
             await who.remember(f"{who.end_user} likes sailing on the lake", {"who": who.end_user})
-            await who.remember(f"{who.end_user} lives near the harbour", namespace=("people", "notes"))
+            await who.remember(
+                f"{who.end_user} lives near the harbour", namespace=("people", "notes")
+            )
             await who.records.put(("profiles",), f"{who.end_user}-profile", {"name": who.end_user})
             await who.session.set("cart", {"items": 3}, ttl_s=600)
             await who.session.incr("visits", 2, ttl_s=600)
@@ -174,16 +188,25 @@ async def test_erasure_by_end_user_leaves_nothing_in_any_layer(
         assert [i.key for i in await alice.records.search(())] == [
             i.key for i in await bob.records.search(()) if "alice" not in json.dumps(i.value)
         ]
-        assert all("alice" not in json.dumps(i.value) for i in await bob.records.search((), limit=100))
-        assert await alice.session.get("cart") is None and await alice.session.counter("visits") == 0
+        assert all(
+            "alice" not in json.dumps(i.value) for i in await bob.records.search((), limit=100)
+        )
+        assert (
+            await alice.session.get("cart") is None and await alice.session.counter("visits") == 0
+        )
         assert count_rows(db, MemoryOutboxRow) == 0
         with db.session() as s:
             from sqlalchemy import select
 
             assert s.scalars(select(MemorySubjectRow.end_user)).all().count("alice") == 0
         # Bob is untouched.
-        assert await bob.session.get("cart") == {"items": 3} and await bob.session.counter("visits") == 2
-        assert [m.text for m in await bob.recall("sailing", k=1)] == ["bob likes sailing on the lake"]
+        assert (
+            await bob.session.get("cart") == {"items": 3}
+            and await bob.session.counter("visits") == 2
+        )
+        assert [m.text for m in await bob.recall("sailing", k=1)] == [
+            "bob likes sailing on the lake"
+        ]
         if hot_kind == "redis":
             client = redis.Redis.from_url(REDIS_URL)
             try:
@@ -243,19 +266,18 @@ asyncio.run(svc.for_tenant("default").remember("The spare key is under the blue 
 """
 
 
-async def test_sigkill_between_durable_write_and_index_write_is_repaired_on_restart(
-    database_url: str, db: Database, tmp_path: Path
-) -> None:
-    script = tmp_path / "writer.py"
+def kill_writer_between_writes(script: Path, database_url: str) -> tuple[str, int, bool]:
+    """Run the writer, SIGKILL it once it reports the durable write; (its line, exit code,
+    whether the SQLite index file exists)."""
     script.write_text(CRASHING_WRITER)
     writer = subprocess.Popen(
         [sys.executable, str(script), database_url], stdout=subprocess.PIPE, text=True
     )
     try:
         assert writer.stdout is not None
-        assert writer.stdout.readline().strip() == "durable-written"
+        line = writer.stdout.readline().strip()
         writer.send_signal(signal.SIGKILL)
-        assert writer.wait() == -signal.SIGKILL
+        return line, writer.wait(), os.path.exists(index_path(database_url))
     finally:
         if writer.poll() is None:
             writer.kill()
@@ -263,13 +285,19 @@ async def test_sigkill_between_durable_write_and_index_write_is_repaired_on_rest
         if writer.stdout is not None:
             writer.stdout.close()
 
+
+async def test_sigkill_between_durable_write_and_index_write_is_repaired_on_restart(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    line, code, index_file_exists = kill_writer_between_writes(tmp_path / "writer.py", database_url)
+    assert (line, code) == ("durable-written", -signal.SIGKILL)
+
     # The durable record and its outbox entry were committed; the index never got the memory.
     assert count_rows(db, StoreItemRow) == 1
     assert count_rows(db, MemoryOutboxRow) == 1
     svc = MemoryService(db, ItemStore(db), MemoryHotState())
     try:
-        if db.is_sqlite:
-            assert Path(index_path(db.url)).exists()
+        assert index_file_exists or not db.is_sqlite
         assert svc.semantic().index.count("default") == 0
         # The next start repairs it.
         assert await svc.repair() == 1

@@ -19,16 +19,18 @@ from steward.memory.types import Hit, IndexEntry
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to say what a memory is about (PostgreSQL's 'english' configuration drops
-# the same kind itself); FTS5 has no stop list.
+# the same kind itself); FTS5 has no stop list. One string reads better than a list of 150.
 STOPWORDS = frozenset(
-    "a about above after again all am an and any are as at be because been before being below"
-    " between both but by can could did do does doing down during each few for from further had"
-    " has have having he her here hers herself him himself his how i if in into is it its itself"
-    " just me more most my myself no nor not now of off on once only or other our ours"
-    " ourselves out over own same she should so some such than that the their theirs them"
-    " themselves then there these they this those through to too under until up very was we"
-    " were what when where which while who whom why will with would you your yours yourself"
-    " yourselves".split()
+    (  # noqa: SIM905
+        "a about above after again all am an and any are as at be because been before being below"
+        " between both but by can could did do does doing down during each few for from further"
+        " had has have having he her here hers herself him himself his how i if in into is it its"
+        " itself just me more most my myself no nor not now of off on once only or other our ours"
+        " ourselves out over own same she should so some such than that the their theirs them"
+        " themselves then there these they this those through to too under until up very was we"
+        " were what when where which while who whom why will with would you your yours yourself"
+        " yourselves"
+    ).split()
 )
 
 
@@ -117,7 +119,9 @@ class SqliteVecIndex:
                     "INSERT INTO memory_vectors (rowid, tenant_id, embedding) VALUES (?, ?, ?)",
                     (rowid, e.tenant_id, serialize_float32(e.vector)),
                 )
-                c.execute("INSERT INTO memory_keywords (rowid, text) VALUES (?, ?)", (rowid, e.text))
+                c.execute(
+                    "INSERT INTO memory_keywords (rowid, text) VALUES (?, ?)", (rowid, e.text)
+                )
 
     @staticmethod
     def _remove(c: Any, ids: Sequence[int]) -> None:
@@ -147,7 +151,7 @@ class SqliteVecIndex:
     def delete_user(self, tenant_id: str, end_user: str) -> int:
         return self._delete_where("tenant_id=? AND end_user=?", (tenant_id, end_user))
 
-    def _hits(self, ranked: list[tuple[int, float | None]], field: str) -> list[Hit]:
+    def _hits(self, ranked: Sequence[tuple[int, float | None]], field: str) -> list[Hit]:
         if not ranked:
             return []
         ids = [rowid for rowid, _ in ranked]
@@ -204,9 +208,9 @@ class SqliteVecIndex:
             ranked: list[tuple[int, float | None]] = [
                 (int(r[0]), None)
                 for r in self._conn.execute(
-                    "SELECT f.rowid FROM memory_keywords f JOIN memory_entries e ON e.id = f.rowid"
-                    " WHERE memory_keywords MATCH ? AND e.tenant_id = ? ORDER BY bm25(memory_keywords)"
-                    " LIMIT ?",
+                    "SELECT f.rowid FROM memory_keywords f JOIN memory_entries e"
+                    " ON e.id = f.rowid WHERE memory_keywords MATCH ? AND e.tenant_id = ?"
+                    " ORDER BY bm25(memory_keywords) LIMIT ?",
                     (match, tenant_id, k),
                 )
             ]
@@ -257,8 +261,10 @@ class SqliteVecIndex:
             vectors = self._conn.execute(
                 "SELECT count(*) FROM memory_vectors WHERE tenant_id=?", (tenant_id,)
             ).fetchone()[0]
-        return texts + ["<orphan keyword row>"] * int(orphans) + ["<vector>"] * (
-            int(vectors) - len(texts)
+        return (
+            texts
+            + ["<orphan keyword row>"] * int(orphans)
+            + ["<vector>"] * (int(vectors) - len(texts))
         )
 
     def close(self) -> None:

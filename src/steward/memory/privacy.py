@@ -32,9 +32,7 @@ class MemoryRefused(UserError):
 class PrivacyFilter:
     """`mode="scrub"` replaces each finding by `[REDACTED:<kind>]`; `mode="refuse"` raises."""
 
-    def __init__(
-        self, *, mode: str = "scrub", secret_values: SecretValues | None = None
-    ) -> None:
+    def __init__(self, *, mode: str = "scrub", secret_values: SecretValues | None = None) -> None:
         if mode not in ("scrub", "refuse"):
             raise ValueError("privacy mode is 'scrub' or 'refuse'")
         self.mode = mode

@@ -44,7 +44,44 @@ DRAIN_BATCH = 128
 
 
 def is_memory(value: dict[str, Any] | None) -> bool:
-    return bool(value) and value.get("kind") == KIND and isinstance(value.get("text"), str)
+    return value is not None and value.get("kind") == KIND and isinstance(value.get("text"), str)
+
+
+class OutboxWriter:
+    """Hooked into the long-term store (from process start, before any model loads): every put
+    of a memory and every delete adds an outbox entry in the same transaction."""
+
+    def __init__(self, items: ItemStore) -> None:
+        self._written = threading.local()  # outbox ids this thread's last write added
+        items.listeners.append(self.on_store_write)
+
+    def on_store_write(
+        self,
+        session: Session,
+        tenant_id: str,
+        namespace: str,
+        key: str,
+        value: dict[str, Any] | None,
+    ) -> None:
+        if value is not None and not is_memory(value):
+            return
+        row = MemoryOutboxRow(
+            tenant_id=tenant_id,
+            op=UPSERT if value is not None else DELETE,
+            namespace=namespace,
+            key=key,
+        )
+        session.add(row)
+        session.flush()
+        pending: list[int] = getattr(self._written, "ids", [])
+        pending.append(row.id)
+        self._written.ids = pending
+
+    def take_written(self) -> list[int]:
+        """The ids this thread's writes added since the last call."""
+        ids: list[int] = getattr(self._written, "ids", [])
+        self._written.ids = []
+        return ids
 
 
 class SemanticMemory:
@@ -55,6 +92,7 @@ class SemanticMemory:
         index: VectorIndex,
         embedder: Embedder,
         privacy: PrivacyFilter,
+        outbox: OutboxWriter,
     ) -> None:
         if embedder.dimensions != index.dimensions:
             raise ValueError("the embedder's and the index's dimensions differ")
@@ -63,30 +101,12 @@ class SemanticMemory:
         self.index = index
         self.embedder = embedder
         self.privacy = privacy
-        self._written = threading.local()  # outbox ids this thread's last write added
-        items.listeners.append(self._on_store_write)
+        self.outbox = outbox
 
     # -- the write side -----------------------------------------------------------------------
 
-    def _on_store_write(
-        self, session: Session, tenant_id: str, namespace: str, key: str, value: dict[str, Any] | None
-    ) -> None:
-        """Called by the store inside the transaction of every put and delete."""
-        if value is not None and not is_memory(value):
-            return
-        row = MemoryOutboxRow(
-            tenant_id=tenant_id, op=UPSERT if value is not None else DELETE, namespace=namespace, key=key
-        )
-        session.add(row)
-        session.flush()
-        pending: list[int] = getattr(self._written, "ids", [])
-        pending.append(row.id)
-        self._written.ids = pending
-
     def _take_written(self) -> list[int]:
-        ids: list[int] = getattr(self._written, "ids", [])
-        self._written.ids = []
-        return ids
+        return self.outbox.take_written()
 
     async def remember(
         self,
@@ -289,13 +309,25 @@ class SemanticMemory:
                 if row.id in current:
                     _, text, metadata, end_user = current[row.id]
                     entry = IndexEntry(
-                        row.tenant_id, row.namespace, row.key, text, metadata, end_user, vectors[row.id]
+                        row.tenant_id,
+                        row.namespace,
+                        row.key,
+                        text,
+                        metadata,
+                        end_user,
+                        vectors[row.id],
                     )
                     self.index.upsert([entry])
                     # A delete that committed while this entry was embedded wins.
-                    if self.items.get(
-                        row.tenant_id, row.namespace.split(SEPARATOR), row.key, refresh_ttl=False
-                    ) is None:
+                    if (
+                        self.items.get(
+                            row.tenant_id,
+                            row.namespace.split(SEPARATOR),
+                            row.key,
+                            refresh_ttl=False,
+                        )
+                        is None
+                    ):
                         self.index.delete(row.tenant_id, row.namespace, row.key)
                 else:
                     self.index.delete(row.tenant_id, row.namespace, row.key)
@@ -385,6 +417,7 @@ def record_subject(db: Database, tenant_id: str, end_user: str, namespace: str, 
     with contextlib.suppress(IntegrityError), db.session() as s:  # a concurrent writer won
         if s.get(MemorySubjectRow, (tenant_id, end_user, namespace, key)) is None:
             s.add(
-                MemorySubjectRow(tenant_id=tenant_id, end_user=end_user, namespace=namespace, key=key)
+                MemorySubjectRow(
+                    tenant_id=tenant_id, end_user=end_user, namespace=namespace, key=key
+                )
             )
-

@@ -4,16 +4,17 @@ interface agents see (session values, durable records, semantic memory)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steward.durable.types import JsonObject
 from steward.memory.privacy import PrivacyFilter, SecretValues
 from steward.memory.records import RecordMemory
-from steward.memory.semantic import DEFAULT_NAMESPACE, SemanticMemory
+from steward.memory.semantic import DEFAULT_NAMESPACE, OutboxWriter, SemanticMemory
 from steward.memory.session import SessionMemory, user_prefix
 from steward.memory.tables import MemoryOutboxRow
 from steward.memory.types import Memory, VectorIndex
@@ -22,6 +23,10 @@ from steward.store.database import Database
 from steward.store.hot import HotState
 from steward.store.items import ItemStore
 
+if TYPE_CHECKING:
+    from steward.security.secrets import SecretStore
+
+log = logging.getLogger(__name__)
 Effect = Callable[[str, Callable[[], Awaitable[JsonObject]]], Awaitable[JsonObject]]
 
 
@@ -55,6 +60,7 @@ class MemoryService:
     def __post_init__(self) -> None:
         self._semantic: SemanticMemory | None = None
         self._lock = threading.Lock()
+        self._outbox = OutboxWriter(self.items)
 
     def semantic(self) -> SemanticMemory:
         with self._lock:
@@ -66,6 +72,7 @@ class MemoryService:
                     open_index(self.db, embedder.dimensions),
                     embedder,
                     PrivacyFilter(mode=self.privacy_mode, secret_values=self.secret_values),
+                    self._outbox,
                 )
             return self._semantic
 
@@ -91,6 +98,28 @@ class MemoryService:
     def close(self) -> None:
         if self._semantic is not None:
             self._semantic.index.close()
+
+
+def secret_values_from(store: SecretStore) -> SecretValues:
+    """The tenant's secret values, for scrubbing (read unaudited: they never leave the filter)."""
+
+    def values(tenant_id: str) -> list[str]:
+        return [
+            store.reveal(tenant_id, info.name, purpose={"use": "memory privacy"}, audited=False)
+            for info in store.list(tenant_id)
+        ]
+
+    return values
+
+
+async def repair_memory(service: MemoryService) -> None:
+    try:
+        repaired = await service.repair()
+    except Exception:  # the server keeps serving; the entries stay for the next start
+        log.exception("memory outbox repair failed")
+        return
+    if repaired:
+        log.warning("memory outbox: indexed %d entries a stopped process left", repaired)
 
 
 def _has_pending(db: Database) -> bool:

@@ -83,7 +83,9 @@ class VectorIndex(Protocol):
     def keyword(self, tenant_id: str, query: str, k: int, namespace: str | None) -> list[Hit]:
         """The `k` best keyword matches (full-text rank), best first."""
 
-    def vectors(self, tenant_id: str, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[float]]:
+    def vectors(
+        self, tenant_id: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[float]]:
         """The stored vectors of these (namespace, key) pairs, where present."""
 
     def count(self, tenant_id: str | None = None) -> int: ...

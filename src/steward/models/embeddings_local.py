@@ -82,7 +82,7 @@ class MiniLM:
         ]
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self._lock = threading.Lock()  # the tokenizer's padding settings are shared state
 
     @staticmethod
@@ -147,7 +147,9 @@ class MiniLM:
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             scores /= scores.sum(axis=-1, keepdims=True)
             context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch, length, -1)
-            hidden = _layer_norm(hidden + context @ layer.out + layer.out_bias, *layer.ln1, self.eps)
+            hidden = _layer_norm(
+                hidden + context @ layer.out + layer.out_bias, *layer.ln1, self.eps
+            )
             up = _gelu(hidden @ layer.up + layer.up_bias)
             hidden = _layer_norm(hidden + up @ layer.down + layer.down_bias, *layer.ln2, self.eps)
         pooled = (hidden * mask[:, :, None]).sum(axis=1) / np.maximum(

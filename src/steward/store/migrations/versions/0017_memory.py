@@ -43,9 +43,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=1000), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "end_user", "namespace", "key"),
     )
-    op.create_index(
-        "ix_memory_subjects_item", "memory_subjects", ["tenant_id", "namespace", "key"]
-    )
+    op.create_index("ix_memory_subjects_item", "memory_subjects", ["tenant_id", "namespace", "key"])
 
 
 def downgrade() -> None:
