@@ -83,7 +83,7 @@ class SqliteVecIndex:
                 " distance_metric=cosine)"
             )
             c.execute(
-                "CREATE VIRTUAL TABLE IF NOT EXISTS memory_keywords USING fts5(text,"
+                "CREATE VIRTUAL TABLE IF NOT EXISTS memory_keywords USING fts5(tenant, text,"
                 " tokenize='porter unicode61')"
             )
 
@@ -120,7 +120,8 @@ class SqliteVecIndex:
                     (rowid, e.tenant_id, serialize_float32(e.vector)),
                 )
                 c.execute(
-                    "INSERT INTO memory_keywords (rowid, text) VALUES (?, ?)", (rowid, e.text)
+                    "INSERT INTO memory_keywords (rowid, tenant, text) VALUES (?, ?, ?)",
+                    (rowid, _tenant_token(e.tenant_id), e.text),
                 )
 
     @staticmethod
@@ -203,15 +204,16 @@ class SqliteVecIndex:
         terms = keyword_terms(query)
         if not terms:
             return []
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        words = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        # The tenant is a token of its own column, so FTS5 filters and ranks in one index walk.
+        match = f"tenant:{_tenant_token(tenant_id)} AND text:({words})"
         with self._lock:
             ranked: list[tuple[int, float | None]] = [
                 (int(r[0]), None)
                 for r in self._conn.execute(
-                    "SELECT f.rowid FROM memory_keywords f JOIN memory_entries e"
-                    " ON e.id = f.rowid WHERE memory_keywords MATCH ? AND e.tenant_id = ?"
-                    " ORDER BY bm25(memory_keywords) LIMIT ?",
-                    (match, tenant_id, k),
+                    "SELECT rowid FROM memory_keywords WHERE memory_keywords MATCH ?"
+                    " ORDER BY rank LIMIT ?",
+                    (match, k),
                 )
             ]
             hits = self._hits(ranked, "keyword_rank")
@@ -270,6 +272,11 @@ class SqliteVecIndex:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _tenant_token(tenant_id: str) -> str:
+    """One FTS5 token per tenant, whatever characters its id holds."""
+    return "t" + tenant_id.encode().hex()
 
 
 def _under(hits: list[Hit], namespace: str | None) -> list[Hit]:
