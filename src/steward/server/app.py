@@ -25,6 +25,7 @@ from steward.server.routes import (
     admin,
     assistants,
     crons,
+    embeddings,
     gateway,
     health,
     hooks,
@@ -108,6 +109,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         hooks,
         webhooks,
         proxy,
+        embeddings,
         gateway,
     )
     for module in modules:
