@@ -20,6 +20,7 @@ from steward.durable.sweeper import Sweeper
 from steward.durable.workers import WorkerRegistry
 from steward.memory.service import MemoryService, repair_memory, secret_values_from
 from steward.memory.service import install as install_memory
+from steward.memory.store_ranker import StoreRanker
 from steward.models.gateway import Gateway
 from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
@@ -144,6 +145,7 @@ class Runtime:
             db, platform.items, hot, secret_values=secret_values_from(security.secrets)
         )
         install_memory(memory)
+        platform.items.index = StoreRanker(memory)  # the store's semantic `query`
         return cls(
             settings=settings,
             db=db,

@@ -307,3 +307,19 @@ async def test_sigkill_between_durable_write_and_index_write_is_repaired_on_rest
         assert await svc.repair() == 0
     finally:
         svc.close()
+
+
+async def test_the_store_search_query_ranks_items_by_meaning(service: MemoryService) -> None:
+    from steward.memory.store_ranker import StoreRanker
+
+    memory = service.for_tenant("default")
+    await memory.remember("We moved the team offsite to the mountains", namespace=("docs",))
+    service.items.put("default", ("docs",), "a", {"text": "Quarterly revenue grew by ten percent"})
+    service.items.put("default", ("docs",), "b", {"title": "Pasta recipe with fresh tomatoes"})
+    service.items.index = StoreRanker(service)
+    ranked = service.items.search("default", ("docs",), query="cooking dinner", limit=3)
+    assert ranked[0].key == "b"
+    assert all(i.score is not None for i in ranked)
+    assert [i.score for i in ranked] == sorted((i.score or 0.0 for i in ranked), reverse=True)
+    top = service.items.search("default", ("docs",), query="company earnings", limit=1)
+    assert [i.key for i in top] == ["a"]
