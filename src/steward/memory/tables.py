@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from steward.store.schema import Base, utcnow
@@ -37,6 +37,7 @@ class MemorySubjectRow(Base):
     """A durable item written for an end user: erasing the user deletes it."""
 
     __tablename__ = "memory_subjects"
+    __table_args__ = (Index("ix_memory_subjects_item", "tenant_id", "namespace", "key"),)
 
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     end_user: Mapped[str] = mapped_column(String(200), primary_key=True)
