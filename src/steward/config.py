@@ -172,7 +172,11 @@ class Settings(BaseSettings):
         default=0.05, description="How often a separate `steward worker` looks for queued runs."
     )
     cron_poll_interval_s: float = Field(
-        default=1.0, gt=0, description="How often a process that executes runs looks for due crons."
+        default=5.0,
+        gt=0,
+        description="The longest a process that executes runs goes without looking for crons "
+        "that another process created or changed (its own are seen at once, and it wakes for "
+        "each known tick on time).",
     )
     gateway: GatewaySettings = Field(
         default_factory=GatewaySettings,

@@ -1,12 +1,16 @@
-"""An agent that uses the long-term store (`ctx.store`), for the LangGraph Platform tests."""
+"""Agents that use the long-term store (`ctx.store`), for the LangGraph Platform tests."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from steward import Context, Steward
+from steward import Context, Steward, ToolContext
 
 app = Steward()
 
@@ -38,3 +42,36 @@ async def memory(ctx: Context, input: Note) -> Remembered:
         notes=sorted(item.key for item in found),
         scratch_after_delete=scratch.value if scratch else None,
     )
+
+
+class Bump(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9-]+$")
+    pause_s: float = Field(default=0.0, ge=0, le=30)
+
+
+class Bumped(BaseModel):
+    read: int
+    wrote: int
+
+
+def _ledger() -> Path:
+    return Path(os.environ.get("STEWARD_TEST_LEDGER", ".steward/ledger.jsonl"))
+
+
+@app.tool(writes=True)
+async def pause(seconds: float, ctx: ToolContext) -> bool:
+    """Append a line to the test ledger, then sleep: a point where a test can kill the run."""
+    with _ledger().open("a") as file:
+        file.write(json.dumps({"run_id": ctx.run_id, "index": 0, "pid": os.getpid()}) + "\n")
+    await asyncio.sleep(seconds)
+    return True
+
+
+@app.agent(name="counter", tools=["pause"])
+async def counter(ctx: Context, input: Bump) -> Bumped:
+    """Read a counter, store it plus one, then pause: a replay must not bump it twice."""
+    item = await ctx.store.get(("counters",), input.name)
+    read = int(item.value["n"]) if item else 0
+    await ctx.store.put(("counters",), input.name, {"n": read + 1})
+    await ctx.tool("pause", {"seconds": input.pause_s})
+    return Bumped(read=read, wrote=read + 1)

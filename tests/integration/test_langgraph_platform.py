@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -74,9 +75,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
 def platform(
     backend: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PlatformServer]:
-    base = make_process(
-        tmp_path_factory.mktemp("platform"), STEWARD_CRON_POLL_INTERVAL_S="0.2", **backend
-    )
+    # The default cron poll interval (5 s): a cron made here is seen at once (the route wakes
+    # the scheduler) and each later tick on time (it sleeps until the next one).
+    base = make_process(tmp_path_factory.mktemp("platform"), **backend)
     process = PlatformServer(home=base.home, port=base.port, env=base.env)
     process.start()
     yield process
@@ -421,6 +422,19 @@ async def test_store_refuses_bad_namespaces_and_values(raw: httpx.AsyncClient) -
     assert_problem(await raw.put("/store/items", json={"namespace": ["a"], "key": "k"}), 422)
     bad_value = {"namespace": ["a"], "key": "k", "value": [1, 2]}
     assert_problem(await raw.put("/store/items", json=bad_value), 422)
+    wide = "\U0001f600" * 300  # 300 characters, 1,200 UTF-8 bytes
+    assert_problem(
+        await raw.put("/store/items", json={"namespace": ["a"], "key": wide, "value": {}}), 422
+    )
+    assert_problem(
+        await raw.put("/store/items", json={"namespace": [wide], "key": "k", "value": {}}), 422
+    )
+    fits = "\U0001f600" * 250  # 1,000 bytes each: the largest namespace and key, on any database
+    fitting = {"namespace": [fits], "key": fits, "value": {"ok": True}}
+    assert (await raw.put("/store/items", json=fitting)).status_code == 204
+    assert (await raw.get("/store/items", params={"namespace": fits, "key": fits})).json()[
+        "value"
+    ] == {"ok": True}
     bad_ttl = {"namespace": ["a"], "key": "k", "value": {}, "ttl": -1}
     assert_problem(await raw.put("/store/items", json=bad_ttl), 422)
     assert_problem(await raw.get("/store/items", params={"namespace": "a..b", "key": "k"}), 422)
@@ -621,3 +635,43 @@ async def test_info_and_ok_answer_without_a_key(platform: PlatformServer) -> Non
     body = info.json()
     assert body["version"]
     assert body["flags"]["assistants"] is True and body["flags"]["crons"] is True
+
+
+def test_a_run_resumed_after_a_crash_replays_its_store_calls_instead_of_repeating_them(
+    tmp_path: Path,
+) -> None:
+    """The server dies while `counter` pauses after read-then-write; after the restart the run
+    finishes with the recorded read, and the counter was bumped once, not twice."""
+    base = make_process(tmp_path)
+    server = PlatformServer(home=base.home, port=base.port, env=base.env)
+    server.start()
+    try:
+        headers = {"x-api-key": server.create_key()}
+        put = {"namespace": ["counters"], "key": "c", "value": {"n": 41}}
+        assert httpx.put(f"{server.url}/store/items", json=put, headers=headers).status_code == 204
+        run = httpx.post(
+            f"{server.url}/runs",
+            json={"assistant_id": "counter", "input": {"name": "c", "pause_s": 3}},
+            headers=headers,
+        ).json()
+        deadline = time.monotonic() + 30
+        while not server.ledger_lines():
+            assert time.monotonic() < deadline, "the run never reached its pause"
+            time.sleep(0.05)
+        server.kill()
+        server.start()
+        url = f"{server.url}/threads/{run['thread_id']}/runs/{run['run_id']}"
+        deadline = time.monotonic() + 60
+        while (finished := httpx.get(url, headers=headers).json())["status"] != "success":
+            assert time.monotonic() < deadline, f"the resumed run did not finish: {finished}"
+            time.sleep(0.1)
+        item = httpx.get(
+            f"{server.url}/store/items",
+            params={"namespace": "counters", "key": "c"},
+            headers=headers,
+        ).json()
+    finally:
+        server.stop()
+    assert finished["output"] == {"read": 41, "wrote": 42}
+    assert item["value"] == {"n": 42}
+    assert len({line["pid"] for line in server.ledger_lines()}) == 2  # it really resumed

@@ -1,10 +1,11 @@
 """The cron scheduler: fires each due tick of every cron exactly once across all processes.
 
-Every process that executes runs (`steward dev`, each `steward worker`) polls for due crons;
-the row claim in `steward.store.crons` lets one of them win each tick, which then starts a
-normal run through `steward.runs.launch.start_run`. Schedules live in the database, so they
-survive restarts; a tick that came while every process was down fires once at the next start
-(missed ticks are not replayed one by one).
+Every process that executes runs (`steward dev`, each `steward worker`) sleeps until the
+earliest tick (or a change to a cron it made), looking at least every `cron_poll_interval_s` for
+crons other processes made; the row claim in `steward.store.crons` lets one of them win each
+tick, which then starts a normal run through `steward.runs.launch.start_run`. Schedules live in
+the database, so they survive restarts; a tick that came while every process was down fires
+once at the next start (missed ticks are not replayed one by one).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ Fire = Callable[[Cron, datetime], Awaitable[str]]
 # A claim outlives the few database round trips that start a run many times over.
 LEASE_S = 60.0
 PURGE_EVERY_S = 60.0
+MIN_WAIT_S = 0.05
 
 
 class CronScheduler:
@@ -46,6 +48,7 @@ class CronScheduler:
         self._interval_s = interval_s
         self._lease_s = lease_s
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self._purged_at = float("-inf")
 
     def start(self) -> None:
@@ -58,14 +61,32 @@ class CronScheduler:
                 await self._task
             self._task = None
 
+    def wake(self) -> None:
+        """A cron of this process was created or changed: look again now."""
+        self._wake.set()
+
     async def _run_forever(self) -> None:
         while True:
+            self._wake.clear()  # before the look: a wake during it is not lost
+            wait = self._interval_s
             try:
                 await self.tick()
                 await self._purge()
+                wait = await self._until_next()
             except Exception:  # the database is away: try again next turn
                 log.exception("cron scheduling failed; retrying")
-            await asyncio.sleep(self._interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _until_next(self) -> float:
+        """Seconds to the earliest known tick, at most the interval (crons another process
+        creates are seen within it)."""
+        earliest = await asyncio.to_thread(self._crons.earliest)
+        if earliest is None:
+            return self._interval_s
+        # More than one batch of due crons, or a tick still in someone's hands: look again
+        # soon, but never in a tight loop.
+        return min(max((earliest - utcnow()).total_seconds(), MIN_WAIT_S), self._interval_s)
 
     async def _purge(self) -> None:
         if self._items is None or time.monotonic() - self._purged_at < PURGE_EVERY_S:

@@ -77,6 +77,11 @@ class Platform:
         )
         return run.id
 
+    def wake(self) -> None:
+        """Crons changed in this process: its scheduler looks again at once."""
+        if self.scheduler is not None:
+            self.scheduler.wake()
+
     def start(self) -> None:
         if self.scheduler is not None:
             self.scheduler.start()

@@ -150,11 +150,13 @@ class AssistantStore:
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, tenant_id: str, assistant_id: str) -> AssistantRecord | None:
+        """A graph's name always means its system assistant (no stored one can take it)."""
+        system = self.system().get(assistant_id)
+        if system is not None:
+            return system
         with self.db.session() as session:
             row = session.get(AssistantRow, (tenant_id, assistant_id))
-            if row is not None:
-                return _record(row, row.id)
-        return self.system().get(assistant_id)
+            return _record(row, row.id) if row is not None else None
 
     def _stored(self, tenant_id: str, filters: Filters) -> list[AssistantRecord]:
         query = select(AssistantRow).where(AssistantRow.tenant_id == tenant_id)
@@ -194,14 +196,12 @@ class AssistantStore:
         offset: int,
     ) -> list[AssistantRecord] | None:
         """Newest first; None for an unknown assistant. A system assistant has one version."""
+        system = self.system().get(assistant_id)
+        if system is not None:
+            return [system][offset : offset + limit] if contains(system.metadata, metadata) else []
         with self.db.session() as session:
             if session.get(AssistantRow, (tenant_id, assistant_id)) is None:
-                system = self.system().get(assistant_id)
-                if system is None:
-                    return None
-                return (
-                    [system][offset : offset + limit] if contains(system.metadata, metadata) else []
-                )
+                return None
             rows = session.scalars(
                 select(AssistantVersionRow)
                 .where(
@@ -243,7 +243,7 @@ class AssistantStore:
         self, tenant_id: str, assistant_id: str, changes: dict[str, Any]
     ) -> AssistantRecord | None:
         """Store a new version with `changes` (config/context replaced, metadata merged)."""
-        if assistant_id in self.system() and self._row_missing(tenant_id, assistant_id):
+        if assistant_id in self.system():
             raise SystemAssistant(assistant_id)
         with self.db.session() as session:
             row = session.get(AssistantRow, (tenant_id, assistant_id), with_for_update=True)
@@ -271,7 +271,7 @@ class AssistantStore:
             return updated
 
     def set_latest(self, tenant_id: str, assistant_id: str, version: int) -> AssistantRecord | None:
-        if assistant_id in self.system() and self._row_missing(tenant_id, assistant_id):
+        if assistant_id in self.system():
             if version != 1:
                 raise UnknownVersion(f"assistant {assistant_id!r} has no version {version}")
             return self.system()[assistant_id]
@@ -288,7 +288,7 @@ class AssistantStore:
             return record
 
     def delete(self, tenant_id: str, assistant_id: str) -> bool:
-        if assistant_id in self.system() and self._row_missing(tenant_id, assistant_id):
+        if assistant_id in self.system():
             raise SystemAssistant(assistant_id)
         with self.db.session() as session:
             row = session.get(AssistantRow, (tenant_id, assistant_id))
@@ -302,10 +302,6 @@ class AssistantStore:
             )
             session.delete(row)
             return True
-
-    def _row_missing(self, tenant_id: str, assistant_id: str) -> bool:
-        with self.db.session() as session:
-            return session.get(AssistantRow, (tenant_id, assistant_id)) is None
 
 
 def _row(tenant_id: str, record: AssistantRecord) -> AssistantRow:

@@ -306,6 +306,20 @@ class CronStore:
             )
             return [_cron(row) for row in rows]
 
+    def earliest(self) -> datetime | None:
+        """When the next tick of any enabled cron, or the end of any claim, comes."""
+        with self.db.session() as session:
+            tick = session.scalar(
+                select(func.min(CronRow.next_run_at)).where(
+                    CronRow.enabled.is_(True), CronRow.claimed_tick.is_(None)
+                )
+            )
+            claim = session.scalar(
+                select(func.min(CronRow.claim_until)).where(CronRow.claimed_tick.is_not(None))
+            )
+        moments = [aware(m) for m in (tick, claim) if m is not None]
+        return min(moments) if moments else None
+
     def claim(self, cron: Cron, now: datetime, lease_s: float) -> bool:
         """Take `cron`'s due tick; True for exactly one caller per tick."""
         assert cron.next_run_at is not None

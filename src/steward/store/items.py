@@ -27,6 +27,9 @@ from steward.store.schema import utcnow
 
 SEPARATOR = "."
 MAX_LABELS = 64
+# Namespace and key each, in UTF-8 bytes: with the tenant, a primary-key entry stays within
+# PostgreSQL's B-tree row limit (~2.7 kB) whatever the characters.
+MAX_BYTES = 1000
 _OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 
 
@@ -45,7 +48,15 @@ def validate_namespace(namespace: Sequence[str], *, allow_empty: bool = False) -
             raise InvalidNamespace("namespace labels are non-empty strings")
         if SEPARATOR in label:
             raise InvalidNamespace(f"namespace label {label!r} contains a '.'")
+    if len(_joined(labels).encode()) > MAX_BYTES:
+        raise InvalidNamespace(f"a namespace is at most {MAX_BYTES} bytes joined by '.'")
     return labels
+
+
+def validate_key(key: str) -> str:
+    if not key or len(key.encode()) > MAX_BYTES:
+        raise InvalidNamespace(f"an item key is 1 to {MAX_BYTES} bytes")
+    return key
 
 
 def _joined(labels: Sequence[str]) -> str:
@@ -164,6 +175,7 @@ class ItemStore:
         ttl_minutes: float | None = None,
     ) -> None:
         path = _joined(validate_namespace(namespace))
+        validate_key(key)
         try:
             self._put(tenant_id, path, key, value, ttl_minutes)
         except IntegrityError:  # another put created the item first: replace that one
@@ -198,6 +210,7 @@ class ItemStore:
         self, tenant_id: str, namespace: Sequence[str], key: str, *, refresh_ttl: bool = True
     ) -> Item | None:
         path = _joined(validate_namespace(namespace))
+        validate_key(key)
         now = utcnow()
         with self.db.session() as session:
             row = session.get(StoreItemRow, (tenant_id, path, key))
@@ -209,6 +222,7 @@ class ItemStore:
 
     def delete(self, tenant_id: str, namespace: Sequence[str], key: str) -> bool:
         path = _joined(validate_namespace(namespace))
+        validate_key(key)
         with self.db.session() as session:
             result = session.execute(
                 delete(StoreItemRow).where(

@@ -141,6 +141,7 @@ async def _create(
         user_id=principal.user_id or request.headers.get(USER_HEADER),
         on_run_completed=body.on_run_completed if thread_id is None else None,
     )
+    platform.wake()
     return cron.to_json()
 
 
@@ -208,6 +209,7 @@ async def update_cron(
         raise UserError(str(exc)) from exc
     if cron is None:
         raise NotFound("cron", cron_id)
+    platform.wake()
     return cron.to_json()
 
 

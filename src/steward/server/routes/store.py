@@ -6,18 +6,18 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from steward.errors import NotFound, UserError
 from steward.runs.platform import Platform
 from steward.server.auth import Reader, Writer
 from steward.server.pagination import DEFAULT_LIMIT, MAX_LIMIT, Limit, Offset
 from steward.server.schemas import _bounded_depth
-from steward.store.items import SEPARATOR, InvalidNamespace, validate_namespace
+from steward.store.items import SEPARATOR, InvalidNamespace, validate_key, validate_namespace
 
 router = APIRouter(tags=["store"])
-MAX_PATH = 1000  # the stored namespace path and key, in characters
-Key = Annotated[str, Field(min_length=1, max_length=MAX_PATH)]
+MAX_PATH = 1000  # the stored namespace path and key, in characters (and in UTF-8 bytes)
+Key = Annotated[str, Field(min_length=1, max_length=MAX_PATH), AfterValidator(validate_key)]
 Labels = Annotated[list[str], Field(max_length=64)]
 # TTLs are minutes, as LangGraph's; at most ten years.
 Ttl = Annotated[float, Field(gt=0, le=5_256_000)]
@@ -25,8 +25,6 @@ Ttl = Annotated[float, Field(gt=0, le=5_256_000)]
 
 def _checked(labels: list[str], *, allow_empty: bool = False) -> list[str]:
     validate_namespace(labels, allow_empty=allow_empty)
-    if len(SEPARATOR.join(labels)) > MAX_PATH:
-        raise ValueError(f"a namespace is at most {MAX_PATH} characters joined")
     return labels
 
 
@@ -124,6 +122,7 @@ async def get_item(
     labels = namespace.split(SEPARATOR) if namespace else []
     try:
         validate_namespace(labels)
+        validate_key(key)
     except InvalidNamespace as exc:
         raise UserError(str(exc)) from exc
     item = await asyncio.to_thread(
