@@ -1,7 +1,8 @@
 """The long-term store's semantic `query` (`POST /store/items/search` with `query`, LangGraph's
 `store.search(query=…)`): candidates ranked by cosine similarity to the query with the memory
 layer's embedding model. Memories reuse their indexed vectors; other items are embedded on the
-fly (their `text` field, else their JSON), the newest `MAX_EMBEDDED` of them."""
+fly (their `text` field, else their JSON), only the newest `MAX_EMBEDDED` of them (a search
+embeds at most that many texts); the rest follow, unscored, in the store's order."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import replace
 from steward.memory.service import MemoryService
 from steward.store.items import SEPARATOR, Item
 
-MAX_EMBEDDED = 256
+MAX_EMBEDDED = 16
 
 
 def item_text(item: Item) -> str:
@@ -26,8 +27,8 @@ class StoreRanker:
         self._service = service
 
     def rank(self, tenant_id: str, query: str, items: list[Item]) -> list[Item]:
-        if not items:
-            return []
+        if not items or not query.strip():
+            return items
         semantic = self._service.semantic()
         embed_sync = getattr(semantic.embedder, "embed_sync", None)
         if embed_sync is None:  # a remote model is not called from the store's worker thread
