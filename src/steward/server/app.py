@@ -29,6 +29,7 @@ from steward.server.routes import (
     assistants,
     batches,
     crons,
+    embeddings,
     gateway,
     health,
     hooks,
@@ -119,6 +120,7 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         hooks,
         webhooks,
         proxy,
+        embeddings,
         gateway,
         mcp,
     )

@@ -14,6 +14,7 @@ Dialect = Literal["openai", "anthropic"]
 
 PROXY_PATHS: dict[str, Dialect] = {
     "/v1/chat/completions": "openai",
+    "/v1/embeddings": "openai",
     "/v1/models": "openai",
     "/v1/messages": "anthropic",
 }

@@ -43,6 +43,15 @@ class HotState(Protocol):
 
     async def drop_session(self, key: str) -> None: ...
 
+    async def add_to_counter(self, key: str, amount: int, ttl_s: float) -> int:
+        """Add `amount` atomically to an integer (0 when absent) and return the new value; the
+        counter disappears `ttl_s` seconds after it was created."""
+
+    async def get_counter(self, key: str) -> int | None: ...
+
+    async def drop_sessions(self, prefix: str) -> int:
+        """Drop every session value and counter whose key starts with `prefix`."""
+
     async def aclose(self) -> None:
         """Release connections; the instance is unusable afterwards."""
 
@@ -61,6 +70,7 @@ class MemoryHotState:
     def __init__(self, *, retention_s: float = 600.0, max_events: int = 10_000) -> None:
         self._channels: dict[str, _Channel] = {}
         self._sessions: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._counters: dict[str, tuple[float, int]] = {}
         self._retention_s = retention_s
         self._max_events = max_events
         self._publishes = 0
@@ -118,9 +128,33 @@ class MemoryHotState:
     async def drop_session(self, key: str) -> None:
         self._sessions.pop(key, None)
 
+    async def add_to_counter(self, key: str, amount: int, ttl_s: float) -> int:
+        now = time.monotonic()
+        expires, value = self._counters.get(key, (now + ttl_s, 0))
+        if expires <= now:
+            expires, value = now + ttl_s, 0
+        self._counters[key] = (expires, value + amount)
+        return value + amount
+
+    async def get_counter(self, key: str) -> int | None:
+        entry = self._counters.get(key)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+    async def drop_sessions(self, prefix: str) -> int:
+        keys = [k for k in self._sessions if k.startswith(prefix)]
+        counters = [k for k in self._counters if k.startswith(prefix)]
+        for key in keys:
+            del self._sessions[key]
+        for key in counters:
+            del self._counters[key]
+        return len(keys) + len(counters)
+
     async def aclose(self) -> None:
         self._channels.clear()
         self._sessions.clear()
+        self._counters.clear()
 
     def _expire(self) -> None:
         cutoff = time.monotonic() - self._retention_s
@@ -129,3 +163,5 @@ class MemoryHotState:
         now = time.monotonic()
         for key in [k for k, (expires, _) in self._sessions.items() if expires <= now]:
             del self._sessions[key]
+        for key in [k for k, (expires, _) in self._counters.items() if expires <= now]:
+            del self._counters[key]

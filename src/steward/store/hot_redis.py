@@ -28,6 +28,11 @@ UNAVAILABLE = (RedisError, OSError)
 _Outgoing = tuple[str, Event, "asyncio.Future[int] | None"]
 
 
+def _glob_escape(text: str) -> str:
+    """`text` matched literally by Redis' glob patterns (SCAN MATCH)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def to_event_id(stream_id: bytes | str) -> int:
     text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
     ms, _, seq = text.partition("-")
@@ -152,6 +157,32 @@ class RedisHotState:
 
     async def drop_session(self, key: str) -> None:
         await self._redis.delete(self._prefix + "s:" + key)
+
+    async def add_to_counter(self, key: str, amount: int, ttl_s: float) -> int:
+        name = self._prefix + "c:" + key
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(name, amount)
+            pipe.pexpire(name, max(1, int(ttl_s * 1000)), nx=True)
+            value, _ = await pipe.execute()
+        return int(value)
+
+    async def get_counter(self, key: str) -> int | None:
+        raw = await self._redis.get(self._prefix + "c:" + key)
+        return None if raw is None else int(raw)
+
+    async def drop_sessions(self, prefix: str) -> int:
+        dropped = 0
+        for kind in ("s:", "c:"):
+            pattern = _glob_escape(self._prefix + kind + prefix) + "*"
+            batch: list[bytes] = []
+            async for name in self._redis.scan_iter(match=pattern, count=500):
+                batch.append(name)
+                if len(batch) >= 500:
+                    dropped += int(await self._redis.delete(*batch))
+                    batch.clear()
+            if batch:
+                dropped += int(await self._redis.delete(*batch))
+        return dropped
 
     # -- lifecycle --------------------------------------------------------------------------
 

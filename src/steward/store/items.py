@@ -12,13 +12,14 @@ adds); without one, a query does not filter or reorder, as LangGraph's store wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from steward.store.database import Database
 from steward.store.platform_tables import StoreItemRow
@@ -147,10 +148,16 @@ def _compare(present: bool, actual: Any, op: str, operand: Any) -> bool:
         return False
 
 
+# Called inside the transaction of every put (with the new value) and delete (with None):
+# (session, tenant_id, namespace path, key, value). The memory layer's outbox hooks in here.
+WriteListener = Callable[[Session, str, str, str, "dict[str, Any] | None"], None]
+
+
 class ItemStore:
     def __init__(self, db: Database, index: SemanticIndex | None = None) -> None:
         self.db = db
         self.index = index
+        self.listeners: list[WriteListener] = []
 
     def _live(self, tenant_id: str, now: datetime) -> Any:
         return and_(
@@ -196,6 +203,8 @@ class ItemStore:
             row.updated_at = now
             row.ttl_minutes = ttl_minutes
             row.expires_at = expires
+            for listener in self.listeners:
+                listener(session, tenant_id, path, key, value)
 
     def get(
         self, tenant_id: str, namespace: Sequence[str], key: str, *, refresh_ttl: bool = True
@@ -222,6 +231,8 @@ class ItemStore:
                     StoreItemRow.key == key,
                 )
             )
+            for listener in self.listeners:
+                listener(session, tenant_id, path, key, None)
             return bool(getattr(result, "rowcount", 0))
 
     def search(

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from steward.upstream import anthropic_wire, batch_api, openai_wire
+from steward.upstream import anthropic_wire, batch_api, embeddings_wire, openai_wire
 from steward.upstream.control import (
     Faults,
     Frame,
@@ -195,6 +195,37 @@ async def chat_completions(request: Request) -> Response:
     return await _model_request(request, "openai")
 
 
+async def embeddings(request: Request) -> Response:
+    """OpenAI embeddings, with the same scripted faults and latency as chat."""
+    state = _state(request)
+    raw = await request.body()
+    try:
+        body: Any = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode("utf-8", errors="replace")
+    state.requests.append(
+        RecordedRequest(request.method, request.url.path, dict(request.headers.items()), body)
+    )
+    request_id = state.next_id("req_")
+    faults = state.faults
+    if faults.latency_s:
+        await asyncio.sleep(faults.latency_s)
+    if state.draw_fault() and faults.error_status is not None:
+        return _error(
+            "openai",
+            faults.error_status,
+            code=faults.error_code,
+            message=faults.error_message,
+            body=faults.error_body,
+            retry_after_s=faults.retry_after_s,
+            request_id=request_id,
+        )
+    problem = embeddings_wire.invalid(body)
+    if problem is not None:
+        return _error("openai", 400, message=problem, request_id=request_id)
+    return JSONResponse(embeddings_wire.embeddings_json(body), headers={"x-request-id": request_id})
+
+
 async def messages(request: Request) -> Response:
     return await _model_request(request, "anthropic")
 
@@ -246,6 +277,7 @@ def create_upstream_app(state: UpstreamState | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/messages", messages, methods=["POST"]),
             Route("/_control/script", control_script, methods=["POST"]),
