@@ -25,6 +25,7 @@ from steward.observe.metrics import ToolMetrics
 from steward.observe.run_gauges import RunGauges
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
+from steward.rollout.deployed import install as install_versions
 from steward.runs.engine import RunEngine, _payload
 from steward.runs.platform import Platform
 from steward.sandbox.manager import SandboxManager
@@ -135,6 +136,10 @@ class Runtime:
         if execute:
             webhooks = WebhookDispatcher(webhook_store, webhook_config, run_json)
             engine.finished_listeners.append(webhooks.notify)
+        platform = Platform(
+            db, engine, cron_interval_s=settings.cron_poll_interval_s, schedule=execute
+        )
+        install_versions(engine, platform.assistants)  # deployed agent versions
         return cls(
             settings=settings,
             db=db,
@@ -153,9 +158,7 @@ class Runtime:
             durable=durable,
             registry=registry,
             sweeper=sweeper,
-            platform=Platform(
-                db, engine, cron_interval_s=settings.cron_poll_interval_s, schedule=execute
-            ),
+            platform=platform,
         )
 
     async def start(self) -> None:

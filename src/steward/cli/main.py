@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from steward.cli.evals import eval_cli
+from steward.cli.rollout import deploy_command, rollout_cli
 from steward.cli.security import audit_cli, open_security, secrets_cli
 from steward.cli.slo import slo_cli
 from steward.security.roles import ROLES
@@ -34,6 +35,8 @@ cli.add_typer(secrets_cli, name="secrets")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(eval_cli, name="eval")
 cli.add_typer(slo_cli, name="slo")
+cli.add_typer(rollout_cli, name="rollout")
+cli.command("deploy")(deploy_command)
 console = Console(width=200) if not sys.stdout.isatty() else Console()
 
 Apps = Annotated[

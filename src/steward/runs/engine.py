@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from steward import audit
 from steward.app import Steward
@@ -87,6 +87,17 @@ class RunRequest:
     webhook: str | None = None
 
 
+class CodeVersions(Protocol):
+    """Deployed agent versions (`steward.rollout`): which version a new run takes, recorded in
+    its metadata, and the code a run executes, loaded from that version's stored source."""
+
+    async def choose(self, request: RunRequest) -> RunRequest: ...
+
+    async def code_for(self, run: Run) -> tuple[Steward, Agent] | None:
+        """None: the run executes the serving process's own code for its agent."""
+        ...
+
+
 @dataclass(frozen=True)
 class Outcome:
     status: str
@@ -130,6 +141,7 @@ class RunEngine:
         # webhook delivery).
         self.finished_listeners: list[Callable[[str], None]] = []
         self._cancelling: set[str] = set()
+        self.versions: CodeVersions | None = None  # deployed versions (steward.rollout)
         self._detached: set[asyncio.Task[Any]] = set()
         self._cancel_listener: asyncio.Task[None] | None = None
         # How often a waiter re-reads the run. An API-only process whose hot state is its own
@@ -486,7 +498,9 @@ class RunEngine:
     async def _run_agent(
         self, run: Run, payload: JsonObject, start: RunStart
     ) -> tuple[Outcome, RunTotals]:
-        agent = self.app.agents.get(payload["agent"])
+        app, agent = self.app, self.app.agents.get(payload["agent"])
+        if self.versions is not None:  # a run executes the version it started on
+            app, agent = await self.versions.code_for(run) or (app, agent)
         if agent is None:
             error = {"error": "UnknownAgent", "message": f"agent {payload['agent']!r} is gone"}
             return Outcome("error", "agent_missing", error=error), RunTotals()
@@ -505,7 +519,7 @@ class RunEngine:
         def emit(event: str, data: Any) -> None:
             self.hot.publish_nowait(channel, {"event": event, "data": data})
 
-        tools = self.app.tools_for(agent)
+        tools = app.tools_for(agent)
         guard = RunGuard(
             agent.policy,
             tools=tools,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool, text
 
+from steward.rollout import tables as rollout_tables  # noqa: F401  (registers its tables)
 from steward.store import platform_tables, security_tables  # noqa: F401  (registers their tables)
 from steward.store.database import create_db_engine
 from steward.store.schema import Base
