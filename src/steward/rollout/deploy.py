@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 
 from steward.errors import UserError
+from steward.rollout.bundle import importable, local_modules
 from steward.rollout.loader import find_app, load_source
 from steward.rollout.manifest import Deployable, manifest_of
 
@@ -34,7 +35,9 @@ def deployable(target: str, agent: str | None = None) -> Deployable:
     path, attr = app_file(target)
     source = path.read_text()
     digest = hashlib.sha256(source.encode()).hexdigest()[:24]
-    module = load_source(source, f"steward_deploy_{digest}", str(path), f"app {target!r}")
+    modules = local_modules(path)
+    with importable(modules, f"deploy {path.name}"):
+        module = load_source(source, f"steward_deploy_{digest}", str(path), f"app {target!r}")
     app = find_app(module, attr, f"app {target!r}")
     if agent is None:
         if len(app.agents) != 1:
@@ -47,6 +50,7 @@ def deployable(target: str, agent: str | None = None) -> Deployable:
     return Deployable(
         agent=agent,
         source=source,
+        modules=modules,
         filename=path.name,
         app_attr=attr,
         manifest=manifest_of(app, declared, source),

@@ -13,6 +13,7 @@ from types import ModuleType
 
 from steward.app import Steward
 from steward.errors import UserError
+from steward.rollout.bundle import importable
 from steward.rollout.versions import AgentVersion
 from steward.runs.agent import Agent
 
@@ -74,12 +75,14 @@ class CodeCache:
         where = f"version {version.version} of agent {version.agent!r}"
         if not version.source:
             raise VersionLoadFailed(f"{where}: no source to load")
-        module = load_source(
-            version.source,
-            module_name(version.code_hash),
-            f"<steward {version.agent} v{version.version} {version.filename}>",
-            where,
-        )
+        label = f"{version.agent} v{version.version}"
+        with importable(version.modules, label):
+            module = load_source(
+                version.source,
+                module_name(version.code_hash),
+                f"<steward {label} {version.filename}>",
+                where,
+            )
         app = find_app(module, version.app_attr, where)
         agent = app.agents.get(version.agent)
         if agent is None:

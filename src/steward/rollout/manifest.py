@@ -1,7 +1,8 @@
 """What a deployed version declares: read off the app file's source and the agent it defines.
 
-The code hash covers the source and the manifest, so two deploys of the same code and settings
-are the same version, and any change (a prompt, a cap, a tool) is a new one.
+The code hash covers the source, its bundled modules and the manifest, so two deploys of the
+same code and settings are the same version, and any change (a prompt, a cap, a tool) is a new
+one.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ class Deployable:
 
     agent: str
     source: str
+    modules: dict[str, str]  # the app file's sibling modules it imports
     filename: str
     app_attr: str | None
     manifest: dict[str, Any]
 
     @property
     def code_hash(self) -> str:
-        body = json.dumps([self.source, self.manifest], sort_keys=True, separators=(",", ":"))
+        body = json.dumps(
+            [self.source, self.modules, self.manifest], sort_keys=True, separators=(",", ":")
+        )
         return hashlib.sha256(body.encode()).hexdigest()
 
 

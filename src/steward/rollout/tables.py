@@ -25,6 +25,8 @@ class AgentVersionRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     code_hash: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(Text)
+    # The app file's own modules beside it that it imports ({name: source}), stored with it.
+    modules: Mapped[dict[str, Any]] = mapped_column(default=dict)
     filename: Mapped[str] = mapped_column(String(500))
     app_attr: Mapped[str | None] = mapped_column(String(200), default=None)
     manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -42,6 +42,7 @@ class AgentVersion:
     created_by: str | None
     created_at: datetime
     source: str = field(repr=False, default="")
+    modules: dict[str, str] = field(repr=False, default_factory=dict)
 
     def to_json(self, *, stable: int | None = None) -> dict[str, Any]:
         created = self.created_at
@@ -71,6 +72,7 @@ def _version(row: AgentVersionRow, *, with_source: bool) -> AgentVersion:
         created_by=row.created_by,
         created_at=row.created_at,
         source=row.source if with_source else "",
+        modules=dict(row.modules or {}) if with_source else {},
     )
 
 
@@ -96,6 +98,7 @@ class VersionStore:
                 version=(newest.version if newest is not None else 0) + 1,
                 code_hash=code.code_hash,
                 source=code.source,
+                modules=code.modules,
                 filename=code.filename,
                 app_attr=code.app_attr,
                 manifest=code.manifest,

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("code_hash", sa.String(length=64), nullable=False),
         sa.Column("source", sa.Text(), nullable=False),
+        sa.Column("modules", sa.JSON(), nullable=False),
         sa.Column("filename", sa.String(length=500), nullable=False),
         sa.Column("app_attr", sa.String(length=200), nullable=True),
         sa.Column("manifest", sa.JSON(), nullable=False),
