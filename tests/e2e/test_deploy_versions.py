@@ -4,6 +4,7 @@ server serves a third copy of the code (`v0`), so every answer proves which stor
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -169,3 +170,18 @@ def test_runs_in_flight_finish_on_their_version_while_new_runs_take_the_new_one(
     assert versions[0]["metadata"]["stable"] is True
     assert versions[0]["metadata"]["limits"]["max_steps"] == 7
     assert versions[1]["metadata"]["limits"]["max_steps"] == 5
+
+    # Rollback returns new runs to the version stable before, once; it is audited.
+    back = steward(process, "rollout", "rollback", "flow", "--reason", "p95 regressed")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "rolled back from version 2 to version 1" in back.stdout
+    after = start(client, first_release)
+    assert after["metadata"]["steward.agent_version"] == 1
+    assert until(client, after["run_id"], {"success", "error"})["output"] == {"answer": "v1"}
+    again = steward(process, "rollout", "rollback", "flow")
+    assert again.returncode == 1 and "no earlier stable version" in again.stdout
+    exported = json.loads(steward(process, "audit", "export").stdout)["records"]
+    rolled = [
+        json.loads(r["entry"])["data"] for r in exported if r["kind"] == "rollout.rolled_back"
+    ]
+    assert [(e["from"], e["to"], e["reason"]) for e in rolled] == [(2, 1, "p95 regressed")]

@@ -1,5 +1,5 @@
-"""`steward deploy` stores an immutable agent version; `steward rollout` lists, evaluates and
-promotes versions (promotion refused while the version's eval gate fails, unless forced)."""
+"""`steward deploy` stores an immutable agent version; `steward rollout` lists, evaluates,
+promotes (refused while the version's eval gate fails, unless forced) and rolls back versions."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from steward.rollout.versions import VersionStore
     from steward.security.services import Security
 
-rollout_cli = typer.Typer(help="List, evaluate and promote deployed agent versions.")
+rollout_cli = typer.Typer(help="List, evaluate, promote and roll back deployed agent versions.")
 console = Console(width=200) if not sys.stdout.isatty() else Console()
 Tenant = Annotated[str, typer.Option(help="Tenant whose audit trail records the decision.")]
 
@@ -162,3 +162,29 @@ def promote_command(
         raise _fail(str(exc)) from exc
     note = " (forced past a failing gate)" if done.forced else ""
     console.print(f"{agent}: version {version} is stable{note}; was {done.previous}")
+
+
+@rollout_cli.command("rollback")
+def rollback_command(
+    agent: Annotated[str, typer.Argument(help="The agent.")],
+    reason: Annotated[str | None, typer.Option(help="Why (recorded in the audit trail).")] = None,
+    tenant: Tenant = "default",
+) -> None:
+    """Make the version that was stable before the current one stable again (audited); runs
+    in flight finish on their version."""
+    from steward.errors import StewardError
+    from steward.rollout.promotion import roll_back
+
+    store, security = _open()
+    try:
+        moved = roll_back(
+            store,
+            agent,
+            record=security.audit.record,
+            tenant_id=tenant,
+            actor=getpass.getuser(),
+            reason=reason,
+        )
+    except StewardError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"{agent}: rolled back from version {moved[0]} to version {moved[1]}")

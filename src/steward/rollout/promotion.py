@@ -1,5 +1,6 @@
 """Promotion to stable, gated by the version's recorded eval: refused while the gate fails (or
-nothing was evaluated), unless forced with a reason. Every decision is an audit event."""
+nothing was evaluated), unless forced with a reason; rollback to the version stable before.
+Every decision is an audit event."""
 
 from __future__ import annotations
 
@@ -69,3 +70,24 @@ def promote(
         },
     )
     return Promotion(agent, version, previous, forced=failure is not None)
+
+
+def roll_back(
+    store: VersionStore,
+    agent: str,
+    *,
+    record: Record,
+    tenant_id: str,
+    actor: str,
+    reason: str | None = None,
+) -> tuple[int, int]:
+    """Return new runs to the version that was stable before (no gate: it served already)."""
+    moved = store.roll_back(agent)
+    if moved is None:
+        raise Conflict("nothing-to-roll-back", f"agent {agent!r} has no earlier stable version")
+    record(
+        tenant_id,
+        "rollout.rolled_back",
+        {"agent": agent, "from": moved[0], "to": moved[1], "actor": actor, "reason": reason},
+    )
+    return moved

@@ -43,4 +43,6 @@ class AgentRolloutRow(Base):
 
     agent: Mapped[str] = mapped_column(String(200), primary_key=True)
     stable_version: Mapped[int] = mapped_column(Integer)
+    # The version stable before it: where `steward rollout rollback` returns.
+    previous_version: Mapped[int | None] = mapped_column(Integer, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -157,6 +157,20 @@ class VersionStore:
                 )
                 return None
             previous = row.stable_version
+            if previous != version:
+                row.previous_version = previous
             row.stable_version = version
             row.updated_at = utcnow()
             return previous
+
+    def roll_back(self, agent: str) -> tuple[int, int] | None:
+        """Make the version stable before the current one stable again: (from, to), or None
+        when there is none to return to."""
+        with self.db.session() as session:
+            row = session.get(AgentRolloutRow, agent, with_for_update=True)
+            if row is None or row.previous_version is None:
+                return None
+            moved = (row.stable_version, row.previous_version)
+            row.stable_version, row.previous_version = row.previous_version, None
+            row.updated_at = utcnow()
+            return moved

@@ -40,6 +40,7 @@ def upgrade() -> None:
         "agent_rollouts",
         sa.Column("agent", sa.String(length=200), nullable=False),
         sa.Column("stable_version", sa.Integer(), nullable=False),
+        sa.Column("previous_version", sa.Integer(), nullable=True),
         sa.Column("updated_at", _tz(), nullable=False),
         sa.PrimaryKeyConstraint("agent"),
     )
