@@ -105,3 +105,21 @@ def test_two_versions_load_side_by_side_each_with_its_own_sibling_module(tmp_pat
     assert first.module.GREETING == "Hello" and second.module.GREETING == "Bonjour"
     assert cache.load(hello) is first  # compiled once per process
     assert "greetings" not in sys.modules  # the bundled name does not leak into the process
+
+
+def test_concurrent_deploys_of_different_code_get_consecutive_versions(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from steward.rollout.versions import VersionStore
+    from steward.store import migrate
+    from steward.store.database import Database
+
+    url = f"sqlite:///{tmp_path / 'steward.db'}"
+    migrate.upgrade(url)
+    store = VersionStore(Database(url))
+    codes = [deployable(str(write(tmp_path / f"c{i}", f"Hi {i}"))) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda code: store.deploy(code, created_by=None), codes))
+    assert sorted(version.version for version, created in results if created) == [1, 2, 3, 4]
+    assert store.deploy(codes[0], created_by=None)[1] is True  # not the newest: a new version
+    assert store.deploy(codes[0], created_by=None) == (store.list("greeter")[0], False)

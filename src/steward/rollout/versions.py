@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from steward.errors import ApiError
 from steward.rollout.manifest import Deployable
@@ -82,7 +83,15 @@ class VersionStore:
 
     def deploy(self, code: Deployable, *, created_by: str | None) -> tuple[AgentVersion, bool]:
         """Store `code` as the agent's next version; (version, created). An unchanged deploy
-        returns the newest version and False."""
+        returns the newest version and False. Two deploys at once get consecutive versions."""
+        for _ in range(4):
+            try:
+                return self._deploy(code, created_by)
+            except IntegrityError:  # another deploy took this version number first
+                continue
+        return self._deploy(code, created_by)
+
+    def _deploy(self, code: Deployable, created_by: str | None) -> tuple[AgentVersion, bool]:
         with self.db.session() as session:
             newest = session.scalar(
                 select(AgentVersionRow)
