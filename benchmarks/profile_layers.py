@@ -36,8 +36,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 OTHER = "event_loop_threads"
 
 
+# Helpers every layer calls (the session context manager): charged to their caller's layer.
+PASS_THROUGH = ("steward/store/database.py",)
+
+
 def owner(frames: list[str]) -> str:
     for frame in reversed(frames):
+        if any(helper in frame for helper in PASS_THROUGH):
+            continue
         for name, patterns in LAYERS:
             if any(pattern in frame for pattern in patterns):
                 return name

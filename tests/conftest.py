@@ -60,6 +60,7 @@ class StewardProcess:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     ready_timeout_s: float = 30.0
+    apps: list[str] = field(default_factory=lambda: list(APPS))
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,7 +77,7 @@ class StewardProcess:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [STEWARD, "dev", *APPS, "--port", str(self.port)],
+                [STEWARD, "dev", *self.apps, "--port", str(self.port)],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

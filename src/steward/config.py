@@ -168,6 +168,29 @@ class Settings(BaseSettings):
     trace_flush_interval_ms: int = Field(
         default=200, description="How often finished spans are written to the trace store."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="A bearer token that may read `/metrics` (and nothing else), for a "
+        "Prometheus scrape; admin API keys may always read it.",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="`steward worker` serves its own `/metrics` on this port (needs "
+        "`metrics_token`); unset: not served.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="Address the worker's `/metrics` listens on."
+    )
+    ui_session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs dashboard session cookies; the same on every API server. "
+        "Default: a random key kept in `home/ui_session.key`.",
+    )
+    ui_session_ttl_s: float = Field(
+        default=8 * 3600, gt=0, description="How long a dashboard login lasts."
+    )
     queue_poll_interval_s: float = Field(
         default=0.05, description="How often a separate `steward worker` looks for queued runs."
     )

@@ -22,7 +22,6 @@ from steward.models.gateway import Gateway
 from steward.models.gateway_factory import build_gateway
 from steward.models.router import ModelRouter
 from steward.observe.metrics import ToolMetrics
-from steward.observe.run_gauges import RunGauges
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
 from steward.rollout.deployed import install as install_versions
@@ -110,13 +109,13 @@ class Runtime:
             allow_unisolated=settings.sandbox_allow_unisolated,
             pool_size=settings.sandbox_pool_size,
         )
+        sandboxes.metrics = gateway.metrics.runtime
         tool_runner = ToolRunner(
             threads=settings.tool_threads,
             overrides=settings.tools,
             # Served by `/metrics` with the gateway's own.
             metrics=ToolMetrics(gateway.metrics.registry),
         )
-        RunGauges(db, gateway.metrics.registry)  # queue depth on /metrics, for autoscaling
         engine = RunEngine(
             app,
             store=RunStore(db),
@@ -163,6 +162,8 @@ class Runtime:
 
     async def start(self) -> None:
         await self.sandboxes.start()
+        # Remote MCP servers' tools, before recovered runs look for them.
+        await self.engine.app.remote.start(self.security.secrets, self.settings.home / "mcp")
         if self.registry is not None and self.durable is not None:
             # Claim the executor id before DBOS recovers the runs pending under it.
             self.durable.set_executor_id(await asyncio.to_thread(self.registry.register))
@@ -195,6 +196,7 @@ class Runtime:
             parts.push_async_callback(self.gateway.aclose)
             parts.callback(self.engine.tool_runner.close)  # after the runs still finishing
             parts.callback(_replace_default_executor)
+            parts.push_async_callback(self.engine.app.remote.stop)  # after the runs
             parts.push_async_callback(self.engine.shutdown)
             if self.webhooks is not None:
                 parts.push_async_callback(self.webhooks.stop)

@@ -163,7 +163,7 @@ def test_worker_hpa_scales_on_the_external_queue_depth_metric() -> None:
     rules = yaml.safe_load((ROOT / "deploy" / "helm" / "prometheus-adapter-rules.yaml").read_text())
     (rule,) = rules["rules"]["external"]
     assert rule["name"]["as"] == "steward_runs_in_flight"
-    assert "steward_runs_pending" in rule["metricsQuery"]
+    assert "steward_queue_depth" in rule["metricsQuery"]
     assert "steward_runs_running" in rule["metricsQuery"]
 
 

@@ -25,14 +25,14 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
 def gauges(cluster: Cluster, key: str) -> dict[str, float]:
     response = httpx.get(f"{cluster.url}/metrics", headers={"authorization": f"Bearer {key}"})
     assert response.status_code == 200, response.text
-    found = re.findall(r"^steward_runs_(pending|running) (\S+)$", response.text, re.MULTILINE)
+    found = re.findall(r"^steward_(queue_depth|runs_running) (\S+)$", response.text, re.MULTILINE)
     return {name: float(value) for name, value in found}
 
 
 def test_metrics_count_runs_waiting_then_running_then_none(cluster: Cluster) -> None:
     cluster.serve()
     key = cluster.key()
-    assert gauges(cluster, key) == {"pending": 0.0, "running": 0.0}
+    assert gauges(cluster, key) == {"queue_depth": 0.0, "runs_running": 0.0}
     runs = [
         httpx.post(
             f"{cluster.url}/runs",
@@ -42,9 +42,9 @@ def test_metrics_count_runs_waiting_then_running_then_none(cluster: Cluster) -> 
         for _ in range(3)
     ]
     # No worker yet: all three wait.
-    assert gauges(cluster, key) == {"pending": 3.0, "running": 0.0}
+    assert gauges(cluster, key) == {"queue_depth": 3.0, "runs_running": 0.0}
     cluster.worker(0)
-    _wait(lambda: gauges(cluster, key)["running"] >= 1, 60, "a run to be counted as running")
+    _wait(lambda: gauges(cluster, key)["runs_running"] >= 1, 60, "a run to be counted as running")
 
     def finished() -> bool:
         for run in runs:
@@ -54,4 +54,4 @@ def test_metrics_count_runs_waiting_then_running_then_none(cluster: Cluster) -> 
         return True
 
     _wait(finished, 120, "the runs to finish")
-    assert gauges(cluster, key) == {"pending": 0.0, "running": 0.0}
+    assert gauges(cluster, key) == {"queue_depth": 0.0, "runs_running": 0.0}

@@ -175,7 +175,7 @@ def capture_command(
     answer_field: Annotated[str, typer.Option(help="Output field with the answer.")] = "answer",
 ) -> None:
     """Turn recorded runs into cases that replay their recorded tool results."""
-    from steward.durable.journal import read_journal
+    from steward.durable.recorded import read_journal
     from steward.errors import StewardError
     from steward.evals.capture import append_cases, case_from_run
     from steward.evals.gate import EXIT_ERROR

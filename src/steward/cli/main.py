@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from steward.cli.evals import eval_cli
+from steward.cli.mcp import mcp_cli
 from steward.cli.rollout import deploy_command, rollout_cli
 from steward.cli.security import audit_cli, open_security, secrets_cli
 from steward.cli.slo import slo_cli
@@ -35,6 +36,7 @@ cli.add_typer(secrets_cli, name="secrets")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(eval_cli, name="eval")
 cli.add_typer(slo_cli, name="slo")
+cli.add_typer(mcp_cli, name="mcp")
 cli.add_typer(rollout_cli, name="rollout")
 cli.command("deploy")(deploy_command)
 console = Console(width=200) if not sys.stdout.isatty() else Console()
@@ -126,6 +128,7 @@ def worker(
     from steward.cli.loader import load_apps
     from steward.config import Settings
     from steward.runtime import Runtime
+    from steward.server.worker_metrics import serving_worker_metrics
 
     overrides: dict[str, object] = {}
     if executor_id is not None:
@@ -138,13 +141,16 @@ def worker(
     async def main() -> None:
         runtime = Runtime.build(settings, app, execute=True, queue_dispatch=True)
         await runtime.start()
-        console.print(f"[bold]steward worker[/] {runtime.executor_id} executing runs")
-        sys.stdout.flush()  # process managers (and the kill test) wait for this line
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        with serving_worker_metrics(settings, runtime.gateway.metrics.runtime) as port:
+            if port is not None:
+                console.print(f"metrics on {settings.worker_metrics_host}:{port}/metrics")
+            console.print(f"[bold]steward worker[/] {runtime.executor_id} executing runs")
+            sys.stdout.flush()  # process managers (and the kill test) wait for this line
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
         await runtime.stop()
 
     asyncio.run(main())

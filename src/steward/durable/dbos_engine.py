@@ -3,10 +3,16 @@
 Steward pins the application version (so runs recover across restarts of new code), stores
 step results as portable JSON instead of pickle, and gives each worker a stable executor id.
 
+Steps are not DBOS steps: `steward.durable.journal` records them (one `INSERT` each, group
+committed), fenced by the ownership token DBOS gives each execution. DBOS starts, queues,
+recovers and finishes runs, and carries `receive`/`send`.
+
 Private DBOS symbols used here (the version is pinned; tests/integration/test_dbos_contract.py
 checks each): `DBOS._recover_pending_workflows` (the sweeper hands a dead worker's runs back),
 `dbos._dbos._dbos_global_instance` and its `_active_workflows_set` (shutdown waits for
-outcomes being written).
+outcomes being written), `dbos._context.get_local_dbos_context()` and its `owner_xid` (the
+execution's ownership token, which the journal's `INSERT` requires), and the columns
+`workflow_status.owner_xid` and `status` that the journal reads.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,9 @@ import sqlalchemy as sa
 from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer, EnqueueOptions, SetWorkflowID
 from dbos import error as dbos_errors
 
-from steward.durable.types import JsonObject, RunBody, StepFence
+from steward.durable import steps
+from steward.durable.journal import StepJournal
+from steward.durable.types import JsonObject, RunBody, StepFence, StepFenced
 from steward.errors import RunCancelled, UserError
 from steward.store.database import switch_to_wal
 
@@ -34,13 +42,31 @@ APP_NAME = "steward"
 RECOVERY_POLL_S = 5.0
 
 _run_body: RunBody | None = None
+_journal: StepJournal | None = None
 
 
 @DBOS.workflow(name=WORKFLOW_NAME, max_recovery_attempts=1_000_000)
 async def _run_workflow(run_id: str, payload: JsonObject) -> JsonObject:
-    if _run_body is None:  # pragma: no cover - launch() refuses to start without a body
+    if _run_body is None or _journal is None:  # pragma: no cover - launch() installs both
         raise UserError("no run body installed")
-    return await _run_body(run_id, payload)
+    token = steps.CURRENT.set(steps.RunSteps(_journal, run_id, _owner_xid(run_id)))
+    try:
+        return await _run_body(run_id, payload)
+    except StepFenced as exc:
+        # DBOS parks an execution that lost its workflow and leaves the run to the owner.
+        raise dbos_errors.DBOSWorkflowConflictIDError(run_id) from exc
+    finally:
+        steps.CURRENT.reset(token)
+
+
+def _owner_xid(run_id: str) -> str:
+    from dbos._context import get_local_dbos_context
+
+    ctx = get_local_dbos_context()
+    owner = None if ctx is None or ctx.workflow_id != run_id else ctx.owner_xid
+    if owner is None:  # pragma: no cover - DBOS sets the token before any workflow runs
+        raise UserError(f"run {run_id} has no ownership token")
+    return str(owner)
 
 
 class DBOSEngine:
@@ -65,6 +91,7 @@ class DBOSEngine:
         self._client: DBOSClient | None = None
         self._launched = False
         self._fence: StepFence | None = None
+        self._journal: StepJournal | None = None
 
     def set_executor_id(self, executor_id: str) -> None:
         """The id this process claimed in the worker registry; call before `launch`."""
@@ -79,6 +106,7 @@ class DBOSEngine:
         _run_body = body
 
     async def launch(self, *, execute: bool) -> None:
+        global _journal
         if execute:
             logging.getLogger("dbos").setLevel(logging.WARNING)
             DBOS(
@@ -97,6 +125,12 @@ class DBOSEngine:
             # workflows on this loop rather than on a background thread's.
             DBOS.launch()
             self._launched = True
+            # No await before the journal opens: runs DBOS recovered start on this loop only
+            # once this coroutine yields.
+            journal = StepJournal(self._url)
+            journal.migrate()
+            journal.open()
+            self._journal = _journal = journal
             await DBOS.register_queue_async(
                 QUEUE_NAME,
                 worker_concurrency=self._concurrency,
@@ -118,6 +152,9 @@ class DBOSEngine:
             await _wait_for_outcomes(timeout_s=5.0)
             DBOS.destroy(destroy_registry=False)
             self._launched = False
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         if self._client is not None:
             self._client.destroy()
             self._client = None
@@ -139,27 +176,7 @@ class DBOSEngine:
             await DBOS.enqueue_workflow_with_options_async(options, run_id, payload)
 
     async def step(self, name: str, fn: Callable[[], Awaitable[JsonObject]]) -> JsonObject:
-        fence = self._fence
-
-        async def run() -> JsonObject:
-            # The fence: a worker starts a step's effect only while its lease holds. A sweeper
-            # hands a worker's runs over only after it has been silent for the stale time,
-            # twice the lease, so an execution whose run could have moved stops here, before
-            # the effect; DBOS's own owner check refuses a late result when it is recorded.
-            if fence is not None:
-                await fence.enter_step()
-            try:
-                return await fn()
-            finally:
-                if fence is not None:
-                    fence.exit_step()
-
-        runner: Callable[[], Coroutine[Any, Any, JsonObject]] = run
-        try:
-            result: JsonObject = await DBOS.run_step_async({"name": name}, runner)
-        except dbos_errors.DBOSWorkflowCancelledError as exc:
-            raise RunCancelled(str(exc)) from exc
-        return result
+        return await steps.run_step(name, fn, self._fence)
 
     async def receive(self, topic: str, timeout_s: float) -> JsonObject | None:
         try:
@@ -210,6 +227,7 @@ def migrate_durable(database_url: str) -> None:
     if url.startswith("sqlite"):
         Path(url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
     DBOS.migrate(url)
+    StepJournal(url).migrate()
 
 
 async def _wait_for_outcomes(timeout_s: float) -> None:

@@ -14,6 +14,14 @@ RunBody = Callable[[str, JsonObject], Awaitable[JsonObject]]
 """The workflow body: (run_id, payload) -> result. Registered once per process."""
 
 
+class StepFenced(BaseException):
+    """This execution no longer owns its run (another worker took it over): it must stop.
+
+    A `BaseException`, so neither agent code nor the engine's error handling records it as
+    the run's outcome; the durable core leaves the run to its owner.
+    """
+
+
 class StepFence(Protocol):
     """Admits a step only while this worker may run it (see `steward.durable.workers`)."""
 

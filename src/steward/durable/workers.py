@@ -95,6 +95,7 @@ class WorkerRegistry:
         self._in_flight = 0
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
+        self._busy = threading.Event()  # set while a step is in flight: wakes the watchdog
         self._threads: list[threading.Thread] = []
 
     # -- claiming an executor id --------------------------------------------------------------
@@ -173,6 +174,7 @@ class WorkerRegistry:
     def stop(self) -> None:
         """Stop beating and mark the id free for the next start; runs left pending stay so."""
         self._stop.set()
+        self._busy.set()
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads.clear()
@@ -223,7 +225,12 @@ class WorkerRegistry:
             self.beat()
 
     def _watch(self) -> None:
-        while not self._stop.wait(min(0.1, self.heartbeat_s)):
+        """Check the lease every 0.1 s while a step is in flight; sleep while none is."""
+        while not self._stop.is_set():
+            if not self._busy.wait(self.heartbeat_s):
+                continue
+            if self._stop.wait(min(0.1, self.heartbeat_s)):
+                return
             if self._in_flight and not self.lease_valid():
                 self._on_lease_lost(f"lease of {self.executor_id} lapsed with a step in flight")
 
@@ -245,10 +252,14 @@ class WorkerRegistry:
             await asyncio.sleep(min(0.1, self.heartbeat_s))
         with self._count_lock:
             self._in_flight += 1
+            if self._in_flight == 1:
+                self._busy.set()
 
     def exit_step(self) -> None:
         with self._count_lock:
             self._in_flight -= 1
+            if self._in_flight == 0:
+                self._busy.clear()
 
 
 def _exit_process(reason: str) -> None:

@@ -131,10 +131,8 @@ def score_answer(checks: AnswerChecks, answer: str, output: dict[str, Any] | Non
 
 
 def _schema_problems(schema: dict[str, Any], output: dict[str, Any] | None) -> list[str]:
-    try:
-        import jsonschema  # type: ignore[import-untyped,unused-ignore]
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise UserError("JSON-schema answer checks need `pip install 'steward[evals]'`") from exc
+    import jsonschema  # on first use: only suites with schema checks need it
+
     validator = jsonschema.Draft202012Validator(schema)
     return [f"schema: {e.message}" for e in validator.iter_errors(output)][:5]
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from steward.errors import ConfigError, UnknownModel
 from steward.models.anthropic import AnthropicProvider
 from steward.models.local import LocalModel
+from steward.models.local_llm import LOCAL_LLM_PROVIDER_NAME, LocalLLM
 from steward.models.openai import OpenAIProvider
 from steward.models.resilience import CircuitBreaker
 from steward.models.resolve import (
@@ -142,6 +143,8 @@ class Deployments:
         env = self._env
         if spec.provider_kind == "local":
             deployment = self._make(name, "steward.local", "local", "", None)
+        elif spec.provider_kind == "local-llm":
+            deployment = self._make(name, LOCAL_LLM_PROVIDER_NAME, "local", "", None)
         elif spec.provider_kind == "openai":
             key = _env_first(env, "STEWARD_OPENAI_API_KEY", "OPENAI_API_KEY")
             if key is None:
@@ -178,7 +181,7 @@ class Deployments:
         s = self.settings
         provider: ModelProvider
         if dialect == "local":
-            provider = LocalModel()
+            provider = LocalLLM() if provider_name == LOCAL_LLM_PROVIDER_NAME else LocalModel()
         elif dialect == "openai":
             provider = OpenAIProvider(
                 base_url,

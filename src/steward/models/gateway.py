@@ -40,7 +40,7 @@ from steward.models.types import (
     Usage,
 )
 from steward.observe import genai
-from steward.observe.metrics import GatewayMetrics
+from steward.observe.metrics import GatewayMetrics, current_exemplar
 from steward.observe.spans import ChatRecorder, input_messages_json, output_messages_json
 from steward.observe.tracing import Tracing
 from steward.store.schema import SpendRecord
@@ -443,11 +443,12 @@ class Gateway:
         provider = target.deployment.provider_name if target else ""
         labels = (genai.OPERATION_CHAT, provider, call.request_model)
         m = self.metrics
+        exemplar = current_exemplar()  # the run's trace, when an agent made the call
         m.duration.labels(*labels, type(error).__name__ if error else "").observe(
-            time.perf_counter() - call.started
+            time.perf_counter() - call.started, exemplar
         )
         if call.first_chunk_s is not None:
-            m.first_chunk.labels(*labels).observe(call.first_chunk_s)
+            m.first_chunk.labels(*labels).observe(call.first_chunk_s, exemplar)
         if usage is not None:
             m.tokens.labels(*labels, "input").observe(usage.input_tokens)
             m.tokens.labels(*labels, "output").observe(usage.output_tokens)

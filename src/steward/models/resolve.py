@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from steward.errors import ConfigError, UnknownModel
 from steward.models.anthropic import AnthropicProvider
 from steward.models.local import LOCAL_MODEL_NAME, LocalModel
+from steward.models.local_llm import LOCAL_LLM_MODEL_NAME, LocalLLM
 from steward.models.openai import OpenAIProvider
 from steward.models.types import ModelProvider
 
@@ -21,10 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ACCEPTED_FORMS", "ModelSpec", "ProviderKind", "build_provider", "parse_model_string"]
 
-ProviderKind = Literal["local", "openai", "anthropic", "openai-compatible"]
+ProviderKind = Literal["local", "local-llm", "openai", "anthropic", "openai-compatible"]
 
 ACCEPTED_FORMS = (
     "local (or local:dev): the built-in development model, no key needed",
+    "local-llm (or local-llm:smollm2-135m): a real small model on this machine, no key needed",
     "openai:<model>, e.g. openai:gpt-4.1-mini",
     "anthropic:<model>, e.g. anthropic:claude-sonnet-4-5",
     "openai-compatible:<base url>#<model>, e.g. openai-compatible:http://localhost:8000/v1#qwen3",
@@ -60,6 +62,10 @@ def parse_model_string(text: str) -> ModelSpec:
         if sep and rest != LOCAL_MODEL_NAME:
             raise _bad_string(text, f"the local model is called {LOCAL_MODEL_NAME!r}")
         return ModelSpec("local", LOCAL_MODEL_NAME)
+    if kind == "local-llm":
+        if sep and rest != LOCAL_LLM_MODEL_NAME:
+            raise _bad_string(text, f"the local-llm model is called {LOCAL_LLM_MODEL_NAME!r}")
+        return ModelSpec("local-llm", LOCAL_LLM_MODEL_NAME)
     if kind in ("openai", "anthropic"):
         if not rest.strip():
             raise _bad_string(text, "the model name after ':' is missing")
@@ -119,6 +125,8 @@ def build_provider(
     environ = os.environ if env is None else env
     if spec.provider_kind == "local":
         return LocalModel()
+    if spec.provider_kind == "local-llm":
+        return LocalLLM()
     if spec.provider_kind == "openai":
         key = _first(
             api_key,

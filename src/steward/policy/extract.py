@@ -61,12 +61,8 @@ def parse_extracted(schema: Schema, answer: str) -> Any:
 
 
 def _validate_json_schema(schema: dict[str, Any], data: Any) -> Any:
-    try:
-        import jsonschema  # type: ignore[import-untyped]
-    except ImportError as exc:  # pragma: no cover - the `extract` extra is missing
-        raise ToolError(
-            "ctx.extract with a JSON-schema dict needs `pip install 'steward[extract]'`"
-        ) from exc
+    import jsonschema  # on first use: a schema dict is the rare case
+
     try:
         jsonschema.validate(data, schema)
     except jsonschema.ValidationError as exc:

@@ -267,6 +267,11 @@ class RunGuard:
         usage = response.usage
         self._alert(self.monitor.after_model(usage.input_tokens + usage.output_tokens))
 
+    def model_chose(self, name: str, arguments: dict[str, Any]) -> None:
+        """A call the model made indirectly (a program it wrote, in code mode): decided as the
+        model's own choice, so the plan and taint rules bind it."""
+        self._model_calls.add(_signature(name, arguments))
+
     def _alert(self, alert: Alert | None) -> None:
         if alert is None:
             return

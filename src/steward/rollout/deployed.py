@@ -119,5 +119,6 @@ def install(engine: RunEngine, assistants: AssistantStore) -> DeployedVersions:
     store = VersionStore(engine.store.db)
     versions = DeployedVersions(engine.app, store)
     engine.versions = versions
+    engine.executor.code_for = versions.code_for
     assistants.deployed = partial(assistant_versions, store)
     return versions

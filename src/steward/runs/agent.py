@@ -44,6 +44,7 @@ class Agent:
     tools: tuple[str, ...] | None  # allowlist; None means every tool of the app
     description: str
     policy: AgentPolicy = field(default_factory=AgentPolicy)
+    tool_search: bool = False  # the model gets `search_tools` and loads the schemas it picks
 
     def parse_input(self, data: Any) -> BaseModel:
         """Validate run input; `InvalidInput` (the caller's mistake, a 422) when it fails."""
@@ -81,6 +82,7 @@ class Agent:
             "model": self.model,
             "tools": list(self.tools) if self.tools is not None else None,
             "policy": self.policy.to_json(),
+            "tool_search": self.tool_search,
         }
 
 
@@ -93,6 +95,7 @@ def make_agent(
     tools: tuple[str, ...] | None,
     description: str | None,
     policy: AgentPolicy | None = None,
+    tool_search: bool = False,
 ) -> Agent:
     """Read the input and output models off `async def f(ctx, input: Model) -> Model | str`."""
     if not inspect.iscoroutinefunction(fn):
@@ -123,4 +126,5 @@ def make_agent(
         tools=tools,
         description=description or (inspect.getdoc(fn) or "").split("\n\n")[0],
         policy=policy or AgentPolicy(),
+        tool_search=tool_search,
     )

@@ -37,6 +37,7 @@ from steward.models.types import (
     ModelRequest,
     ModelResponse,
     ToolCall,
+    ToolDefinition,
     Usage,
 )
 from steward.observe.tracing import Tracing
@@ -52,8 +53,10 @@ from steward.sandbox.run_sandbox import RunSandbox
 from steward.security.redaction import REDACTOR
 from steward.security.secrets import Secret, SecretStore
 from steward.store.runs import RunTotals
+from steward.tools.code_mode import CodeMode
 from steward.tools.registry import Tool, ToolContext
 from steward.tools.runner import ToolRunner, default_runner
+from steward.tools.search import SEARCH_TOOL, loaded_by, visible
 
 _ERRORS: dict[str, type[StewardError]] = {
     "SpendCapExceeded": SpendCapExceeded,
@@ -110,6 +113,7 @@ class Context:
         self.agent = agent
         self.totals = RunTotals()
         self._tools = tools
+        self._loaded: list[str] = []  # tools `search_tools` loaded (agents with tool_search)
         # Thread pool, timeouts, retries and breakers, shared by every run of the engine.
         self._tool_runner = tool_runner or default_runner()
         # With a policy, decisions are released once per journaled step, never again on replay.
@@ -144,8 +148,10 @@ class Context:
         model: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        extra_tools: Sequence[ToolDefinition] = (),
     ) -> ModelResponse:
-        """One model call through the gateway, journaled as one step."""
+        """One model call through the gateway, journaled as one step (`extra_tools`: tools
+        Steward answers itself, e.g. code mode's `run_code_with_tools`)."""
         limit = self.agent.limits.max_cost_usd
         if limit is not None and self.totals.cost_usd >= limit:
             raise CostLimitExceeded(f"run spent ${self.totals.cost_usd:.4f} of ${limit:.4f}")
@@ -159,7 +165,7 @@ class Context:
         request = ModelRequest(
             model=model_name or "",
             messages=tuple(_as_messages(messages, system)),
-            tools=tuple(t.definition() for t in self._selected_tools(tools)),
+            tools=(*(t.definition() for t in self._selected_tools(tools)), *extra_tools),
             max_tokens=max_tokens,
             temperature=temperature,
         )
@@ -237,6 +243,8 @@ class Context:
             raise
         if guard is not None:
             guard.after_tool(name, data, None, call_id=call_id)
+        if name == SEARCH_TOOL:
+            self._loaded.extend(loaded_by(data["result"]))
         self._emit("updates", {"tool": {"step": step, "name": name, "result": data["result"]}})
         return data["result"]
 
@@ -262,6 +270,12 @@ class Context:
             guard.after_tool(name, None, exc)
             raise
         return tool, arguments
+
+    def code_mode(self, tools: Sequence[str] | None = None) -> CodeMode:
+        """The model writes programs that call the agent's tools (`steward.tools.code_mode`)."""
+        chosen = self._tools if tools is None else {n: self._tools[n] for n in tools}
+        guard = self._guard
+        return CodeMode(self, chosen, guard.model_chose if guard is not None else None)
 
     def plan(self, plan: Plan | dict[str, Any] | Sequence[str]) -> None:
         """Plan-then-execute, from the developer's code (trusted by construction).
@@ -459,8 +473,14 @@ class Context:
         self.totals.cost_usd += cost
 
     def _selected_tools(self, tools: bool | Sequence[str]) -> list[Tool]:
-        if tools is True:
-            return list(self._tools.values())
+        if tools is True and self.agent.tool_search:
+            return visible(self._tools, self._loaded)
+        if tools is True:  # a tenant's own MCP tools are shown to its runs only
+            return [
+                t
+                for t in self._tools.values()
+                if getattr(t, "tenant", None) in (None, self.tenant_id)
+            ]
         if tools is False:
             return []
         unknown = [name for name in tools if name not in self._tools]

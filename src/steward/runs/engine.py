@@ -7,72 +7,53 @@ this engine publishes on the hot-state channel `run:{run_id}`.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, timedelta
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from steward import audit
 from steward.app import Steward
 from steward.durable.types import DurableEngine, JsonObject
-from steward.errors import (
-    ConfigError,
-    Conflict,
-    NotFound,
-    PolicyBlocked,
-    RunCancelled,
-    RunError,
-    RunSignal,
-    ToolError,
-    UserError,
-    WallTimeExceeded,
-)
+from steward.errors import Conflict, NotFound, ToolError, UserError
 from steward.models.gateway import Gateway
 from steward.models.router import ModelRouter
-from steward.observe.context import run_scope
 from steward.observe.tracing import Tracing
-from steward.policy.guard import UNTRUSTED_INPUT, RunGuard
-from steward.policy.record import AuditSink
 from steward.runs.agent import Agent
-from steward.runs.approval import ApprovalGate, approval_topic, reviewer_json
-from steward.runs.context import Context
+from steward.runs.approval import approval_topic, reviewer_json
+from steward.runs.execution import (
+    CAP_REASONS,
+    INTERNAL_ERROR,
+    TERMINAL_EVENT,
+    Outcome,
+    RunExecutor,
+    run_channel,
+)
 from steward.sandbox.manager import SandboxManager
-from steward.security.redaction import REDACTOR
 from steward.security.secrets import SecretStore
 from steward.store.approvals import DECISIONS, ApprovalStore
 from steward.store.hot import HEARTBEAT, Event, HotState, MemoryHotState
-from steward.store.outage import until_reachable
-from steward.store.runs import (
-    AWAITING_APPROVAL,
-    RunStart,
-    RunStore,
-    RunTotals,
-    ThreadBusy,
-    is_open,
-)
-from steward.store.schema import Approval, Run, utcnow
+from steward.store.runs import AWAITING_APPROVAL, RunStore, ThreadBusy, is_open
+from steward.store.schema import Approval, Run
 from steward.store.threads import ThreadStore
 from steward.tools.runner import ToolRunner, default_runner
 
 log = logging.getLogger("steward.runs")
 
-TERMINAL_EVENT = "end"
+__all__ = [
+    "CAP_REASONS",
+    "INTERNAL_ERROR",
+    "TERMINAL_EVENT",
+    "Outcome",
+    "RunEngine",
+    "RunRequest",
+    "run_channel",
+]
+
 PAUSE_EVENT = "interrupt"  # the run paused for approval: watchers re-read its status
 STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
-# Stop reasons that mean a declared limit ended the run: each is an audited `cap.hit`.
-CAP_REASONS = frozenset({"max_steps", "max_cost", "wall_time", "spend_cap"})
-
-
 CANCEL_CHANNEL = "cancels"
-INTERNAL_ERROR = "internal_error"  # stop reason of a run that Steward itself failed to carry
-
-
-def run_channel(run_id: str) -> str:
-    return f"run:{run_id}"
 
 
 @dataclass(frozen=True)
@@ -96,14 +77,6 @@ class CodeVersions(Protocol):
     async def code_for(self, run: Run) -> tuple[Steward, Agent] | None:
         """None: the run executes the serving process's own code for its agent."""
         ...
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str
-    stop_reason: str
-    output: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
 
 
 class RunEngine:
@@ -131,18 +104,28 @@ class RunEngine:
         self.threads = ThreadStore(store.db)
         self._durable = durable
         self.hot = hot
-        self._tracing = tracing
         self._models = models
-        self._gateway = gateway
         self._execute_here = execute
-        self._sandboxes = sandboxes
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self.executor = RunExecutor(
+            app=app,
+            store=store,
+            approvals=self.approvals,
+            durable=durable,
+            hot=hot,
+            tracing=tracing,
+            tool_runner=self.tool_runner,
+            promote_next=self._promote_next,
+            gateway=gateway,
+            sandboxes=sandboxes,
+            secrets=secrets,
+        )
+        # Runs executing here (the executor's own table): a cancel interrupts their task.
+        self._tasks = self.executor.tasks
+        self._cancelling = self.executor.cancelling
         # Called with a run id when a run of this process that has a webhook ends (to wake
         # webhook delivery).
-        self.finished_listeners: list[Callable[[str], None]] = []
-        self._cancelling: set[str] = set()
+        self.finished_listeners = self.executor.finished_listeners
         self.versions: CodeVersions | None = None  # deployed versions (steward.rollout)
-        self._detached: set[asyncio.Task[Any]] = set()
         self._cancel_listener: asyncio.Task[None] | None = None
         # How often a waiter re-reads the run. An API-only process whose hot state is its own
         # memory never hears the end of a run a worker executed: the database is all it has.
@@ -151,7 +134,7 @@ class RunEngine:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def launch(self) -> None:
-        self._durable.set_run_body(self._execute)
+        self._durable.set_run_body(self.executor.execute)
         await self._durable.launch(execute=self._execute_here)
         if self._execute_here:
             await self._restart_unstarted()
@@ -408,223 +391,10 @@ class RunEngine:
                 continue
             yield event_id, event
 
-    # -- the workflow body --------------------------------------------------------------------
-
-    async def _execute(self, run_id: str, payload: JsonObject) -> JsonObject:
-        start = await until_reachable(self.store.begin_run, run_id, utcnow())
-        if start is None or not is_open(start.run):
-            return {"status": start.run.status if start else "missing"}
-        run = start.run
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks[run_id] = task
-        try:
-            with run_scope(run_id, run.tenant_id):
-                if start.thread_unreadable is not None:
-                    raise start.thread_unreadable
-                outcome, totals = await self._run_agent(run, payload, start)
-        except Exception as exc:
-            # A failure around the agent (a stored row that cannot be read, a decision sink
-            # that raises) still ends the run: otherwise it would hold its thread forever.
-            log.exception("run %s failed outside its agent", run_id)
-            outcome, totals = _failure(INTERNAL_ERROR, exc), RunTotals()
-        finally:
-            self._tasks.pop(run_id, None)
-            self._cancelling.discard(run_id)
-        outcome = Outcome(  # no secret this process decrypted leaves in a result
-            outcome.status,
-            outcome.stop_reason,
-            REDACTOR.scrub(outcome.output),
-            REDACTOR.scrub(outcome.error),
-        )
-        outcome = await self._record_end(run_id, outcome, totals)
-        if outcome.stop_reason in CAP_REASONS:
-            audit.record_later(
-                run.tenant_id,
-                "cap.hit",
-                {
-                    "run_id": run_id,
-                    "agent": run.agent,
-                    "cap": outcome.stop_reason,
-                    **asdict(totals),
-                },
-            )
-        channel = run_channel(run_id)
-        if outcome.output is not None:
-            self.hot.publish_nowait(channel, {"event": "values", "data": outcome.output})
-        elif outcome.error is not None:
-            self.hot.publish_nowait(channel, {"event": "error", "data": outcome.error})
-        self.hot.publish_nowait(channel, {"event": TERMINAL_EVENT, "data": {}})
-        self._start_detached(self._promote_next(run.tenant_id, run.thread_id))
-        if run.webhook is not None:  # the only thing a listener does (saves a query per run)
-            for listener in self.finished_listeners:
-                listener(run_id)
-        return {"status": outcome.status, "stop_reason": outcome.stop_reason}
-
-    async def _record_end(self, run_id: str, outcome: Outcome, totals: RunTotals) -> Outcome:
-        """Write the run's terminal state; should the store refuse it (an output it cannot
-        hold, say), end the run in error instead of leaving it open."""
-        try:
-            await until_reachable(self._finish, run_id, outcome, totals)
-            return outcome
-        except Exception as exc:
-            log.exception("could not record how run %s ended", run_id)
-            # Not the driver's message: it quotes the very values the store refused.
-            error = {
-                "error": type(exc).__name__,
-                "message": "the run's outcome could not be stored",
-            }
-            failed = Outcome("error", INTERNAL_ERROR, error=error)
-            await until_reachable(self._finish, run_id, failed, totals)
-            return failed
-
-    def _finish(self, run_id: str, outcome: Outcome, totals: RunTotals) -> None:
-        self.store.finish_run(
-            run_id,
-            status=outcome.status,
-            stop_reason=outcome.stop_reason,
-            output=outcome.output,
-            error=outcome.error,
-            totals=totals,
-        )
-
-    def _start_detached(self, work: Any) -> None:
-        """Run `work` outside this workflow's context, so the durable core does not see it as
-        a step of the finished run (a crash before it runs is covered by recovery at start)."""
-        task = asyncio.get_running_loop().create_task(work, context=contextvars.Context())
-        self._detached.add(task)
-        task.add_done_callback(self._detached.discard)
-
-    async def _run_agent(
-        self, run: Run, payload: JsonObject, start: RunStart
-    ) -> tuple[Outcome, RunTotals]:
-        app, agent = self.app, self.app.agents.get(payload["agent"])
-        if self.versions is not None:  # a run executes the version it started on
-            app, agent = await self.versions.code_for(run) or (app, agent)
-        if agent is None:
-            error = {"error": "UnknownAgent", "message": f"agent {payload['agent']!r} is gone"}
-            return Outcome("error", "agent_missing", error=error), RunTotals()
-        started = run.started_at or utcnow()
-        if started.tzinfo is None:  # SQLite hands back naive UTC datetimes
-            started = started.replace(tzinfo=UTC)
-        # Time spent waiting for people does not count against the wall-time cap; a run
-        # recovered after (or during) a pause gets that time back before it replays.
-        credits: dict[str, float] = {}
-        if not start.first:  # a run's first start has no approvals behind it yet
-            credits = await asyncio.to_thread(self.approvals.waits, run.tenant_id, run.id)
-        limit = timedelta(seconds=agent.limits.timeout_s + sum(credits.values()))
-        deadline = (started + limit).timestamp()
-        channel = run_channel(run.id)
-
-        def emit(event: str, data: Any) -> None:
-            self.hot.publish_nowait(channel, {"event": event, "data": data})
-
-        tools = app.tools_for(agent)
-        guard = RunGuard(
-            agent.policy,
-            tools=tools,
-            emit=emit,
-            output_model=agent.output_model,
-            input_untrusted=bool((run.meta or {}).get(UNTRUSTED_INPUT)),
-            sinks=[
-                *self.app.decision_sinks,
-                AuditSink(run.tenant_id, run.id, agent.name, lambda data: guard.filter_event(data)),
-            ],
-        )
-
-        async def publish(event: str, data: Any) -> int | str:
-            # Approval events carry a call's arguments: filtered like every event of the run.
-            return await self.hot.publish(
-                channel, {"event": event, "data": guard.filter_event(data)}
-            )
-
-        gate = ApprovalGate(
-            store=self.approvals,
-            journal=guard.journaled(self._durable.step, release_first=True),
-            receive=self._durable.receive,
-            publish=publish,
-            tenant_id=run.tenant_id,
-            run_id=run.id,
-            thread_id=run.thread_id,
-            timeout_s=agent.limits.approval_timeout_s,
-        )
-        ctx = Context(
-            run_id=run.id,
-            tenant_id=run.tenant_id,
-            thread_id=run.thread_id,
-            user_id=run.user_id,
-            agent=agent,
-            tools=tools,
-            journal=self._durable.step,
-            gateway=self._gateway,
-            tracing=self._tracing,
-            emit=emit,
-            deadline=deadline,
-            guard=guard,
-            sandboxes=self._sandboxes,
-            secrets=self.secrets,
-            approvals=gate,
-            thread_state=start.thread_values,
-            approval_credits=credits,
-            tool_runner=self.tool_runner,
-        )
-        with self._tracing.invoke_agent(agent.name, conversation_id=run.thread_id) as span:
-            outcome = await self._call_agent(agent, ctx, guard, payload["input"], deadline)
-            if outcome.error is not None:
-                outcome = replace(outcome, error=guard.filter_error(outcome.error))
-            guard.finish()
-            if outcome.status != "success":
-                span.set_attribute("error.type", outcome.stop_reason)
-            span.set_attribute("steward.run.status", outcome.status)
-        return outcome, ctx.totals
-
-    async def _call_agent(
-        self, agent: Agent, ctx: Context, guard: RunGuard, raw_input: Any, deadline: float
-    ) -> Outcome:
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.time())) as scope:
-                ctx.bind_timeout(scope)
-                clean_input = guard.screen_input(raw_input)
-                result = await agent.fn(ctx, agent.input_model.model_validate(clean_input))
-            output = guard.filter_output(agent.dump_output(result))
-            return Outcome("success", "completed", output=output)
-        except TimeoutError:
-            if not scope.expired():
-                return _failure("agent_error", TimeoutError("the agent raised TimeoutError"))
-            return _signal(WallTimeExceeded(f"run exceeded {agent.limits.timeout_s}s"))
-        except RunSignal as signal:
-            return _signal(signal)
-        except asyncio.CancelledError:
-            if ctx.run_id not in self._cancelling:
-                raise  # shutting down: leave the run pending for recovery
-            return _signal(RunCancelled("cancelled"))
-        except PolicyBlocked as exc:
-            return _failure("policy_blocked", exc)
-        except ToolError as exc:
-            return _failure("tool_error", exc)
-        except RunError as exc:
-            return _failure("model_error", exc)
-        except ConfigError as exc:  # e.g. the agent's model needs a key nobody set
-            return _failure("config_error", exc)
-        except UserError as exc:
-            return _failure("agent_error", exc)
-        except Exception as exc:
-            log.exception("agent %s raised in run %s", agent.name, ctx.run_id)
-            return _failure("agent_error", exc)
-
 
 def _settled(run: Run) -> bool:
     """Whether a waiter is done: the run ended, or it is paused waiting for a person."""
     return not is_open(run) or run.stop_reason == AWAITING_APPROVAL
-
-
-def _signal(signal: RunSignal) -> Outcome:
-    error = {"error": type(signal).__name__, "message": str(signal)}
-    return Outcome(signal.status, signal.reason, error=error)
-
-
-def _failure(reason: str, exc: BaseException) -> Outcome:
-    return Outcome("error", reason, error={"error": type(exc).__name__, "message": str(exc)})
 
 
 def _payload(run: Run) -> JsonObject:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from steward.errors import SandboxStateError
 from steward.sandbox.files import FileEntry, list_files, read_file, write_file
@@ -27,6 +29,9 @@ from steward.sandbox.transitions import TransitionWriter
 from steward.sandbox.types import ExecEvent, ExecRequest, Output, SandboxBackend, StandbyMode
 from steward.sandbox.watchdog import Watchdog
 from steward.store.database import Database
+
+if TYPE_CHECKING:
+    from steward.observe.metrics import RuntimeMetrics
 
 __all__ = ["Completed", "CreateOptions", "SandboxManager", "argv_for"]
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -57,6 +62,7 @@ class SandboxManager:
         )
         self.backends: dict[str, SandboxBackend] = self._provisioner.backends
         self.pool: WarmPool = self._provisioner.pool
+        self.metrics: RuntimeMetrics | None = None  # set by the runtime that serves /metrics
 
     @property
     def _live(self) -> dict[str, LiveSandbox]:
@@ -114,6 +120,7 @@ class SandboxManager:
         """Run a command, resuming the sandbox first if it is in standby."""
         live = await self._held.held(tenant_id, sandbox_id)
         live.busy += 1
+        started = time.perf_counter()
         try:
             await self._held.resume(sandbox_id, live)
             env = {**live.spec.env, **request.env}
@@ -128,6 +135,8 @@ class SandboxManager:
         finally:
             live.busy -= 1
             live.last_active = time.monotonic()
+            if self.metrics is not None:
+                self.metrics.sandbox_exec_ended(live.backend.name, started, sys.exc_info()[1])
 
     async def run(self, tenant_id: str, sandbox_id: str, request: ExecRequest) -> Completed:
         out: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}

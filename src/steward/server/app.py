@@ -9,14 +9,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 
 from steward.app import Steward
 from steward.config import Settings
 from steward.models.response_cache import ResponseCache
+from steward.observe.store_metrics import StoreCollector
 from steward.runtime import Runtime
-from steward.server import openapi
+from steward.server import openapi, ui
 from steward.server.auth import AuthGate
 from steward.server.guards import RequestGuard
+from steward.server.http_metrics import HttpMetrics
 from steward.server.idempotency import IdempotencyGate
 from steward.server.outage import DatabaseOutageGuard
 from steward.server.problems import install_problem_handlers
@@ -29,6 +32,7 @@ from steward.server.routes import (
     health,
     hooks,
     info,
+    mcp,
     proxy,
     runs,
     sandboxes,
@@ -71,9 +75,13 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         )
         api.state.sandboxes = runtime.sandboxes
         api.state.security = runtime.security
+        runtime.gateway.metrics.registry.register(
+            StoreCollector(runtime.db, stale_after_s=settings.worker_stale_after_s)
+        )
         await runtime.start()
         try:
-            yield
+            async with mcp.serving(runtime, app) as api.state.mcp:
+                yield
         finally:
             await runtime.stop()
 
@@ -92,7 +100,8 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
     api.add_middleware(IdempotencyGate, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     api.add_middleware(AuthGate)
-    api.add_middleware(DatabaseOutageGuard)  # outermost: covers authentication too
+    api.add_middleware(DatabaseOutageGuard)  # covers authentication too
+    api.add_middleware(HttpMetrics)  # outermost: counts every answer, refusals included
     modules = (
         health,
         info,
@@ -109,7 +118,10 @@ def create_app(settings: Settings, app: Steward, *, execute: bool = True) -> Fas
         webhooks,
         proxy,
         gateway,
+        mcp,
     )
     for module in modules:
         api.include_router(module.router)
+    api.include_router(ui.router)
+    api.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
     return api

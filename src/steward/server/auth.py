@@ -11,6 +11,7 @@ reason and window).
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -32,6 +33,9 @@ PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/ok", "/info", "/openapi.json", "/docs", "/redoc"}
 )
 HOOKS_PREFIX = "/hooks/"
+# The dashboard authenticates its own way (a signed session cookie): see steward.server.ui.
+UI_PREFIX = "/ui"
+METRICS_PATH = "/metrics"
 # Failures that belong to no tenant (no key prefix we know) go to this chain of their own.
 UNATTRIBUTED_TENANT = "*"
 USER_HEADER = "x-steward-user"
@@ -58,7 +62,14 @@ class AuthGate:
         if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(HOOKS_PREFIX):
             await self.app(scope, receive, send)
             return
+        if path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
         headers = pick_headers(scope, _READ)
+        if path == METRICS_PATH and metrics_token_matches(scope, headers):
+            scope.setdefault("state", {})["metrics_reader"] = True
+            await self.app(scope, receive, send)
+            return
         try:
             principal = await self._authenticate(scope, headers)
         except ApiError as exc:
@@ -104,6 +115,15 @@ class AuthGate:
             principal = authenticated
         await rate_limits.enforce(state, principal, headers.get(USER_HEADER))
         return principal
+
+
+def metrics_token_matches(scope: Scope, headers: dict[str, str]) -> bool:
+    """Whether the request presents the configured `metrics_token` (constant-time compare)."""
+    token = scope["app"].state.runtime.settings.metrics_token
+    presented = presented_key(headers)
+    if token is None or presented is None:
+        return False
+    return hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
 
 
 async def _record_failure(scope: Scope, headers: dict[str, str], reason: str) -> None:

@@ -12,6 +12,9 @@ from steward.server.problems import problem as problem_json
 from steward.server.provider_errors import proxy_error_for_path
 
 _JSON_TYPES = ("application/json",)
+# The dashboard's forms post urlencoded bodies; only under its prefix.
+_FORM_TYPE = "application/x-www-form-urlencoded"
+_UI_PREFIX = "/ui/"
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 _READ = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 
@@ -51,7 +54,7 @@ class RequestGuard:
         if isinstance(body, Response):
             await body(scope, receive, send)
             return
-        reason = unportable_reason(body)
+        reason = None if path.startswith(_UI_PREFIX) else unportable_reason(body)
         if reason is not None:
             refused = problem(
                 400, kind="invalid-json", title="Invalid JSON", detail=reason, instance=path
@@ -80,7 +83,8 @@ class RequestGuard:
                 return self._too_large(path)
         has_body = declared not in (None, "0") or "transfer-encoding" in headers
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if has_body and not (media_type in _JSON_TYPES or media_type.endswith("+json")):
+        form = media_type == _FORM_TYPE and path.startswith(_UI_PREFIX)
+        if has_body and not (media_type in _JSON_TYPES or media_type.endswith("+json") or form):
             return problem(
                 415,
                 detail="send the body as application/json",

@@ -42,6 +42,7 @@ async def enforce(state: Any, principal: Principal, user: str | None, *, key: bo
                 headers={"Retry-After": "1"},
             )
         if not decision.allowed:
+            state.gateway.metrics.runtime.rate_limited.labels(what).inc()
             retry = max(1, math.ceil(decision.retry_after_s))
             raise ApiError(
                 429,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -109,6 +110,7 @@ class ToolRunner:
                     "another tool."
                 )
         attempts = 0
+        started = time.perf_counter()
         try:
             while True:
                 attempts += 1
@@ -136,6 +138,7 @@ class ToolRunner:
             raise
         finally:
             _mark(span, breaker, attempts)
+            self.metrics.tool_call_ended(tool.name, started, sys.exc_info()[1])
 
     async def _attempt(
         self, tool: Tool, kwargs: dict[str, Any], context: ToolContext, policy: ToolResilience

@@ -14,18 +14,19 @@ from starlette.responses import Response
 from steward.errors import Forbidden
 from steward.models.budget import SpendScope
 from steward.models.gateway import Gateway
-from steward.observe.metrics import CONTENT_TYPE_LATEST
-from steward.security.keys import Principal
 from steward.server.auth import Reader, authenticated
 from steward.store.spend import GroupBy, SpendLedger
 
 router = APIRouter(tags=["gateway"])
 
 
-async def _admin(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+async def _metrics_reader(request: Request) -> None:
+    """The `metrics_token` (checked by the auth gate) or an admin key may scrape."""
+    if getattr(request.state, "metrics_reader", False):
+        return
+    principal = await authenticated(request)
     if principal.role != "admin":
-        raise Forbidden("metrics are for admin keys")
-    return principal
+        raise Forbidden("metrics are for admin keys and the metrics token")
 
 
 @router.get("/spend")
@@ -58,9 +59,11 @@ async def remaining(
     return {"remaining_usd": await gateway.budget.remaining(scope)}
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(principal: Annotated[Principal, Depends(_admin)], request: Request) -> Response:
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(_metrics_reader)])
+async def metrics(request: Request) -> Response:
+    """Prometheus text; OpenMetrics (with trace-id exemplars) when the scraper accepts it."""
     gateway: Gateway = request.app.state.gateway
-    # In a thread: the runs-in-flight gauges query the store (observe/run_gauges.py).
-    body = await asyncio.to_thread(gateway.metrics.exposition)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    openmetrics = "application/openmetrics-text" in request.headers.get("accept", "")
+    # In a thread: some collectors query the store at scrape time.
+    body, media_type = await asyncio.to_thread(gateway.metrics.runtime.exposition, openmetrics)
+    return Response(body, media_type=media_type)
