@@ -121,5 +121,7 @@ def test_concurrent_deploys_of_different_code_get_consecutive_versions(tmp_path:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda code: store.deploy(code, created_by=None), codes))
     assert sorted(version.version for version, created in results if created) == [1, 2, 3, 4]
-    assert store.deploy(codes[0], created_by=None)[1] is True  # not the newest: a new version
-    assert store.deploy(codes[0], created_by=None) == (store.list("greeter")[0], False)
+    newest = store.list("greeter")[0]
+    older = next(code for code in codes if code.code_hash != newest.code_hash)
+    assert store.deploy(older, created_by=None)[1] is True  # not the newest: a new version
+    assert store.deploy(older, created_by=None) == (store.list("greeter")[0], False)
