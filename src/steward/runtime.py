@@ -30,6 +30,7 @@ from steward.observe.retention import RetentionJob
 from steward.observe.sampling import SamplingCollector, SamplingPolicy
 from steward.observe.tracing import Tracing
 from steward.policy.rate_limit import Limit, MemoryRateLimiter, RateLimiter, RateLimits
+from steward.rollout.deployed import install as install_versions
 from steward.runs.engine import RunEngine, _payload
 from steward.runs.platform import Platform
 from steward.sandbox.manager import SandboxManager
@@ -159,6 +160,7 @@ class Runtime:
         )
         install_memory(memory)
         platform.items.index = StoreRanker(memory)  # the store's semantic `query`
+        install_versions(engine, platform.assistants)  # deployed agent versions
         return cls(
             settings=settings,
             db=db,

@@ -20,6 +20,7 @@ from steward.cli.batch import batch_cli
 from steward.cli.evals import eval_cli
 from steward.cli.mcp import mcp_cli
 from steward.cli.retention import retention_cli
+from steward.cli.rollout import deploy_command, rollout_cli
 from steward.cli.security import audit_cli, open_security, secrets_cli
 from steward.cli.slo import slo_cli
 from steward.cli.store import load_settings, open_database
@@ -40,6 +41,8 @@ cli.add_typer(slo_cli, name="slo")
 cli.add_typer(mcp_cli, name="mcp")
 cli.add_typer(batch_cli, name="batch")
 cli.add_typer(retention_cli, name="retention")
+cli.add_typer(rollout_cli, name="rollout")
+cli.command("deploy")(deploy_command)
 console = Console(width=200) if not sys.stdout.isatty() else Console()
 
 Apps = Annotated[

@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from steward import audit
 from steward.app import Steward
@@ -68,6 +68,17 @@ class RunRequest:
     webhook: str | None = None
 
 
+class CodeVersions(Protocol):
+    """Deployed agent versions (`steward.rollout`): which version a new run takes, recorded in
+    its metadata, and the code a run executes, loaded from that version's stored source."""
+
+    async def choose(self, request: RunRequest) -> RunRequest: ...
+
+    async def code_for(self, run: Run) -> tuple[Steward, Agent] | None:
+        """None: the run executes the serving process's own code for its agent."""
+        ...
+
+
 class RunEngine:
     def __init__(
         self,
@@ -114,6 +125,7 @@ class RunEngine:
         # Called with a run id when a run of this process that has a webhook ends (to wake
         # webhook delivery).
         self.finished_listeners = self.executor.finished_listeners
+        self.versions: CodeVersions | None = None  # deployed versions (steward.rollout)
         self._cancel_listener: asyncio.Task[None] | None = None
         # How often a waiter re-reads the run. An API-only process whose hot state is its own
         # memory never hears the end of a run a worker executed: the database is all it has.

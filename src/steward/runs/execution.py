@@ -87,6 +87,8 @@ class RunExecutor:
     # Called with a run id when a run of this process that has a webhook ends.
     finished_listeners: list[Callable[[str], None]] = field(default_factory=list)
     detached: set[asyncio.Task[Any]] = field(default_factory=set)
+    # The code of a run's deployed version (steward.rollout); None: the app's own code.
+    code_for: Callable[[Run], Awaitable[tuple[Steward, Agent] | None]] | None = None
 
     async def execute(self, run_id: str, payload: JsonObject) -> JsonObject:
         start = await until_reachable(self.store.begin_run, run_id, utcnow())
@@ -181,7 +183,9 @@ class RunExecutor:
     async def _run_agent(
         self, run: Run, payload: JsonObject, start: RunStart
     ) -> tuple[Outcome, RunTotals]:
-        agent = self.app.agents.get(payload["agent"])
+        app, agent = self.app, self.app.agents.get(payload["agent"])
+        if self.code_for is not None:  # a run executes the version it started on
+            app, agent = await self.code_for(run) or (app, agent)
         if agent is None:
             error = {"error": "UnknownAgent", "message": f"agent {payload['agent']!r} is gone"}
             return Outcome("error", "agent_missing", error=error), RunTotals()
@@ -200,7 +204,7 @@ class RunExecutor:
         def emit(event: str, data: Any) -> None:
             self.hot.publish_nowait(channel, {"event": event, "data": data})
 
-        tools = self.app.tools_for(agent)
+        tools = app.tools_for(agent)
         guard = RunGuard(
             agent.policy,
             tools=tools,

@@ -17,9 +17,11 @@ from steward.store.schema import Run
 
 async def start_run(engine: RunEngine, assistants: AssistantStore, request: RunRequest) -> Run:
     """Accept `request` (whose `agent` is an assistant or graph id); durable once it returns."""
-    if request.agent in engine.app.agents:  # a graph id: no look-up on the common path
-        return await engine.submit(request)
-    assistant = await asyncio.to_thread(assistants.get, request.tenant_id, request.agent)
-    if assistant is None:
-        raise NotFound("assistant", request.agent)
-    return await engine.submit(replace(request, agent=assistant.graph_id))
+    if request.agent not in engine.app.agents:  # a graph id: no look-up on the common path
+        assistant = await asyncio.to_thread(assistants.get, request.tenant_id, request.agent)
+        if assistant is None:
+            raise NotFound("assistant", request.agent)
+        request = replace(request, agent=assistant.graph_id)
+    if engine.versions is not None:  # which deployed version the run takes, if any
+        request = await engine.versions.choose(request)
+    return await engine.submit(request)

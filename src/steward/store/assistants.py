@@ -126,6 +126,8 @@ class AssistantStore:
         self.db = db
         self._graphs = graphs
         self._started = utcnow()
+        # A system assistant's deployed versions (steward.rollout), newest first.
+        self.deployed: Callable[[str], list[AssistantRecord]] | None = None
 
     # -- system assistants ---------------------------------------------------------------------
 
@@ -198,7 +200,9 @@ class AssistantStore:
         """Newest first; None for an unknown assistant. A system assistant has one version."""
         system = self.system().get(assistant_id)
         if system is not None:
-            return [system][offset : offset + limit] if contains(system.metadata, metadata) else []
+            found = (self.deployed(assistant_id) if self.deployed else []) or [system]
+            matching = [r for r in found if contains(r.metadata, metadata)]
+            return matching[offset : offset + limit]
         with self.db.session() as session:
             if session.get(AssistantRow, (tenant_id, assistant_id)) is None:
                 return None

@@ -7,6 +7,7 @@ from sqlalchemy import pool, text
 
 from steward.batch import tables as batch_tables  # noqa: F401  (registers the batch tables)
 from steward.memory import tables as memory_tables  # noqa: F401  (registers its tables)
+from steward.rollout import tables as rollout_tables  # noqa: F401  (registers its tables)
 from steward.store import platform_tables, security_tables  # noqa: F401  (registers their tables)
 from steward.store.database import create_db_engine
 from steward.store.schema import Base
