@@ -27,9 +27,7 @@ EXAMPLES = [
     pytest.param(
         ROOT / "examples" / "openai_agents.py", "support_openai_agents", id="openai-agents"
     ),
-    pytest.param(
-        ROOT / "examples" / "pydantic_ai_agent.py", "support_pydantic_ai", id="pydantic-ai"
-    ),
+    pytest.param(ROOT / "examples" / "pydantic_ai.py", "support_pydantic_ai", id="pydantic-ai"),
 ]
 STEPS_APP = str(ROOT / "tests" / "apps" / "adapter_app.py")
 STEP_AGENTS = [

@@ -23,7 +23,10 @@ def _import(target: str) -> ModuleType:
             raise UserError(f"cannot import {target!r}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        sys.path.insert(0, str(path.parent))
+        # After the installed packages, so a file may share a package's name and import it
+        # (`examples/pydantic_ai.py` imports `pydantic_ai`); its sibling modules still import.
+        if str(path.parent) not in sys.path:
+            sys.path.append(str(path.parent))
         spec.loader.exec_module(module)
         return module
     return importlib.import_module(target)

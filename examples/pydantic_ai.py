@@ -3,7 +3,7 @@ name would shadow the `pydantic_ai` package for the file and its neighbours.)
 
 Its model calls go through Steward's gateway as journaled steps, its tool calls through the run's
 policy as journaled steps; a crash resumes the run where it stopped. Needs
-`pip install 'steward[pydantic-ai]'`. Run it with `steward dev examples/pydantic_ai_agent.py`, then
+`pip install 'steward[pydantic-ai]'`. Run it with `steward dev examples/pydantic_ai.py`, then
 `curl -H "x-api-key: $KEY" -H 'content-type: application/json' localhost:8000/runs/wait
  -d '{"assistant_id": "support_pydantic_ai", "input": {"message": "Where is my order 42?"}}'`.
 """
