@@ -305,10 +305,11 @@ def test_a_batch_whose_commit_outcome_was_lost_is_not_appended_twice(
     audit.record(TENANT, "key.created", {"n": -1})
     events = [Pending(TENANT, "tool.decision", {"n": n}, now_text()) for n in range(5)]
 
-    def lose_the_answer(_session: Any) -> None:  # the COMMIT happened; its answer did not arrive
+    def lose_the_answer(conn: Any) -> None:  # the COMMIT happens; its answer does not arrive
+        conn.connection.dbapi_connection.commit()
         raise OperationalError("COMMIT", {}, ConnectionError("connection lost"))
 
-    event.listen(database._sessions, "after_commit", lose_the_answer, once=True)
+    event.listen(database.engine, "commit", lose_the_answer, once=True)
     with pytest.raises(OperationalError):
         audit.append_many(events)
     # Retried with the same events: found in the log, not appended again.
@@ -318,3 +319,14 @@ def test_a_batch_whose_commit_outcome_was_lost_is_not_appended_twice(
     records = audit.export(TENANT)["records"]
     assert [json.loads(r["entry"])["data"]["n"] for r in records] == list(range(-1, 7))
     assert _verify(audit, signer).ok
+
+
+def test_two_writers_of_one_tenant_keep_one_chain(
+    database: Database, signer: CheckpointSigner
+) -> None:
+    # Each log remembers the head it wrote last; the other's appends move it behind its back.
+    first, second = AuditLog(database, signer), AuditLog(database, signer)
+    for n in range(0, 12, 2):
+        first.record(TENANT, "tool.decision", {"n": n})
+        second.record(TENANT, "tool.decision", {"n": n + 1})
+    _assert_landed_in_order(first, signer, 12)

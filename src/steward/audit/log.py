@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ class AuditLog:
         self.signer = signer
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
+        self._heads: dict[str, int] = {}  # tenant -> the last sequence number this log wrote
+        self._heads_lock = threading.Lock()
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -168,37 +171,57 @@ class AuditLog:
         return landed
 
     def _append(self, events: Sequence[Pending]) -> list[int]:
-        """One transaction: read each tenant's head once, then insert every event."""
-        tenants = sorted({event.tenant_id for event in events})
+        """One transaction: number the events after each tenant's head, insert them all.
+
+        The heads this log wrote last are remembered; a head moved by another writer (another
+        process, a concurrent `record`) makes the `INSERT` collide on `(tenant_id, seq)`, and
+        any failure forgets the heads, so the next attempt reads them afresh.
+        """
+        tenants = {event.tenant_id for event in events}
         rows: list[dict[str, Any]] = []
         seqs: list[int] = []
-        with self.db.session() as session:
-            heads: dict[str, int] = {
-                str(tenant_id): int(last)
-                for tenant_id, last in session.execute(
-                    select(AuditRecord.tenant_id, func.max(AuditRecord.seq))
-                    .where(AuditRecord.tenant_id.in_(tenants))
-                    .group_by(AuditRecord.tenant_id)
-                ).all()
-            }
-            for event in events:
-                seq = heads.get(event.tenant_id, 0) + 1
-                heads[event.tenant_id] = seq
-                entry = entry_bytes(event.tenant_id, seq, event.kind, event.at, event.data)
-                digest = leaf_hash(entry).hex()
-                event.tried[seq] = digest
-                seqs.append(seq)
-                rows.append(
-                    {
-                        "tenant_id": event.tenant_id,
-                        "seq": seq,
-                        "kind": event.kind,
-                        "entry": entry.decode("utf-8"),
-                        "leaf_hash": digest,
-                    }
-                )
-            session.execute(insert(AuditRecord), rows)
+        try:
+            with self.db.engine.begin() as conn:
+                heads = self._heads_of(conn, tenants)
+                for event in events:
+                    seq = heads[event.tenant_id] + 1
+                    heads[event.tenant_id] = seq
+                    entry = entry_bytes(event.tenant_id, seq, event.kind, event.at, event.data)
+                    digest = leaf_hash(entry).hex()
+                    event.tried[seq] = digest
+                    seqs.append(seq)
+                    rows.append(
+                        {
+                            "tenant_id": event.tenant_id,
+                            "seq": seq,
+                            "kind": event.kind,
+                            "entry": entry.decode("utf-8"),
+                            "leaf_hash": digest,
+                        }
+                    )
+                conn.execute(insert(AuditRecord), rows)
+        except BaseException:
+            with self._heads_lock:
+                for tenant_id in tenants:
+                    self._heads.pop(tenant_id, None)
+            raise
+        with self._heads_lock:
+            self._heads.update((t, heads[t]) for t in tenants)
         return seqs
+
+    def _heads_of(self, conn: Any, tenants: set[str]) -> dict[str, int]:
+        with self._heads_lock:
+            heads = {t: self._heads[t] for t in tenants if t in self._heads}
+        unknown = sorted(tenants - heads.keys())
+        if unknown:
+            found = conn.execute(
+                select(AuditRecord.tenant_id, func.max(AuditRecord.seq))
+                .where(AuditRecord.tenant_id.in_(unknown))
+                .group_by(AuditRecord.tenant_id)
+            ).all()
+            heads.update({t: 0 for t in unknown})
+            heads.update({str(t): int(last) for t, last in found})
+        return heads
 
     def checkpoint(self, tenant_id: str) -> Checkpoint | None:
         """Sign the tree head over all of the tenant's records; None if nothing is new.
