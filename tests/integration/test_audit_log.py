@@ -245,3 +245,88 @@ def test_background_writer_holds_producers_back_when_its_queue_is_full(
     assert produced.is_set()
     recorder.drain(timeout_s=30)
     _assert_landed_in_order(audit, signer, 20)
+
+
+# -- group commit ------------------------------------------------------------------------------
+
+
+def _count_record_inserts(db: Database) -> list[int]:
+    """A one-item list counting the statements that inserted audit records (and succeeded)."""
+    count = [0]
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_RECORDS"):
+            count[0] += 1
+
+    event.listen(db.engine, "after_cursor_execute", seen)
+    return count
+
+
+def test_background_writer_appends_the_waiting_events_in_one_transaction(
+    database: Database, signer: CheckpointSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = AuditLog(database, signer, checkpoint_every=7)
+    outage = Outage(database)  # holds the writer back while the events queue up behind it
+    inserts = _count_record_inserts(database)
+    recorder = BackgroundRecorder(audit)
+    outage.begin()
+    try:
+        for n in range(120):  # two tenants, interleaved
+            recorder.record(TENANT if n % 3 else "other", "tool.decision", {"n": n})
+        _wait_until(lambda: _outage_seen(caplog))
+    finally:
+        outage.end()
+    assert recorder.wait_written()
+    # The event the writer held through the outage, then everything queued behind it.
+    assert inserts[0] <= 2
+    recorder.drain()
+    mine = [n for n in range(120) if n % 3]
+    records = audit.export(TENANT)["records"]
+    assert [json.loads(r["entry"])["data"]["n"] for r in records] == mine
+    assert [r["seq"] for r in records] == list(range(1, len(mine) + 1))
+    others = audit.export("other")["records"]
+    assert [json.loads(r["entry"])["data"]["n"] for r in others] == list(range(0, 120, 3))
+    for tenant in (TENANT, "other"):
+        # The batch crossed multiples of `checkpoint_every`: each tenant's head was signed.
+        assert audit.export(tenant)["checkpoints"], tenant
+        audit.checkpoint(tenant)
+        report = verify_export(audit.export(tenant), signer.public_keys())
+        assert report.ok, report.findings
+
+
+def test_a_batch_whose_commit_outcome_was_lost_is_not_appended_twice(
+    database: Database, signer: CheckpointSigner
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from steward.audit.log import Pending, now_text
+
+    audit = AuditLog(database, signer)
+    audit.record(TENANT, "key.created", {"n": -1})
+    events = [Pending(TENANT, "tool.decision", {"n": n}, now_text()) for n in range(5)]
+
+    def lose_the_answer(conn: Any) -> None:  # the COMMIT happens; its answer does not arrive
+        conn.connection.dbapi_connection.commit()
+        raise OperationalError("COMMIT", {}, ConnectionError("connection lost"))
+
+    event.listen(database.engine, "commit", lose_the_answer, once=True)
+    with pytest.raises(OperationalError):
+        audit.append_many(events)
+    # Retried with the same events: found in the log, not appended again.
+    assert audit.append_many(events) == [2, 3, 4, 5, 6]
+    more = [Pending(TENANT, "tool.decision", {"n": n}, now_text()) for n in range(5, 7)]
+    assert audit.append_many(more) == [7, 8]
+    records = audit.export(TENANT)["records"]
+    assert [json.loads(r["entry"])["data"]["n"] for r in records] == list(range(-1, 7))
+    assert _verify(audit, signer).ok
+
+
+def test_two_writers_of_one_tenant_keep_one_chain(
+    database: Database, signer: CheckpointSigner
+) -> None:
+    # Each log remembers the head it wrote last; the other's appends move it behind its back.
+    first, second = AuditLog(database, signer), AuditLog(database, signer)
+    for n in range(0, 12, 2):
+        first.record(TENANT, "tool.decision", {"n": n})
+        second.record(TENANT, "tool.decision", {"n": n + 1})
+    _assert_landed_in_order(first, signer, 12)

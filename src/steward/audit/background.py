@@ -1,8 +1,10 @@
-"""Audit events from the hot path: queued in order and appended by one writer thread.
+"""Audit events from the hot path: queued in order and appended by one writer thread, which takes
+every event already waiting and appends them in one transaction (group commit): under load one
+commit covers many events, of many runs and tenants, each tenant's in queue order.
 
 A run's tool decisions happen on the event loop, where a database append (a few ms) would stall
 every other run; the queue keeps their order, and `drain` empties it before shutdown signs the
-final checkpoints. While the database is unreachable the writer retries the oldest event with
+final checkpoints. While the database is unreachable the writer retries the oldest batch with
 backoff and never skips it; the queue is bounded, so a long outage makes producers wait
 (back-pressure) instead of growing memory or dropping events.
 """
@@ -22,6 +24,7 @@ from steward.store.outage import DATABASE_UNREACHABLE
 log = logging.getLogger("steward.audit")
 
 DEFAULT_CAPACITY = 10_000
+MAX_BATCH = 500  # events in one transaction
 _BACKOFF_START_S = 0.05
 _BACKOFF_CAP_S = 2.0
 
@@ -73,47 +76,75 @@ class BackgroundRecorder:
 
     def _write(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
+            batch, markers, stop = self._take(self._queue.get())
+            pending = [Pending(e.tenant_id, e.kind, e.data, e.at) for e in batch]
+            if pending and not self._append(pending):
+                self._abandon(pending, markers)
                 return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            if not self._append(item):
-                self._abandon(item)
+            for marker in markers:  # everything queued before them is written now
+                marker.set()
+            if stop:
                 return
 
-    def _append(self, event: _Event) -> bool:
-        """Append `event` exactly once, retrying through outages; False only when giving up."""
-        pending = Pending(event.tenant_id, event.kind, event.data, event.at)
+    def _take(self, first: Any) -> tuple[list[_Event], list[threading.Event], bool]:
+        """`first` and everything already waiting behind it (up to `MAX_BATCH` events): one
+        transaction for all of them. Markers wait until the batch they arrived in is written."""
+        batch: list[_Event] = []
+        markers: list[threading.Event] = []
+        item = first
+        while True:
+            if item is _STOP:
+                return batch, markers, True
+            if isinstance(item, threading.Event):
+                markers.append(item)
+            else:
+                batch.append(item)
+                if len(batch) >= MAX_BATCH:
+                    return batch, markers, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, markers, False
+
+    def _append(self, pending: list[Pending]) -> bool:
+        """Append the batch in order, each event exactly once, retrying through outages; False
+        only when giving up (then nothing from the first unwritten event on is written)."""
         delay = _BACKOFF_START_S
         while True:
             try:
-                self._log.append(pending)
+                self._log.append_many(pending)
                 return True
             except DATABASE_UNREACHABLE as exc:
                 if self._give_up_at is not None and time.monotonic() >= self._give_up_at:
                     return False
                 log.warning(
-                    "audit log unreachable (%s); retrying %s in %.2fs",
+                    "audit log unreachable (%s); retrying %d events in %.2fs",
                     type(exc).__name__,
-                    event.kind,
+                    len(pending),
                     delay,
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_CAP_S)
-            except Exception:  # not an outage: retrying cannot help; keep the event in the log
+            except Exception:  # not an outage: retrying cannot help
+                if len(pending) > 1:  # find the culprit: one transaction each, in order
+                    for index, event in enumerate(pending):
+                        if not self._append([event]):
+                            del pending[:index]  # the caller reports the rest as unwritten
+                            return False
+                    return True
                 log.exception(
                     "could not append %s to the audit log of %s: %r",
-                    event.kind,
-                    event.tenant_id,
-                    event.data,
+                    pending[0].kind,
+                    pending[0].tenant_id,
+                    pending[0].data,
                 )
                 return True
 
-    def _abandon(self, first: _Event) -> None:
+    def _abandon(self, unwritten: list[Pending], markers: list[threading.Event]) -> None:
         """Shutdown while the database stays down: every unwritten event goes to the log."""
-        events = [first]
+        events: list[Pending | _Event] = list(unwritten)
+        for marker in markers:
+            marker.set()
         while True:
             try:
                 item = self._queue.get_nowait()

@@ -7,12 +7,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from steward.audit.canonical import canonical_json
@@ -73,6 +75,8 @@ class AuditLog:
         self.signer = signer
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
+        self._heads: dict[str, int] = {}  # tenant -> the last sequence number this log wrote
+        self._heads_lock = threading.Lock()
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -92,60 +96,132 @@ class AuditLog:
         A database error propagates; calling again with the same `event` afterwards appends it
         only if the failed attempt did not commit after all (a connection lost during COMMIT).
         """
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Sequence[Pending]) -> list[int]:
+        """Append `events` in their order in one transaction (group commit); returns their
+        sequence numbers. Each tenant's events take consecutive numbers after its head.
+
+        As with `append`, a database error propagates, and calling again with the same events
+        appends only those that the failed attempt did not commit.
+        """
+        seqs: list[int | None] = [None] * len(events)
         for _ in range(_APPEND_ATTEMPTS):
-            seq = self._landed(event)
-            if seq is not None:
-                return seq
+            for index, seq in self._landed(events).items():
+                seqs[index] = seq
+            todo = [index for index, seq in enumerate(seqs) if seq is None]
+            if not todo:
+                break
             try:
-                seq = self._append(event)
-            except IntegrityError:  # another writer took this sequence number: take the next
-                event.tried.clear()  # refused for certain: it did not land
+                appended = self._append([events[index] for index in todo])
+            except IntegrityError:  # another writer took these sequence numbers: take the next
+                for index in todo:
+                    events[index].tried.clear()  # refused for certain: none of them landed
                 time.sleep(0.005)
                 continue
+            for index, seq in zip(todo, appended, strict=True):
+                seqs[index] = seq
             break
         else:
-            raise RuntimeError(f"could not append to the audit log of tenant {event.tenant_id!r}")
-        if seq % self.checkpoint_every == 0:
+            tenants = sorted({event.tenant_id for event in events})
+            raise RuntimeError(f"could not append to the audit log of tenants {tenants!r}")
+        written = [seq for seq in seqs if seq is not None]
+        self._checkpoint_crossed(events, written)
+        return written
+
+    def _checkpoint_crossed(self, events: Sequence[Pending], seqs: list[int]) -> None:
+        """Sign each tenant whose batch reached a multiple of `checkpoint_every`."""
+        spans: dict[str, tuple[int, int]] = {}
+        for event, seq in zip(events, seqs, strict=True):
+            low, high = spans.get(event.tenant_id, (seq, seq))
+            spans[event.tenant_id] = (min(low, seq), max(high, seq))
+        for tenant_id, (low, high) in spans.items():
+            if high // self.checkpoint_every == (low - 1) // self.checkpoint_every:
+                continue
             try:
-                self.checkpoint(event.tenant_id)
-            except Exception:  # the event is in; the periodic checkpointer signs it later
-                log.warning("could not sign the checkpoint at %s of %s", seq, event.tenant_id)
-        return seq
+                self.checkpoint(tenant_id)
+            except Exception:  # the events are in; the periodic checkpointer signs them later
+                log.warning("could not sign the checkpoint at %s of %s", high, tenant_id)
 
-    def _landed(self, event: Pending) -> int | None:
-        if not event.tried:
-            return None
+    def _landed(self, events: Sequence[Pending]) -> dict[int, int]:
+        """Index -> sequence number of each event whose earlier attempt committed after all."""
+        tried: dict[str, set[int]] = {}
+        for event in events:
+            if event.tried:
+                tried.setdefault(event.tenant_id, set()).update(event.tried)
+        if not tried:
+            return {}
+        stored: dict[tuple[str, int], str] = {}
         with self.db.session() as session:
-            stored = session.execute(
-                select(AuditRecord.seq, AuditRecord.leaf_hash).where(
-                    AuditRecord.tenant_id == event.tenant_id, AuditRecord.seq.in_(event.tried)
-                )
+            for tenant_id, seqs in tried.items():
+                rows = session.execute(
+                    select(AuditRecord.seq, AuditRecord.leaf_hash).where(
+                        AuditRecord.tenant_id == tenant_id, AuditRecord.seq.in_(seqs)
+                    )
+                ).all()
+                stored.update(((tenant_id, int(seq)), str(digest)) for seq, digest in rows)
+        landed: dict[int, int] = {}
+        for index, event in enumerate(events):
+            for seq, digest in event.tried.items():
+                if stored.get((event.tenant_id, seq)) == digest:
+                    landed[index] = seq
+                    break
+            else:
+                event.tried.clear()
+        return landed
+
+    def _append(self, events: Sequence[Pending]) -> list[int]:
+        """One transaction: number the events after each tenant's head, insert them all.
+
+        The heads this log wrote last are remembered; a head moved by another writer (another
+        process, a concurrent `record`) makes the `INSERT` collide on `(tenant_id, seq)`, and
+        any failure forgets the heads, so the next attempt reads them afresh.
+        """
+        tenants = {event.tenant_id for event in events}
+        rows: list[dict[str, Any]] = []
+        seqs: list[int] = []
+        try:
+            with self.db.engine.begin() as conn:
+                heads = self._heads_of(conn, tenants)
+                for event in events:
+                    seq = heads[event.tenant_id] + 1
+                    heads[event.tenant_id] = seq
+                    entry = entry_bytes(event.tenant_id, seq, event.kind, event.at, event.data)
+                    digest = leaf_hash(entry).hex()
+                    event.tried[seq] = digest
+                    seqs.append(seq)
+                    rows.append(
+                        {
+                            "tenant_id": event.tenant_id,
+                            "seq": seq,
+                            "kind": event.kind,
+                            "entry": entry.decode("utf-8"),
+                            "leaf_hash": digest,
+                        }
+                    )
+                conn.execute(insert(AuditRecord), rows)
+        except BaseException:
+            with self._heads_lock:
+                for tenant_id in tenants:
+                    self._heads.pop(tenant_id, None)
+            raise
+        with self._heads_lock:
+            self._heads.update((t, heads[t]) for t in tenants)
+        return seqs
+
+    def _heads_of(self, conn: Any, tenants: set[str]) -> dict[str, int]:
+        with self._heads_lock:
+            heads = {t: self._heads[t] for t in tenants if t in self._heads}
+        unknown = sorted(tenants - heads.keys())
+        if unknown:
+            found = conn.execute(
+                select(AuditRecord.tenant_id, func.max(AuditRecord.seq))
+                .where(AuditRecord.tenant_id.in_(unknown))
+                .group_by(AuditRecord.tenant_id)
             ).all()
-        for seq, digest in stored:
-            if event.tried.get(seq) == digest:
-                return int(seq)
-        event.tried.clear()
-        return None
-
-    def _append(self, event: Pending) -> int:
-        with self.db.session() as session:
-            last = session.scalar(
-                select(func.max(AuditRecord.seq)).where(AuditRecord.tenant_id == event.tenant_id)
-            )
-            seq = (last or 0) + 1
-            entry = entry_bytes(event.tenant_id, seq, event.kind, event.at, event.data)
-            digest = leaf_hash(entry).hex()
-            event.tried[seq] = digest
-            session.add(
-                AuditRecord(
-                    tenant_id=event.tenant_id,
-                    seq=seq,
-                    kind=event.kind,
-                    entry=entry.decode("utf-8"),
-                    leaf_hash=digest,
-                )
-            )
-        return seq
+            heads.update({t: 0 for t in unknown})
+            heads.update({str(t): int(last) for t, last in found})
+        return heads
 
     def checkpoint(self, tenant_id: str) -> Checkpoint | None:
         """Sign the tree head over all of the tenant's records; None if nothing is new.
