@@ -75,3 +75,40 @@ async def counter(ctx: Context, input: Bump) -> Bumped:
     await ctx.store.put(("counters",), input.name, {"n": read + 1})
     await ctx.tool("pause", {"seconds": input.pause_s})
     return Bumped(read=read, wrote=read + 1)
+
+
+class Ask(BaseModel):
+    approve_first: bool = False
+
+
+class Settings(BaseModel):
+    config: dict[str, Any]
+    context: dict[str, Any]
+    after_approval: dict[str, Any] | None = None
+
+
+@app.tool(writes=True, needs_approval=True)
+def confirm(ctx: ToolContext) -> bool:
+    """A step a person approves first: a point where the run pauses and is resumed."""
+    return bool(ctx.idempotency_key)
+
+
+@app.agent(name="configured", tools=["confirm"], approval_timeout_s=120)
+async def configured(ctx: Context, input: Ask) -> Settings:
+    """Answers the LangGraph `config` and `context` it runs with (again after an approval)."""
+    seen = {"config": dict(ctx.config), "context": dict(ctx.run_context)}
+    if not input.approve_first:
+        return Settings(**seen)
+    await ctx.tool("confirm", {})
+    after = {"config": dict(ctx.config), "context": dict(ctx.run_context)}
+    return Settings(**seen, after_approval=after)
+
+
+class Nothing(BaseModel):
+    pass
+
+
+@app.agent(name="released")
+async def released(ctx: Context, input: Nothing) -> Nothing:
+    """An agent the rollout tests deploy versions of (no other test runs it)."""
+    return Nothing()
