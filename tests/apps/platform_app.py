@@ -79,12 +79,13 @@ async def counter(ctx: Context, input: Bump) -> Bumped:
 
 class Ask(BaseModel):
     approve_first: bool = False
+    pause_s: float = Field(default=0.0, ge=0, le=30)
 
 
 class Settings(BaseModel):
     config: dict[str, Any]
     context: dict[str, Any]
-    after_approval: dict[str, Any] | None = None
+    after_resume: dict[str, Any] | None = None
 
 
 @app.tool(writes=True, needs_approval=True)
@@ -93,15 +94,19 @@ def confirm(ctx: ToolContext) -> bool:
     return bool(ctx.idempotency_key)
 
 
-@app.agent(name="configured", tools=["confirm"], approval_timeout_s=120)
+@app.agent(name="configured", tools=["confirm", "pause"], approval_timeout_s=120)
 async def configured(ctx: Context, input: Ask) -> Settings:
-    """Answers the LangGraph `config` and `context` it runs with (again after an approval)."""
+    """Answers the LangGraph `config` and `context` it runs with, and again after an approval
+    or a pause (a point where a test can kill the run)."""
     seen = {"config": dict(ctx.config), "context": dict(ctx.run_context)}
-    if not input.approve_first:
+    if not input.approve_first and not input.pause_s:
         return Settings(**seen)
-    await ctx.tool("confirm", {})
+    if input.approve_first:
+        await ctx.tool("confirm", {})
+    if input.pause_s:
+        await ctx.tool("pause", {"seconds": input.pause_s})
     after = {"config": dict(ctx.config), "context": dict(ctx.run_context)}
-    return Settings(**seen, after_approval=after)
+    return Settings(**seen, after_resume=after)
 
 
 class Nothing(BaseModel):

@@ -712,7 +712,7 @@ async def test_a_run_sees_the_assistants_config_and_context_merged_with_its_own(
     assert result == {
         "config": expected_config,
         "context": expected_context,
-        "after_approval": None,
+        "after_resume": None,
     }
     again = await client.runs.get(thread["thread_id"], run["run_id"])
     assert again["assistant_id"] == assistant_id and again["kwargs"]["config"] == expected_config
@@ -729,16 +729,16 @@ async def test_a_run_sees_the_assistants_config_and_context_merged_with_its_own(
     assert streamed[-1].data == {
         "config": {"configurable": {"a": 1}},
         "context": {"b": 2},
-        "after_approval": None,
+        "after_resume": None,
     }
     bare = await client.runs.wait(None, "configured", input={})
-    assert bare == {"config": {}, "context": {}, "after_approval": None}
+    assert bare == {"config": {}, "context": {}, "after_resume": None}
     # The assistant's own values alone, and its id, through runs.wait.
     only = await client.runs.wait(None, assistant_id, input={})
     assert only == {
         "config": {"tags": ["assistant"], "configurable": {"tone": "formal", "shop": "north"}},
         "context": {"region": "eu", "tier": "gold"},
-        "after_approval": None,
+        "after_resume": None,
     }
     with pytest.raises(httpx.HTTPStatusError) as foreign:
         await other.runs.wait(None, assistant_id, input={}, config={"configurable": {"a": 1}})
@@ -774,7 +774,7 @@ async def test_a_resumed_run_sees_the_config_and_context_it_started_with(
         "config": {"configurable": {"tone": "formal", "user": "ann"}},
         "context": {"region": "eu", "tier": "gold"},
     }
-    assert resumed == {**started, "after_approval": started}
+    assert resumed == {**started, "after_resume": started}
     await client.assistants.delete(created["assistant_id"])
 
 
@@ -834,3 +834,36 @@ def test_setting_latest_on_a_system_assistant_never_promotes_a_deployed_version(
             await client.aclose()
 
     asyncio.run(check())
+
+
+def test_a_run_resumed_after_a_crash_sees_the_config_and_context_it_started_with(
+    tmp_path: Path,
+) -> None:
+    base = make_process(tmp_path)
+    server = PlatformServer(home=base.home, port=base.port, env=base.env)
+    server.start()
+    try:
+        headers = {"x-api-key": server.create_key()}
+        body = {
+            "assistant_id": "configured",
+            "input": {"pause_s": 3},
+            "config": {"configurable": {"user": "ann"}},
+            "context": {"tier": "gold"},
+        }
+        run = httpx.post(f"{server.url}/runs", json=body, headers=headers).json()
+        deadline = time.monotonic() + 30
+        while not server.ledger_lines():
+            assert time.monotonic() < deadline, "the run never reached its pause"
+            time.sleep(0.05)
+        server.kill()
+        server.start()
+        url = f"{server.url}/threads/{run['thread_id']}/runs/{run['run_id']}"
+        deadline = time.monotonic() + 60
+        while (finished := httpx.get(url, headers=headers).json())["status"] != "success":
+            assert time.monotonic() < deadline, f"the resumed run did not finish: {finished}"
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    started = {"config": {"configurable": {"user": "ann"}}, "context": {"tier": "gold"}}
+    assert finished["output"] == {**started, "after_resume": started}
+    assert len({line["pid"] for line in server.ledger_lines()}) == 2  # it really resumed
