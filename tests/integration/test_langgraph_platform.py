@@ -783,6 +783,9 @@ async def test_run_config_and_context_must_be_objects(raw: httpx.AsyncClient) ->
         body = {"assistant_id": "configured", "input": {}, field: value}
         problem = assert_problem(await raw.post("/runs/wait", json=body), 422)
         assert field in problem["detail"] or field in str(problem.get("errors")), problem
+    cron = {"assistant_id": "configured", "schedule": "0 * * * *", "config": {"configurable": 3}}
+    problem = assert_problem(await raw.post("/runs/crons", json=cron), 422)
+    assert "configurable" in str(problem), problem
 
 
 def test_setting_latest_on_a_system_assistant_never_promotes_a_deployed_version(

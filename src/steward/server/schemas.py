@@ -47,6 +47,13 @@ def _bounded_depth(value: Any) -> Any:
     return value
 
 
+def configurable_object(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """LangGraph's run `config`: its `configurable`, when given, is an object."""
+    if config is not None and not isinstance(config.get("configurable", {}), dict):
+        raise ValueError("config.configurable must be an object")
+    return config
+
+
 class RunCreate(BaseModel):
     """Body of every run-creating endpoint. Unknown fields are ignored, never assigned."""
 
@@ -74,12 +81,7 @@ class RunCreate(BaseModel):
 
     _bounded = field_validator("input", "metadata", "config", "context", "command")(_bounded_depth)
 
-    @field_validator("config")
-    @classmethod
-    def _configurable_is_an_object(cls, config: dict[str, Any] | None) -> dict[str, Any] | None:
-        if config is not None and not isinstance(config.get("configurable", {}), dict):
-            raise ValueError("config.configurable must be an object")
-        return config
+    _configurable = field_validator("config")(configurable_object)
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> RunCreate:
