@@ -75,3 +75,45 @@ async def counter(ctx: Context, input: Bump) -> Bumped:
     await ctx.store.put(("counters",), input.name, {"n": read + 1})
     await ctx.tool("pause", {"seconds": input.pause_s})
     return Bumped(read=read, wrote=read + 1)
+
+
+class Ask(BaseModel):
+    approve_first: bool = False
+    pause_s: float = Field(default=0.0, ge=0, le=30)
+
+
+class Settings(BaseModel):
+    config: dict[str, Any]
+    context: dict[str, Any]
+    after_resume: dict[str, Any] | None = None
+
+
+@app.tool(writes=True, needs_approval=True)
+def confirm(ctx: ToolContext) -> bool:
+    """A step a person approves first: a point where the run pauses and is resumed."""
+    return bool(ctx.idempotency_key)
+
+
+@app.agent(name="configured", tools=["confirm", "pause"], approval_timeout_s=120)
+async def configured(ctx: Context, input: Ask) -> Settings:
+    """Answers the LangGraph `config` and `context` it runs with, and again after an approval
+    or a pause (a point where a test can kill the run)."""
+    seen = {"config": dict(ctx.config), "context": dict(ctx.run_context)}
+    if not input.approve_first and not input.pause_s:
+        return Settings(**seen)
+    if input.approve_first:
+        await ctx.tool("confirm", {})
+    if input.pause_s:
+        await ctx.tool("pause", {"seconds": input.pause_s})
+    after = {"config": dict(ctx.config), "context": dict(ctx.run_context)}
+    return Settings(**seen, after_resume=after)
+
+
+class Nothing(BaseModel):
+    pass
+
+
+@app.agent(name="released")
+async def released(ctx: Context, input: Nothing) -> Nothing:
+    """An agent the rollout tests deploy versions of (no other test runs it)."""
+    return Nothing()

@@ -675,3 +675,198 @@ def test_a_run_resumed_after_a_crash_replays_its_store_calls_instead_of_repeatin
     assert finished["output"] == {"read": 41, "wrote": 42}
     assert item["value"] == {"n": 42}
     assert len({line["pid"] for line in server.ledger_lines()}) == 2  # it really resumed
+
+
+# -- run config and context --------------------------------------------------------------------
+
+
+async def test_a_run_sees_the_assistants_config_and_context_merged_with_its_own(
+    client: LangGraphClient, other: LangGraphClient
+) -> None:
+    created = await client.assistants.create(
+        "configured",
+        config={"tags": ["assistant"], "configurable": {"tone": "formal", "shop": "north"}},
+        context={"region": "eu", "tier": "gold"},
+        name="configured-run",
+    )
+    assistant_id = created["assistant_id"]
+    thread = await client.threads.create()
+    run = await client.runs.create(
+        thread["thread_id"],
+        assistant_id,
+        input={},
+        config={"recursion_limit": 7, "configurable": {"tone": "casual"}},
+        context={"tier": "silver"},
+    )
+    assert run["assistant_id"] == assistant_id  # the stored assistant, not its graph
+    assert run["metadata"] == {}  # what Steward records is not the caller's metadata
+    expected_config = {
+        "tags": ["assistant"],
+        "recursion_limit": 7,
+        "configurable": {"tone": "casual", "shop": "north"},  # the run's keys win
+    }
+    expected_context = {"region": "eu", "tier": "silver"}
+    assert run["kwargs"]["config"] == expected_config
+    assert run["kwargs"]["context"] == expected_context
+    result = await client.runs.join(thread["thread_id"], run["run_id"])
+    assert result == {
+        "config": expected_config,
+        "context": expected_context,
+        "after_resume": None,
+    }
+    again = await client.runs.get(thread["thread_id"], run["run_id"])
+    assert again["assistant_id"] == assistant_id and again["kwargs"]["config"] == expected_config
+    listed = await client.runs.list(thread["thread_id"])
+    assert [r["assistant_id"] for r in listed] == [assistant_id]
+
+    # Through the graph id the run has only its own values; without any, empty ones.
+    streamed = [
+        part
+        async for part in client.runs.stream(
+            None, "configured", input={}, config={"configurable": {"a": 1}}, context={"b": 2}
+        )
+    ]
+    assert streamed[-1].data == {
+        "config": {"configurable": {"a": 1}},
+        "context": {"b": 2},
+        "after_resume": None,
+    }
+    bare = await client.runs.wait(None, "configured", input={})
+    assert bare == {"config": {}, "context": {}, "after_resume": None}
+    # The assistant's own values alone, and its id, through runs.wait.
+    only = await client.runs.wait(None, assistant_id, input={})
+    assert only == {
+        "config": {"tags": ["assistant"], "configurable": {"tone": "formal", "shop": "north"}},
+        "context": {"region": "eu", "tier": "gold"},
+        "after_resume": None,
+    }
+    with pytest.raises(httpx.HTTPStatusError) as foreign:
+        await other.runs.wait(None, assistant_id, input={}, config={"configurable": {"a": 1}})
+    assert status_of(foreign) == 404
+    await client.assistants.delete(assistant_id)
+
+
+async def test_a_resumed_run_sees_the_config_and_context_it_started_with(
+    client: LangGraphClient,
+) -> None:
+    created = await client.assistants.create(
+        "configured", config={"configurable": {"tone": "formal"}}, context={"region": "eu"}
+    )
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    paused = await client.runs.wait(
+        tid,
+        created["assistant_id"],
+        input={"approve_first": True},
+        config={"configurable": {"user": "ann"}},
+        context={"tier": "gold"},
+    )
+    assert isinstance(paused, dict) and list(paused) == ["__interrupt__"], paused
+    # The resuming request's own config and context do not change the paused run.
+    resumed = await client.runs.wait(
+        tid,
+        created["assistant_id"],
+        command={"resume": "approve"},
+        config={"configurable": {"user": "bob"}},
+        context={"tier": "tin"},
+    )
+    started = {
+        "config": {"configurable": {"tone": "formal", "user": "ann"}},
+        "context": {"region": "eu", "tier": "gold"},
+    }
+    assert resumed == {**started, "after_resume": started}
+    await client.assistants.delete(created["assistant_id"])
+
+
+async def test_run_config_and_context_must_be_objects(raw: httpx.AsyncClient) -> None:
+    for field, value in [("config", [1]), ("context", "x"), ("config", {"configurable": 3})]:
+        body = {"assistant_id": "configured", "input": {}, field: value}
+        problem = assert_problem(await raw.post("/runs/wait", json=body), 422)
+        assert field in problem["detail"] or field in str(problem.get("errors")), problem
+    cron = {"assistant_id": "configured", "schedule": "0 * * * *", "config": {"configurable": 3}}
+    problem = assert_problem(await raw.post("/runs/crons", json=cron), 422)
+    assert "configurable" in str(problem), problem
+
+
+def test_setting_latest_on_a_system_assistant_never_promotes_a_deployed_version(
+    platform: PlatformServer, keys: dict[str, str], tmp_path: Path
+) -> None:
+    """Deployed versions are code every tenant runs: a tenant's `set_latest` cannot make one
+    stable (409, naming `steward rollout promote`); it answers the version already stable."""
+
+    def steward(*args: str) -> None:
+        done = subprocess.run(
+            [STEWARD, *args], cwd=ROOT, env=platform.env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    source = (ROOT / "tests" / "apps" / "platform_app.py").read_text()
+    for version in (1, 2):
+        app = tmp_path / f"released_v{version}.py"
+        app.write_text(f"{source}\n# release {version}\n")
+        steward("deploy", "--app", str(app), "--agent", "released")
+
+    async def check() -> None:
+        async with httpx.AsyncClient(
+            base_url=platform.url, headers={"x-api-key": keys["alpha"]}, timeout=30
+        ) as raw:
+            client = get_client(url=platform.url, api_key=keys["alpha"])
+            versions = await client.assistants.get_versions("released")
+            assert [v["version"] for v in versions] == [2, 1]
+            refused = assert_problem(
+                await raw.post("/assistants/released/latest", json={"version": 1}), 409
+            )
+            assert refused["type"].endswith("/deployed-version")
+            assert "steward rollout promote released 1" in refused["detail"]
+            with pytest.raises(httpx.HTTPStatusError) as sdk_refused:
+                await client.assistants.set_latest("released", 2)
+            assert status_of(sdk_refused) == 409
+            missing = await raw.post("/assistants/released/latest", json={"version": 9})
+            assert_problem(missing, 404)
+
+            steward("rollout", "promote", "released", "2", "--force", "--reason", "test")
+            stable = await client.assistants.set_latest("released", 2)
+            assert (stable["version"], stable["metadata"]["stable"]) == (2, True)
+            still = assert_problem(
+                await raw.post("/assistants/released/latest", json={"version": 1}), 409
+            )
+            assert "steward rollout promote released 1" in still["detail"]
+            assert [
+                v["metadata"]["stable"] for v in await client.assistants.get_versions("released")
+            ] == [True, False]
+            await client.aclose()
+
+    asyncio.run(check())
+
+
+def test_a_run_resumed_after_a_crash_sees_the_config_and_context_it_started_with(
+    tmp_path: Path,
+) -> None:
+    base = make_process(tmp_path)
+    server = PlatformServer(home=base.home, port=base.port, env=base.env)
+    server.start()
+    try:
+        headers = {"x-api-key": server.create_key()}
+        body = {
+            "assistant_id": "configured",
+            "input": {"pause_s": 3},
+            "config": {"configurable": {"user": "ann"}},
+            "context": {"tier": "gold"},
+        }
+        run = httpx.post(f"{server.url}/runs", json=body, headers=headers).json()
+        deadline = time.monotonic() + 30
+        while not server.ledger_lines():
+            assert time.monotonic() < deadline, "the run never reached its pause"
+            time.sleep(0.05)
+        server.kill()
+        server.start()
+        url = f"{server.url}/threads/{run['thread_id']}/runs/{run['run_id']}"
+        deadline = time.monotonic() + 60
+        while (finished := httpx.get(url, headers=headers).json())["status"] != "success":
+            assert time.monotonic() < deadline, f"the resumed run did not finish: {finished}"
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    started = {"config": {"configurable": {"user": "ann"}}, "context": {"tier": "gold"}}
+    assert finished["output"] == {**started, "after_resume": started}
+    assert len({line["pid"] for line in server.ledger_lines()}) == 2  # it really resumed

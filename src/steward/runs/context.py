@@ -107,6 +107,8 @@ class Context:
         thread_state: dict[str, Any] | None = None,
         approval_credits: dict[str, float] | None = None,
         tool_runner: ToolRunner | None = None,
+        config: dict[str, Any] | None = None,
+        run_context: dict[str, Any] | None = None,
     ) -> None:
         self.run_id = run_id
         self.tenant_id = tenant_id
@@ -138,6 +140,10 @@ class Context:
         self._timeout: asyncio.Timeout | None = None
         self.thread_state: dict[str, Any] = dict(thread_state or {})
         """The thread's values when this run started: the previous run's output on the thread."""
+        self.config: dict[str, Any] = dict(config or {})
+        """LangGraph's run `config` (with `configurable`): the assistant's merged with the run's."""
+        self.run_context: dict[str, Any] = dict(run_context or {})
+        """LangGraph's run `context`: the assistant's merged with the run's."""
 
     # -- effects ------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from steward.policy.record import AuditSink
 from steward.runs.agent import Agent
 from steward.runs.approval import ApprovalGate
 from steward.runs.context import Context
+from steward.runs.run_config import recorded
 from steward.sandbox.manager import SandboxManager
 from steward.security.redaction import REDACTOR
 from steward.security.secrets import SecretStore
@@ -233,6 +234,7 @@ class RunExecutor:
             thread_id=run.thread_id,
             timeout_s=agent.limits.approval_timeout_s,
         )
+        settings = recorded(run.meta)  # the run's merged config/context, as it was started
         ctx = Context(
             run_id=run.id,
             tenant_id=run.tenant_id,
@@ -252,6 +254,8 @@ class RunExecutor:
             thread_state=start.thread_values,
             approval_credits=credits,
             tool_runner=self.tool_runner,
+            config=settings.config,
+            run_context=settings.context,
         )
         with self.tracing.invoke_agent(agent.name, conversation_id=run.thread_id) as span:
             outcome = await self._call_agent(agent, ctx, guard, payload["input"], deadline)

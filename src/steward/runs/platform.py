@@ -74,6 +74,8 @@ class Platform:
                 webhook=payload.get("webhook"),
                 multitask_strategy=payload.get("multitask_strategy") or "enqueue",
             ),
+            config=payload.get("config"),
+            context=payload.get("context"),
         )
         return run.id
 

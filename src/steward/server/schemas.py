@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from steward.runs.run_config import public_metadata, recorded
 from steward.server.pagination import DEFAULT_LIMIT, Limit, Offset
 from steward.store.schema import Run, Thread
 
@@ -46,6 +47,13 @@ def _bounded_depth(value: Any) -> Any:
     return value
 
 
+def configurable_object(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """LangGraph's run `config`: its `configurable`, when given, is an object."""
+    if config is not None and not isinstance(config.get("configurable", {}), dict):
+        raise ValueError("config.configurable must be an object")
+    return config
+
+
 class RunCreate(BaseModel):
     """Body of every run-creating endpoint. Unknown fields are ignored, never assigned."""
 
@@ -72,6 +80,8 @@ class RunCreate(BaseModel):
     stream_resumable: bool = False
 
     _bounded = field_validator("input", "metadata", "config", "context", "command")(_bounded_depth)
+
+    _configurable = field_validator("config")(configurable_object)
 
     @model_validator(mode="after")
     def _refuse_unsupported(self) -> RunCreate:
@@ -176,19 +186,20 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def run_json(run: Run) -> dict[str, Any]:
+    settings = recorded(run.meta)
     return {
         "run_id": run.id,
         "thread_id": run.thread_id,
-        "assistant_id": run.agent,
+        "assistant_id": settings.assistant_id or run.agent,
         "created_at": iso(run.created_at),
         "updated_at": iso(run.updated_at),
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
         "status": run.status,
         "stop_reason": run.stop_reason,
-        "metadata": run.meta,
+        "metadata": public_metadata(run.meta),
         "multitask_strategy": run.multitask_strategy,
-        "kwargs": {"input": run.input},
+        "kwargs": {"input": run.input, "config": settings.config, "context": settings.context},
         "output": run.output,
         "error": run.error,
         "usage": {

@@ -37,6 +37,12 @@ class UnknownVersion(Exception):
     pass
 
 
+class DeployedVersion(Exception):
+    """A deployed agent version (`steward.rollout`) is made the stable one only by the operator's
+    eval-gated `steward rollout promote`: it is global code every tenant runs, never a tenant's
+    choice."""
+
+
 @dataclass(frozen=True)
 class AssistantRecord:
     assistant_id: str
@@ -275,10 +281,11 @@ class AssistantStore:
             return updated
 
     def set_latest(self, tenant_id: str, assistant_id: str, version: int) -> AssistantRecord | None:
-        if assistant_id in self.system():
-            if version != 1:
-                raise UnknownVersion(f"assistant {assistant_id!r} has no version {version}")
-            return self.system()[assistant_id]
+        """A system assistant's latest is already the version its runs take: setting it to that
+        version answers it, setting it to another deployed version raises `DeployedVersion`."""
+        system = self.system().get(assistant_id)
+        if system is not None:
+            return self._system_latest(system, version)
         with self.db.session() as session:
             row = session.get(AssistantRow, (tenant_id, assistant_id), with_for_update=True)
             if row is None:
@@ -290,6 +297,20 @@ class AssistantStore:
             record = replace(record, created_at=row.created_at)
             _copy_into(row, record)
             return record
+
+    def _system_latest(self, system: AssistantRecord, version: int) -> AssistantRecord:
+        deployed = self.deployed(system.assistant_id) if self.deployed else []
+        listed = {record.version: record for record in deployed or [system]}
+        chosen = listed.get(version)
+        if chosen is None:
+            raise UnknownVersion(f"assistant {system.assistant_id!r} has no version {version}")
+        if deployed and chosen.metadata.get("stable") is not True:
+            raise DeployedVersion(
+                f"version {version} of {system.assistant_id!r} is a deployed agent version, "
+                "shared by every tenant: the operator makes it the stable version with "
+                f"`steward rollout promote {system.assistant_id} {version}` (eval-gated)"
+            )
+        return chosen
 
     def delete(self, tenant_id: str, assistant_id: str) -> bool:
         if assistant_id in self.system():

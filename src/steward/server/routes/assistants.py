@@ -24,6 +24,7 @@ from steward.server.schemas import _bounded_depth
 from steward.store.assistants import (
     AssistantExists,
     AssistantRecord,
+    DeployedVersion,
     Filters,
     SortBy,
     SystemAssistant,
@@ -269,7 +270,7 @@ async def assistant_versions(
     return [version.to_json(with_updated=False) for version in versions]
 
 
-@router.post("/assistants/{assistant_id}/latest")
+@router.post("/assistants/{assistant_id}/latest", responses=answers(409))
 async def set_latest_version(
     assistant_id: str, body: SetLatest, principal: Writer, request: Request
 ) -> dict[str, Any]:
@@ -280,6 +281,8 @@ async def set_latest_version(
         )
     except UnknownVersion as exc:
         raise NotFound("assistant version", f"{assistant_id} v{body.version}") from exc
+    except DeployedVersion as exc:
+        raise Conflict("deployed-version", str(exc)) from exc
     if record is None:
         raise NotFound("assistant", assistant_id)
     return record.to_json()

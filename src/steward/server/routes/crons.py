@@ -20,7 +20,7 @@ from steward.security.keys import Principal
 from steward.server.auth import USER_HEADER, Reader, Writer
 from steward.server.pagination import DEFAULT_LIMIT, Limit, Offset
 from steward.server.routes.webhooks import check_webhook
-from steward.server.schemas import _bounded_depth
+from steward.server.schemas import _bounded_depth, configurable_object
 from steward.store.crons import Cron, CronFilters, CronSortBy, InvalidSchedule, check_schedule
 
 router = APIRouter(tags=["crons"])
@@ -69,6 +69,7 @@ class CronPatch(BaseModel):
     multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] | None = None
 
     _bounded = field_validator(*_JSON)(_bounded_depth)
+    _configurable = field_validator("config")(configurable_object)
     _aware = field_validator("end_time")(_utc)
 
     def payload(self) -> dict[str, Any]:

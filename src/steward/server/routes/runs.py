@@ -96,6 +96,8 @@ async def _submit(
             webhook=body.webhook,
             multitask_strategy=body.multitask_strategy or "reject",
         ),
+        config=body.config,
+        context=body.context,
     )
     return run, 0
 
