@@ -73,7 +73,7 @@ class Issuer:
         with self._lock:
             self.valid.add(token)
         return JSONResponse(
-            {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in},
+            {"access_token": token, "token_type": "bearer", "expires_in": str(self.expires_in)},
             headers={"Cache-Control": "no-store"},
         )
 

@@ -159,11 +159,13 @@ class TokenSource:
         if kind.lower() != "bearer":
             raise OAuthError(f"{where}: token_type {kind[:40]!r} is not Bearer")
         expires_in = answer.get("expires_in")
-        if expires_in is not None and (
-            isinstance(expires_in, bool) or not isinstance(expires_in, int | float)
-        ):
+        if expires_in is None:
+            return token, None
+        if isinstance(expires_in, str) and expires_in.isdigit():
+            expires_in = int(expires_in)  # some servers send it as a string
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
             raise OAuthError(f"{where}: expires_in is not a number")
-        return token, None if expires_in is None else max(float(expires_in), 0.0)
+        return token, max(float(expires_in), 0.0)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
