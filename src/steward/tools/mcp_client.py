@@ -84,9 +84,11 @@ class MCPConnection:
         token: str | None,
         on_tools_changed: OnToolsChanged,
         socket: Callable[[], str] | None = None,
+        auth: httpx2.Auth | None = None,
     ) -> None:
         self.spec = spec
         self._token = token
+        self._auth = auth  # OAuth: a token per request, refreshed on a 401
         self._socket = socket  # a hosted server's Unix socket, looked up at each connect
         self._on_tools_changed = on_tools_changed
         self._session: ClientSession | None = None
@@ -210,6 +212,7 @@ class MCPConnection:
             headers["Authorization"] = f"Bearer {self._token}"
         client = httpx2.AsyncClient(
             headers=headers,
+            auth=self._auth,
             timeout=httpx2.Timeout(spec.connect_timeout_s, read=spec.timeout_s + 5),
             transport=_CappedTransport(
                 spec.max_response_bytes, uds=self._socket() if self._socket else None

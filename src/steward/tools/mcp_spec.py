@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from steward.errors import UserError
+from steward.tools.oauth import ClientCredentials
 
 
 @dataclass(frozen=True)
@@ -14,8 +15,9 @@ class MCPServerSpec:
 
     Exactly one of `url` (streamable HTTP) or `command` (stdio: a local process Steward starts).
     `token_secret` names a secret in the calling tenant's secret store sent as `Authorization:
-    Bearer`; `tenant`, when set, limits the server to that tenant's runs (and names whose
-    secret is used to import its tools at start; otherwise the `default` tenant's).
+    Bearer`; `oauth` instead has Steward fetch the token with OAuth 2.1 client credentials
+    (`steward.tools.oauth`); `tenant`, when set, limits the server to that tenant's runs (and
+    names whose secret is used to import its tools at start; otherwise the `default` tenant's).
     """
 
     name: str
@@ -27,6 +29,7 @@ class MCPServerSpec:
     env: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     token_secret: str | None = None
+    oauth: ClientCredentials | None = None
     tenant: str | None = None
     timeout_s: float = 30.0
     connect_timeout_s: float = 15.0
@@ -44,6 +47,8 @@ class MCPServerSpec:
             raise UserError(f"MCP server name {self.name!r}: letters, digits, '_' or '-', <= 32")
         if self.timeout_s <= 0 or self.max_response_bytes <= 0 or self.max_result_bytes <= 0:
             raise UserError(f"MCP server {self.name!r}: timeouts and limits must be positive")
+        if self.oauth is not None and (self.url is None or self.token_secret is not None):
+            raise UserError(f"MCP server {self.name!r}: oauth needs a url and no token_secret")
 
     @property
     def transport(self) -> str:

@@ -32,6 +32,7 @@ from steward.errors import ToolError, UserError
 from steward.security.secrets import SecretStore
 from steward.tools.mcp_hosting import SOCKET, read_registry
 from steward.tools.mcp_spec import MCPServerSpec
+from steward.tools.oauth import OAuthError, TokenSource
 from steward.tools.registry import Tool, ToolContext
 from steward.tools.resilience import ToolResilience
 from steward.tools.schema_tools import SchemaTool, check_input_schema, make_schema_tool
@@ -69,6 +70,7 @@ class RemoteTools:
         self.specs: dict[str, MCPServerSpec] = {}
         self._registry = registry
         self._connections: dict[tuple[str, str | None], MCPConnection] = {}
+        self._tokens: dict[tuple[str, str], TokenSource] = {}
         self._secrets: SecretStore | None = None
         self._retrying: set[asyncio.Task[None]] = set()
         self.hosted_root: Path | None = None
@@ -136,7 +138,10 @@ class RemoteTools:
     async def refresh(self, server: str) -> list[str]:
         """(Re)import a server's tools; the names now registered."""
         spec = self.specs[server]
-        connection = await self._connection(spec, spec.tenant or "default")
+        tenant = spec.tenant or "default"
+        if spec.oauth is not None:
+            await self._token_source(spec, tenant).token()  # a refused credential fails here
+        connection = await self._connection(spec, tenant)
         listed = await asyncio.wait_for(connection.list_tools(), spec.connect_timeout_s)
         tools: dict[str, SchemaTool] = {}
         for remote in listed:
@@ -204,21 +209,33 @@ class RemoteTools:
             span = trace.get_current_span()
             span.set_attribute(SPAN_SERVER, spec.name)
             span.set_attribute(SPAN_TRANSPORT, spec.transport)
+            source = None
+            if spec.oauth is not None:
+                source = self._token_source(spec, ctx.tenant_id)
+                try:
+                    await source.token()
+                except OAuthError as exc:  # the token endpoint's refusal: the model's tool error
+                    raise ToolError(str(exc)) from exc  # (journaled steps replay `ToolError`s)
             connection = await self._connection(spec, ctx.tenant_id)
             meta = {IDEMPOTENCY_META: ctx.idempotency_key, "steward/run_id": ctx.run_id}
             try:
                 result = await connection.call_tool(remote_name, arguments, meta)
-            except MCPError as exc:
-                raise MCPServerFailed(f"MCP server {spec.name!r}: {exc}") from exc
-            except RuntimeError as exc:  # the SDK's check of a result against its schema
-                raise MCPServerFailed(f"MCP server {spec.name!r}: bad result: {exc}") from exc
+            except Exception as exc:
+                if source is not None and source.failure is not None:
+                    # A 401 whose token refresh failed: the token endpoint's reason is clearer.
+                    raise ToolError(str(source.failure)) from exc
+                if isinstance(exc, MCPError):
+                    raise MCPServerFailed(f"MCP server {spec.name!r}: {exc}") from exc
+                if isinstance(exc, RuntimeError):  # the SDK's check of a result against its schema
+                    raise MCPServerFailed(f"MCP server {spec.name!r}: bad result: {exc}") from exc
+                raise
             return result_json(spec, result)
 
         return call
 
     async def _connection(self, spec: MCPServerSpec, tenant: str) -> MCPConnection:
         # Servers authenticated with a tenant's secret get one connection per tenant.
-        key = (spec.name, tenant if spec.token_secret else None)
+        key = (spec.name, tenant if spec.token_secret or spec.oauth else None)
         socket = self._hosted_socket(spec, tenant) if spec.hosted else None
         connection = self._connections.get(key)
         if connection is None:
@@ -226,9 +243,13 @@ class RemoteTools:
             connection = self._connections.get(key)  # another call may have opened it meanwhile
             if connection is None:
                 from steward.tools.mcp_client import MCPConnection
+                from steward.tools.oauth import BearerFromSource
 
+                auth = None
+                if spec.oauth is not None:
+                    auth = BearerFromSource(self._token_source(spec, tenant))
                 connection = MCPConnection(
-                    spec, token, lambda: self._changed(spec.name), socket=socket
+                    spec, token, lambda: self._changed(spec.name), socket=socket, auth=auth
                 )
                 self._connections[key] = connection
         return connection
@@ -261,6 +282,30 @@ class RemoteTools:
             purpose={"mcp_server": spec.name},
         )
         return secret.reveal()
+
+    def _token_source(self, spec: MCPServerSpec, tenant: str) -> TokenSource:
+        """The OAuth tokens of a server for one tenant, whose secret store holds the client's
+        secret; one source per (server, tenant), shared by its calls."""
+        assert spec.oauth is not None
+        source = self._tokens.get((spec.name, tenant))
+        if source is None:
+            secret_name = spec.oauth.client_secret_secret
+
+            async def read_secret() -> str:
+                if self._secrets is None:
+                    raise OAuthError(f"MCP server {spec.name!r} needs a secret store for OAuth")
+                secret = await asyncio.to_thread(
+                    self._secrets.secret_for_agent,
+                    tenant,
+                    secret_name,
+                    purpose={"mcp_server": spec.name},
+                )
+                return secret.reveal()
+
+            source = self._tokens[(spec.name, tenant)] = TokenSource(
+                spec.name, spec.oauth, read_secret
+            )
+        return source
 
     async def _changed(self, server: str) -> None:
         try:
