@@ -309,6 +309,13 @@ def alpha_objects(server: StewardProcess, keys: dict[str, str]) -> dict[str, str
         created = admin.post("/v1/sandboxes", json={})
         assert created.status_code in (200, 201), created.text
         paused = admin.post("/runs", json={"assistant_id": "approver", "input": {}}).json()
+        cron = admin.post(
+            "/runs/crons",
+            json={"assistant_id": "multistep", "schedule": "0 0 1 1 *", "input": {"steps": 1}},
+        )
+        assert cron.status_code == 200, cron.text
+        batch = admin.post("/v1/batches", json={"agent": "multistep", "items": [{"steps": 1}]})
+        assert batch.status_code == 201, batch.text
         approvals: list[dict[str, Any]] = []
         for _ in range(200):
             approvals = admin.get(f"/runs/{paused['run_id']}/approvals").json()
@@ -325,20 +332,38 @@ def alpha_objects(server: StewardProcess, keys: dict[str, str]) -> dict[str, str
         "key_secret": key["secret"],
         "hook_secret": hook["secret"],
         "sandbox_id": created.json()["id"],
+        "cron_id": cron.json()["cron_id"],
+        "batch_id": batch.json()["batch_id"],
     }
 
 
 # Path parameters that name a tenant's object. Anything else is a failure until listed here.
-TENANT_SCOPED = {"thread_id", "run_id", "key_id", "hook_id", "approval_id", "sandbox_id"}
+TENANT_SCOPED = {
+    "thread_id",
+    "run_id",
+    "key_id",
+    "hook_id",
+    "approval_id",
+    "sandbox_id",
+    "cron_id",
+    "batch_id",
+}
 # Routes whose body forbids unknown fields get a valid body of their own.
 BODIES = {
     ("POST", "/runs/{run_id}/approvals/{approval_id}"): {"decision": "reject"},
     ("POST", "/v1/sandboxes/{sandbox_id}/exec"): {"command": "true"},
     ("PUT", "/v1/sandboxes/{sandbox_id}/files/content"): {"content": "x"},
     ("POST", "/v1/sandboxes/{sandbox_id}/standby"): {},
+    ("POST", "/threads/{thread_id}/runs/crons"): {
+        "assistant_id": "multistep",
+        "schedule": "0 0 1 1 *",
+        "input": {"steps": 1},
+    },
 }
-# `assistant_id` names an agent: code deployed with the server, the same for every tenant.
-SHARED = {"assistant_id"}
+# `assistant_id` names an agent: code deployed with the server, the same for every tenant;
+# `namespace` a subgraph of it. A hosted MCP server (`name`) is not made here (it needs
+# `steward mcp deploy`): tests/e2e/test_mcp_hosting.py checks another tenant gets 404 there.
+SHARED = {"assistant_id": "multistep", "namespace": "tools", "name": "no-such-server"}
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -350,7 +375,7 @@ def test_other_tenants_ids_get_404_and_nothing_leaks(
     path: str,
 ) -> None:
     params = set(re.findall(r"\{([^}]+)\}", path))
-    unknown = params - TENANT_SCOPED - SHARED
+    unknown = params - TENANT_SCOPED - set(SHARED)
     assert not unknown, f"{method} {path}: add {unknown} to the tenant attack table"
     url, decoy = path, path
     if "approval_id" in params:  # the approval belongs to a run of its own
@@ -358,8 +383,9 @@ def test_other_tenants_ids_get_404_and_nothing_leaks(
     for name in params & TENANT_SCOPED:
         url = url.replace("{" + name + "}", alpha_objects[name])
         decoy = decoy.replace("{" + name + "}", "decoy-" + name)
-    url = url.replace("{assistant_id}", "multistep")
-    decoy = decoy.replace("{assistant_id}", "multistep")
+    for name, value in SHARED.items():
+        url = url.replace("{" + name + "}", value)
+        decoy = decoy.replace("{" + name + "}", value)
     # A body valid for every route, so the ownership check (not validation) answers.
     body = {
         "assistant_id": "multistep",
@@ -389,6 +415,10 @@ def test_other_tenants_ids_get_404_and_nothing_leaks(
     if params & TENANT_SCOPED and path.startswith("/hooks/"):
         # Ingress is public and signed: without signature headers the delivery is refused.
         assert_problem(response, 400, "webhook-malformed")
+    elif params & TENANT_SCOPED and path.startswith("/ui/"):
+        # The dashboard takes a session cookie, not a key: an API key alone is sent to log in
+        # (tests/e2e/test_dashboard.py logs in as another tenant and gets 404).
+        assert response.status_code == 303 and response.headers["location"] == "/ui/login"
     elif params & TENANT_SCOPED:
         assert_problem(response, 404, "not-found")
 

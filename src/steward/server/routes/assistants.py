@@ -169,8 +169,9 @@ async def create_assistant(
 
 @router.post("/assistants/search")
 async def search_assistants(
-    body: AssistantSearch, principal: Reader, request: Request
+    principal: Reader, request: Request, body: AssistantSearch | None = None
 ) -> JSONResponse:
+    body = body or AssistantSearch()  # no body: the defaults, as LangGraph's server answers
     found = await asyncio.to_thread(
         _platform(request).assistants.search,
         principal.tenant_id,
@@ -190,7 +191,10 @@ async def search_assistants(
 
 
 @router.post("/assistants/count")
-async def count_assistants(body: AssistantCount, principal: Reader, request: Request) -> int:
+async def count_assistants(
+    principal: Reader, request: Request, body: AssistantCount | None = None
+) -> int:
+    body = body or AssistantCount()
     platform = _platform(request)
     return await asyncio.to_thread(platform.assistants.count, principal.tenant_id, body.filters())
 
