@@ -8,7 +8,10 @@ any API process can answer any request (and there is no GET stream or DELETE of 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
+import importlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -33,35 +36,71 @@ _JSON_RPC = {"application/json": {"schema": {"type": "object"}}}
 
 
 class MCPEndpoint:
-    """The SDK's session manager for one server process; `run()` spans the app's lifespan."""
+    """The SDK's session manager for one server process, started by the first `/mcp` request.
+
+    Loading the MCP SDK costs about 0.7 s of CPU: a server that nobody asks over MCP never pays
+    it, and a start-up (or a restart after a crash, recovering runs) never waits for it. The
+    import runs in a thread; the manager's task group lives in a task of its own (entered and
+    left there, as anyio requires), until `close`."""
 
     def __init__(self, runtime: Runtime, app: Steward) -> None:
-        # The MCP SDK loads when the server starts serving, not when the CLI imports the app.
-        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-
-        from steward.tools.mcp_expose import ExposedSteward
-
-        exposed = ExposedSteward(
-            app=app,
-            engine=runtime.engine,
-            tracing=runtime.tracing,
-            secrets=runtime.security.secrets,
-        )
+        self._runtime = runtime
+        self._app = app
         self.hosting = Supervisor(runtime.settings.home / "mcp")
         self.hosting.on_healthy.append(app.remote.hosted_ready)
-        self.manager = StreamableHTTPSessionManager(
-            exposed.server(),
-            json_response=True,
-            stateless=True,
-            # The body guard in front already bounds it; the SDK's own limit never binds first.
-            max_request_body_size=runtime.settings.max_body_bytes + 1,
-        )
+        self._manager: Any = None
+        self._failure: BaseException | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
 
-    def run(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return self.manager.run()
+    async def _started(self) -> Any:
+        if self._serving is None:  # no await since the check: one task, however many callers
+            self._serving = asyncio.create_task(self._serve(), context=contextvars.Context())
+        await self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
+        return self._manager
+
+    async def _serve(self) -> None:
+        try:
+            await asyncio.to_thread(importlib.import_module, "steward.tools.mcp_expose")
+            from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+            from steward.tools.mcp_expose import ExposedSteward
+
+            runtime = self._runtime
+            exposed = ExposedSteward(
+                app=self._app,
+                engine=runtime.engine,
+                tracing=runtime.tracing,
+                secrets=runtime.security.secrets,
+            )
+            manager = StreamableHTTPSessionManager(
+                exposed.server(),
+                json_response=True,
+                stateless=True,
+                # The body guard in front already bounds it; the SDK's own limit never binds.
+                max_request_body_size=runtime.settings.max_body_bytes + 1,
+            )
+        except Exception as exc:
+            self._failure = exc
+            self._ready.set()
+            raise
+        async with manager.run():
+            self._manager = manager
+            self._ready.set()
+            await self._stop.wait()
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._serving is not None:
+            with contextlib.suppress(Exception):
+                await self._serving
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.manager.handle_request(scope, receive, send)
+        manager = await self._started()
+        await manager.handle_request(scope, receive, send)
 
 
 class _Delegated(Response):
@@ -199,9 +238,9 @@ def _called_tool(body: bytes) -> str | None:
 async def serving(runtime: Runtime, app: Steward) -> AsyncIterator[MCPEndpoint]:
     """`/mcp` and the hosted servers of `<home>/mcp`, for the app's lifespan."""
     endpoint = MCPEndpoint(runtime, app)
-    async with endpoint.run():
-        await endpoint.hosting.start()
-        try:
-            yield endpoint
-        finally:
-            await endpoint.hosting.stop()
+    await endpoint.hosting.start()
+    try:
+        yield endpoint
+    finally:
+        await endpoint.hosting.stop()
+        await endpoint.close()
