@@ -77,9 +77,10 @@ async def test_a_failing_decision_sink_at_the_end_of_a_run_still_ends_it(
 ) -> None:
     monkeypatch.setattr(app, "decision_sinks", [BrokenSink()])
     engine = runtime.engine
-    # An e-mail address in the output is redacted; the tally is released as the run ends.
+    # A card number in the output is always redacted (an e-mail address the user typed no
+    # longer is); the tally is released as the run ends.
     run = await engine.submit(
-        RunRequest(tenant_id="default", agent="echo", input={"text": "mail bob@example.com"})
+        RunRequest(tenant_id="default", agent="echo", input={"text": "card 4111 1111 1111 1111"})
     )
     ended = await asyncio.wait_for(engine.wait("default", run.id), 30)
     assert (ended.status, ended.stop_reason) == ("error", "internal_error")
