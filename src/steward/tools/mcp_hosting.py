@@ -109,6 +109,7 @@ def sandboxed(command: list[str], directory: Path) -> list[str]:
         "--dev", "/dev",
         "--proc", "/proc",
         "--tmpfs", "/tmp",
+        *_python_under_tmp(),
         "--bind", str(directory), str(directory),
         "--chdir", str(directory),
         "--clearenv",
@@ -118,6 +119,27 @@ def sandboxed(command: list[str], directory: Path) -> list[str]:
         "--",
         *command,
     ]  # fmt: skip
+
+
+def _python_under_tmp() -> list[str]:
+    """Read-only binds of this interpreter's files that live under /tmp (a venv or a checkout
+    there), which the sandbox's own empty /tmp would hide; parents before children."""
+    wanted = {sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(sys.executable)}
+    wanted.update(p for p in sys.path if p)
+    under = sorted(
+        {os.path.realpath(p) for p in wanted} | wanted,
+        key=lambda p: (p.count(os.sep), p),
+    )
+    binds: list[str] = []
+    kept: list[str] = []
+    for path in under:
+        if not (path == "/tmp" or path.startswith("/tmp/")) or not os.path.exists(path):
+            continue
+        if any(path == k or path.startswith(k + os.sep) for k in kept):
+            continue  # inside a directory bound already
+        kept.append(path)
+        binds += ["--ro-bind", path, path]
+    return binds
 
 
 @dataclass
