@@ -402,8 +402,10 @@ async def test_store_items_expire_after_their_ttl(client: LangGraphClient) -> No
     await client.store.put_item([root], "long", {"v": 2}, ttl=60)
 
     async def expired() -> bool:
-        keys = [i["key"] for i in (await client.store.search_items([root]))["items"]]
-        return keys == ["long"]
+        # Without refresh_ttl=False each search would renew the short item's 0.1 s TTL, so a
+        # probe every 0.1 s could keep it alive forever (a read refreshes, as LangGraph's does).
+        found = await client.store.search_items([root], refresh_ttl=False)
+        return [i["key"] for i in found["items"]] == ["long"]
 
     await eventually(expired, "the short-lived item to expire")
     with pytest.raises(httpx.HTTPStatusError) as gone:
