@@ -29,6 +29,10 @@ services:
 	./scripts/ensure-services
 
 test: install-dev services
+	# Compile first: CPython 3.11 can raise a spurious SystemError ("AST constructor recursion
+	# depth mismatch", cpython#106905) when a module compiles in a worker thread while pytest
+	# parses a failing test's source, and that INTERNALERROR ends the whole session.
+	$(BIN)/python -m compileall -q src tests examples >/dev/null
 	$(BIN)/pytest -q
 
 lint: install-dev
