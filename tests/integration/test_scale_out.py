@@ -42,6 +42,10 @@ def test_kill_test_loses_no_run_and_repeats_no_effect(backend: str) -> None:
             "--runs=40",
             "--workers=2",
             "--steps=4",
+            # Runs that outlast a worker's first second (--min-uptime) at any machine speed: on
+            # a quiet machine the default 20 ms steps finished every run before a kill was due.
+            "--work-ms=250",
+            "--concurrency=4",
             "--leave-dead-every=3",
             "--stale=3",
             "--min-uptime=1",
